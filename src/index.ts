@@ -1,0 +1,26 @@
+/**
+ * colbert-web: ColBERT late-interaction search that runs entirely in the browser (or Node).
+ * Public exports only.
+ */
+export { createSearch, DEFAULT_MODEL } from './search.ts';
+export type { ColbertSearch, SearchConfig, AddOptions } from './search.ts';
+export type { AddResult, EngineInfo, IndexStats, SearchOptions } from './engine.ts';
+export { ColbertError, isColbertError, ERROR_MESSAGES } from './errors.ts';
+export type { ErrorCode, ColbertErrorData } from './errors.ts';
+export type {
+  Device,
+  DeviceOption,
+  DocumentInput,
+  Dtype,
+  EmbeddingInput,
+  ExpansionMode,
+  Hit,
+  Metadata,
+  Progress,
+  ProgressCallback,
+  TokenMatrix,
+} from './types.ts';
+export type { ModelLayout } from './model/config.ts';
+export { detectCapabilities } from './capabilities.ts';
+export type { Capabilities } from './capabilities.ts';
+export { clearModelCache } from './model/files.ts';

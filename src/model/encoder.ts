@@ -1,0 +1,392 @@
+/**
+ * Text in, token matrices out: loads a PyLate checkpoint's ONNX export into onnxruntime-web
+ * (WebGPU with a WASM fallback, or WASM in Node), and runs the encoding recipe end to end.
+ */
+import * as ort from 'onnxruntime-web';
+import { ColbertError, toColbertError } from '../errors.ts';
+import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
+import { detectCapabilities, type Capabilities } from '../capabilities.ts';
+import { detectLayout, resolveEncodingConfig, type EncodingConfig, type EncodingOverrides, type ModelLayout } from './config.ts';
+import { fetchModelFile, fetchModelJSON, fileLocation, resolveModelSource, type FetchOptions, type ModelSource } from './files.ts';
+import { loadDenseHead, projectAndNormalize, type DenseLayer } from './head.ts';
+import { ColbertTokenizer, type EncodedText } from './tokenize.ts';
+
+/** Options for {@link loadEncoder}. */
+export interface EncoderOptions extends EncodingOverrides {
+  /** Hugging Face repo id, base URL, or local path/URL prefix. */
+  model: string;
+  /** Hub revision (branch, tag, commit). Default 'main'. */
+  revision?: string;
+  /** Hub host. Default 'https://huggingface.co'. */
+  hubUrl?: string;
+  /** Where to run the model. Default 'auto' (WebGPU, then WASM). */
+  device?: DeviceOption;
+  /** Weight precision, one for all devices or per device. Defaults: WebGPU fp16 (with shader-f16) else fp32; WASM q8. */
+  dtype?: Dtype | Partial<Record<Device, Dtype>>;
+  /** Force an export layout instead of detecting it. */
+  layout?: ModelLayout;
+  /** Treatment of masked `[MASK]` expansion positions; see {@link ExpansionMode}. Default 'zero'. */
+  expansion?: ExpansionMode;
+  /** Keep downloads in Cache Storage. Default true. */
+  cache?: boolean;
+  /** Where onnxruntime-web finds its `.wasm`/`.mjs` files (a URL prefix or per-file URLs). Default: next to the bundled library. */
+  wasmPaths?: string | { wasm?: string; mjs?: string };
+  /** WASM threads. Default: min(4, cores) when cross-origin isolated, else 1. */
+  numThreads?: number;
+  /** Most tokens (batch x padded length) in one forward pass. Default 8192. */
+  maxBatchTokens?: number;
+  onProgress?: ProgressCallback | undefined;
+}
+
+/** What {@link Encoder.info} reports. */
+export interface EncoderInfo {
+  model: string;
+  revision?: string;
+  layout: ModelLayout;
+  device: Device;
+  dtype: Dtype;
+  dim: number;
+  /** The ONNX file that runs. */
+  file: string;
+  /** Why the preferred device was not used, when it was not. */
+  fallbackReason?: string;
+  config: EncodingConfig;
+  expansion: ExpansionMode;
+}
+
+const TJS_SUFFIX: Record<Dtype, string> = {
+  fp32: '',
+  fp16: '_fp16',
+  q8: '_quantized',
+  int8: '_int8',
+  uint8: '_uint8',
+  q4: '_q4',
+  q4f16: '_q4f16',
+  bnb4: '_bnb4',
+};
+const DTYPES = Object.keys(TJS_SUFFIX) as Dtype[];
+
+/** The ONNX file of a dtype in a layout, or null when the layout has none. */
+export function onnxFileFor(layout: ModelLayout, dtype: Dtype): string | null {
+  if (layout === 'transformers.js') return `onnx/model${TJS_SUFFIX[dtype]}.onnx`;
+  if (dtype === 'fp32') return 'model.onnx';
+  if (dtype === 'int8' || dtype === 'q8') return 'model_int8.onnx';
+  return null;
+}
+
+/** Candidate dtypes, best first, for a device when the caller chose none. */
+function defaultDtypes(device: Device, caps: Capabilities): Dtype[] {
+  // q8/q4 graphs have returned silently wrong embeddings on WebGPU and MatMulInteger falls off it:
+  // float weights there. WASM runs int8 kernels well.
+  if (device === 'webgpu') return caps.webgpuF16 ? ['fp16', 'fp32'] : ['fp32'];
+  return ['q8', 'int8', 'fp32'];
+}
+
+/** Resolves the device option into an ordered list of devices to try, with the reason for skipping WebGPU. */
+export function planDevices(option: DeviceOption, caps: Capabilities): { devices: Device[]; skipped?: string } {
+  if (option !== 'auto' && option !== 'webgpu' && option !== 'wasm') {
+    throw new ColbertError('INVALID_DEVICE', `Unknown device ${JSON.stringify(option)}; use 'auto', 'webgpu' or 'wasm'.`, { device: option });
+  }
+  if (option === 'wasm') return { devices: ['wasm'] };
+  if (caps.webgpu) return { devices: option === 'auto' ? ['webgpu', 'wasm'] : ['webgpu'] };
+  if (option === 'webgpu') {
+    throw new ColbertError('DEVICE_UNAVAILABLE', `device 'webgpu' was requested but ${caps.webgpuReason ?? 'WebGPU is unavailable'}. Use device: 'auto' to fall back to WASM.`, { reason: caps.webgpuReason });
+  }
+  return { devices: ['wasm'], skipped: caps.webgpuReason ?? 'WebGPU is unavailable' };
+}
+
+let ortConfigured = false;
+function configureOrt(options: EncoderOptions, caps: Capabilities): void {
+  if (ortConfigured) return;
+  ortConfigured = true;
+  ort.env.logLevel = 'error';
+  if (!caps.node) {
+    ort.env.wasm.numThreads = options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1);
+    if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
+  } else if (options.numThreads !== undefined) {
+    ort.env.wasm.numThreads = options.numThreads;
+  }
+}
+
+/** Serialises work: onnxruntime sessions must not run concurrently. */
+class Queue {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** A loaded model. Create with {@link loadEncoder}; call {@link dispose} when done. */
+export class Encoder {
+  private readonly queue = new Queue();
+  private disposed = false;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly tokenizer: ColbertTokenizer,
+    private readonly head: readonly DenseLayer[],
+    private readonly outputName: string,
+    private readonly hiddenDim: number,
+    readonly info: EncoderInfo,
+    private readonly maxBatchTokens: number,
+  ) {}
+
+  /** @internal */
+  static async create(session: ort.InferenceSession, tokenizer: ColbertTokenizer, head: DenseLayer[], info: Omit<EncoderInfo, 'dim'>, maxBatchTokens: number): Promise<Encoder> {
+    const outputName = session.outputNames.includes('output')
+      ? 'output'
+      : session.outputNames.includes('last_hidden_state')
+        ? 'last_hidden_state'
+        : session.outputNames[0];
+    if (outputName === undefined) throw new ColbertError('MODEL_LOAD_FAILED', 'The ONNX graph has no outputs.');
+    // One warm-up pass learns the hidden size (and compiles WebGPU kernels before the first real call).
+    const probe = tokenizer.encodeDocument('warm up');
+    const probeOut = await runSession(session, [probe], probe.inputIds.length, outputName);
+    const hiddenDim = probeOut.dims[2];
+    if (probeOut.dims.length !== 3 || hiddenDim === undefined) {
+      throw new ColbertError('MODEL_LOAD_FAILED', `The ONNX output "${outputName}" has shape [${probeOut.dims.join(', ')}]; expected [batch, sequence, dim].`);
+    }
+    if (head.length && head[0]!.inFeatures !== hiddenDim) {
+      throw new ColbertError('MODEL_CONFIG_INVALID', `The Dense head takes ${head[0]!.inFeatures} features but the ONNX graph outputs ${hiddenDim}.`, { hiddenDim, inFeatures: head[0]!.inFeatures });
+    }
+    const dim = head.length ? head[head.length - 1]!.outFeatures : hiddenDim;
+    return new Encoder(session, tokenizer, head, outputName, hiddenDim, { ...info, dim }, maxBatchTokens);
+  }
+
+  /** Dimension of the token vectors. */
+  get dim(): number {
+    return this.info.dim;
+  }
+
+  /** Encodes queries (prompt, `[Q]`, `[MASK]` expansion). One matrix per text, in order. */
+  async encodeQueries(texts: readonly string[]): Promise<TokenMatrix[]> {
+    const keepExpansion = this.info.expansion === 'eager' || this.info.config.attendToExpansionTokens;
+    const inputs = texts.map((text) => {
+      const enc = this.tokenizer.encodeQuery(text);
+      // 'zero': masked expansion positions would be zero vectors, adding nothing to any score;
+      // they cannot influence the real tokens (masked out of attention), so they are not computed.
+      return keepExpansion ? enc : sliceEncoded(enc, enc.realLength);
+    });
+    return this.encode(inputs, (enc) => allRows(enc));
+  }
+
+  /** Encodes documents (prompt, `[D]`, truncation, skiplist). One matrix per text, in order. */
+  async encodeDocuments(texts: readonly string[], onProgress?: (done: number, tokens: number) => void): Promise<TokenMatrix[]> {
+    const inputs = texts.map((text) => this.tokenizer.encodeDocument(text));
+    return this.encode(inputs, (enc) => this.tokenizer.keptDocumentPositions(enc), onProgress);
+  }
+
+  private async encode(
+    inputs: EncodedText[],
+    keep: (enc: EncodedText) => number[],
+    onProgress?: (done: number, tokens: number) => void,
+  ): Promise<TokenMatrix[]> {
+    if (this.disposed) throw new ColbertError('CLOSED', 'The encoder was disposed.');
+    const results: (TokenMatrix | undefined)[] = new Array(inputs.length);
+    // Longest first, batched under a token budget: little padding, bounded memory.
+    const order = inputs.map((_, i) => i).sort((a, b) => inputs[b]!.inputIds.length - inputs[a]!.inputIds.length);
+    let done = 0;
+    let tokens = 0;
+    for (let start = 0; start < order.length; ) {
+      const seqLen = inputs[order[start]!]!.inputIds.length;
+      const size = Math.max(1, Math.min(order.length - start, Math.floor(this.maxBatchTokens / Math.max(1, seqLen))));
+      const batch = order.slice(start, start + size);
+      start += size;
+      const output = await this.queue.run(() => runSession(this.session, batch.map((i) => inputs[i]!), seqLen, this.outputName));
+      const hidden = output.data as Float32Array;
+      for (let b = 0; b < batch.length; b++) {
+        const enc = inputs[batch[b]!]!;
+        const rows = keep(enc).map((r) => b * seqLen + r);
+        const data = this.head.length || this.info.layout === 'transformers.js'
+          ? projectAndNormalize(hidden, this.hiddenDim, rows, this.head)
+          : gatherRows(hidden, this.hiddenDim, rows);
+        const ids = Int32Array.from(rows, (r) => enc.inputIds[r - b * seqLen]!);
+        results[batch[b]!] = { data, tokens: rows.length, dim: this.dim, ids };
+        tokens += rows.length;
+      }
+      output.dispose();
+      done += batch.length;
+      onProgress?.(done, tokens);
+    }
+    return results as TokenMatrix[];
+  }
+
+  /** Frees the ONNX session. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue.run(() => this.session.release());
+  }
+}
+
+function sliceEncoded(enc: EncodedText, length: number): EncodedText {
+  return { inputIds: enc.inputIds.slice(0, length), attentionMask: enc.attentionMask.slice(0, length), realLength: Math.min(length, enc.realLength) };
+}
+
+function allRows(enc: EncodedText): number[] {
+  return Array.from({ length: enc.inputIds.length }, (_, i) => i);
+}
+
+function gatherRows(data: Float32Array, dim: number, rows: readonly number[]): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => out.set(data.subarray(r * dim, (r + 1) * dim), i * dim));
+  return out;
+}
+
+async function runSession(session: ort.InferenceSession, batch: EncodedText[], seqLen: number, outputName: string): Promise<ort.Tensor> {
+  const n = batch.length;
+  const ids = new BigInt64Array(n * seqLen);
+  const mask = new BigInt64Array(n * seqLen);
+  const padId = 0n;
+  batch.forEach((enc, b) => {
+    for (let i = 0; i < seqLen; i++) {
+      const inRange = i < enc.inputIds.length;
+      ids[b * seqLen + i] = inRange ? BigInt(enc.inputIds[i]!) : padId;
+      mask[b * seqLen + i] = inRange ? BigInt(enc.attentionMask[i]!) : 0n;
+    }
+  });
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', ids, [n, seqLen]),
+    attention_mask: new ort.Tensor('int64', mask, [n, seqLen]),
+  };
+  if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(n * seqLen), [n, seqLen]);
+  for (const name of session.inputNames) {
+    if (!(name in feeds)) throw new ColbertError('MODEL_LOAD_FAILED', `The ONNX graph needs an input "${name}" this library does not provide (it feeds input_ids, attention_mask, token_type_ids).`, { inputs: session.inputNames });
+  }
+  let result: ort.InferenceSession.OnnxValueMapType;
+  try {
+    result = await session.run(feeds, [outputName]);
+  } catch (err) {
+    throw toColbertError(err, 'ENCODE_FAILED', 'The model failed to run');
+  }
+  const out = result[outputName];
+  if (!out) throw new ColbertError('ENCODE_FAILED', `The model did not return "${outputName}".`);
+  if (out.type !== 'float32') throw new ColbertError('ENCODE_FAILED', `The model returned ${out.type} for "${outputName}"; expected float32.`);
+  return out as ort.Tensor;
+}
+
+/** The dtypes to try on a device, best first: the caller's choice alone, or the defaults. */
+function dtypeChoices(option: EncoderOptions['dtype'], device: Device, caps: Capabilities): Dtype[] {
+  const chosen = typeof option === 'string' ? option : option?.[device];
+  if (chosen === undefined) return defaultDtypes(device, caps);
+  if (!DTYPES.includes(chosen)) {
+    throw new ColbertError('INVALID_ARGUMENT', `Unknown dtype ${JSON.stringify(chosen)}; use one of ${DTYPES.join(', ')}.`, { dtype: chosen });
+  }
+  return [chosen];
+}
+
+async function createSession(bytes: Uint8Array, device: Device): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: [device],
+    graphOptimizationLevel: 'all',
+  });
+}
+
+/** Explains what a location holds when no runnable ONNX file was found. */
+async function noOnnxError(source: ModelSource, layout: ModelLayout, tried: string[], fetchOptions: FetchOptions): Promise<ColbertError> {
+  const probes = ['model.safetensors', 'pytorch_model.bin', 'config.json', 'config_sentence_transformers.json'];
+  const found: string[] = [];
+  for (const file of probes) {
+    if (await fetchModelFile(source, file, { ...fetchOptions, onProgress: undefined })) found.push(file);
+  }
+  const weights = found.filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin'));
+  const what = weights.length ? `It has ${weights.join(' and ')} but no ONNX export.` : 'It has no ONNX export.';
+  return new ColbertError(
+    'MODEL_NO_ONNX',
+    `${source.model}: ${what} This library runs ONNX: tried ${tried.join(', ')} (${layout} layout). ` +
+      'Export the checkpoint to ONNX (transformers.js layout onnx/model*.onnx with the 1_Dense head, or LightOn\'s colbert-export model.onnx), or use a repository that has one.',
+    { model: source.model, found, tried, layout },
+  );
+}
+
+/**
+ * Loads a model: configs, tokenizer, Dense head, and an ONNX session on the best available device.
+ * Reports progress (downloads in bytes, then 'ready'); throws coded errors for every failure.
+ */
+export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
+  const caps = await detectCapabilities();
+  const expansion = options.expansion ?? 'zero';
+  if (expansion !== 'zero' && expansion !== 'eager') {
+    throw new ColbertError('INVALID_ARGUMENT', `Unknown expansion ${JSON.stringify(expansion)}; use 'zero' or 'eager'.`);
+  }
+  const plan = planDevices(options.device ?? 'auto', caps);
+  const sourceOptions: { revision?: string; hubUrl?: string } = {};
+  if (options.revision !== undefined) sourceOptions.revision = options.revision;
+  if (options.hubUrl !== undefined) sourceOptions.hubUrl = options.hubUrl;
+  const source = resolveModelSource(options.model, sourceOptions);
+  const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress };
+  configureOrt(options, caps);
+
+  options.onProgress?.({ status: 'load', stage: 'config' });
+  const [st, modelConfig, tokenizerJson, tokenizerConfig] = await Promise.all([
+    fetchModelJSON(source, 'config_sentence_transformers.json', fetchOptions),
+    fetchModelJSON(source, 'config.json', fetchOptions),
+    fetchModelJSON(source, 'tokenizer.json', fetchOptions),
+    fetchModelJSON(source, 'tokenizer_config.json', fetchOptions),
+  ]);
+  if (!tokenizerJson) {
+    const nothing = !st && !modelConfig;
+    throw new ColbertError(
+      'MODEL_NOT_FOUND',
+      nothing
+        ? `No model found at ${source.base} (no tokenizer.json, config.json or config_sentence_transformers.json). Check the repo id, URL or path.`
+        : `${fileLocation(source, 'tokenizer.json')} is missing; a PyLate checkpoint ships its tokenizer.json.`,
+      { model: options.model, base: source.base },
+    );
+  }
+  options.onProgress?.({ status: 'load', stage: 'tokenizer' });
+  const layout = options.layout ?? detectLayout(st ?? undefined);
+  let tokenizer: ColbertTokenizer;
+  try {
+    const { Tokenizer } = await import('@huggingface/tokenizers');
+    const hf = new Tokenizer(tokenizerJson, tokenizerConfig ?? {});
+    const overrides: EncodingOverrides = {};
+    if (options.prompts !== undefined) overrides.prompts = options.prompts;
+    if (options.queryLength !== undefined) overrides.queryLength = options.queryLength;
+    if (options.documentLength !== undefined) overrides.documentLength = options.documentLength;
+    const config = resolveEncodingConfig({ sentenceTransformers: st ?? undefined, model: modelConfig ?? undefined, tokenizer: tokenizerConfig ?? undefined }, hf, overrides);
+    tokenizer = new ColbertTokenizer(hf, config);
+  } catch (err) {
+    throw toColbertError(err, 'MODEL_CONFIG_INVALID', 'The tokenizer could not be built');
+  }
+  const head = layout === 'transformers.js' ? await loadDenseHead(source, fetchOptions) : [];
+
+  let fallbackReason = plan.skipped;
+  const tried: string[] = [];
+  for (const device of plan.devices) {
+    for (const dtype of dtypeChoices(options.dtype, device, caps)) {
+      const file = onnxFileFor(layout, dtype);
+      if (file === null) continue;
+      if (!tried.includes(file)) tried.push(file);
+      const bytes = await fetchModelFile(source, file, fetchOptions);
+      if (!bytes) continue;
+      options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
+      try {
+        const session = await createSession(bytes, device);
+        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, config: tokenizer.config, expansion };
+        if (source.revision !== undefined) info.revision = source.revision;
+        if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
+        const encoder = await Encoder.create(session, tokenizer, head, info, options.maxBatchTokens ?? 8192);
+        options.onProgress?.({ status: 'ready', device, dtype, ...(fallbackReason !== undefined ? { fallbackReason } : {}) });
+        return encoder;
+      } catch (err) {
+        const error = toColbertError(err, 'MODEL_LOAD_FAILED', `Could not start ${file} on ${device}`);
+        if (device === 'webgpu' && plan.devices.includes('wasm')) {
+          fallbackReason = `WebGPU failed (${error.message}); using WASM`;
+          break;
+        }
+        throw error;
+      }
+    }
+  }
+  if (options.dtype !== undefined) {
+    throw new ColbertError(
+      'MODEL_NOT_FOUND',
+      `${options.model}: no ONNX file for the requested dtype (tried ${tried.join(', ') || 'nothing: the layout has no such dtype'}).`,
+      { model: options.model, tried, dtype: options.dtype, layout },
+    );
+  }
+  throw await noOnnxError(source, layout, tried, fetchOptions);
+}

@@ -1,0 +1,72 @@
+/**
+ * MaxSim on the CPU: the oracle every other scorer is checked against, and the fallback.
+ * score(q, d) = sum over query rows i of max over document rows j of <q_i, d_j>.
+ * A document with no rows scores 0.
+ */
+import type { ShardView } from '../store/types.ts';
+import type { TokenMatrix } from '../types.ts';
+
+/**
+ * Scores every document slot of a shard against a query. Deleted slots get -Infinity.
+ * Loops are ordered document row outer, query row inner, so each document row is read once and
+ * stays in cache while all query rows are compared with it.
+ */
+export function maxSimShard(query: TokenMatrix, shard: ShardView, out = new Float32Array(shard.docIds.length)): Float32Array {
+  const { dim, offsets, vectors, docIds } = shard;
+  const q = query.data;
+  const nq = query.tokens;
+  const best = new Float32Array(nq);
+  for (let doc = 0; doc < docIds.length; doc++) {
+    if (docIds[doc] === null) {
+      out[doc] = -Infinity;
+      continue;
+    }
+    const from = offsets[doc]!;
+    const to = offsets[doc + 1]!;
+    if (to === from) {
+      out[doc] = 0;
+      continue;
+    }
+    best.fill(-Infinity);
+    for (let row = from; row < to; row++) {
+      const d = row * dim;
+      for (let i = 0; i < nq; i++) {
+        const qo = i * dim;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let k = 0;
+        for (; k + 3 < dim; k += 4) {
+          s0 += q[qo + k]! * vectors[d + k]!;
+          s1 += q[qo + k + 1]! * vectors[d + k + 1]!;
+          s2 += q[qo + k + 2]! * vectors[d + k + 2]!;
+          s3 += q[qo + k + 3]! * vectors[d + k + 3]!;
+        }
+        for (; k < dim; k++) s0 += q[qo + k]! * vectors[d + k]!;
+        const s = s0 + s1 + s2 + s3;
+        if (s > best[i]!) best[i] = s;
+      }
+    }
+    let total = 0;
+    for (let i = 0; i < nq; i++) total += best[i]!;
+    out[doc] = total;
+  }
+  return out;
+}
+
+/** MaxSim of one query against one document matrix (reference form, for tests and explanations). */
+export function maxSim(query: TokenMatrix, doc: TokenMatrix): number {
+  if (doc.tokens === 0) return 0;
+  let total = 0;
+  for (let i = 0; i < query.tokens; i++) {
+    let best = -Infinity;
+    for (let j = 0; j < doc.tokens; j++) {
+      let s = 0;
+      for (let k = 0; k < query.dim; k++) s += query.data[i * query.dim + k]! * doc.data[j * doc.dim + k]!;
+      if (s > best) best = s;
+    }
+    total += best;
+  }
+  return total;
+}

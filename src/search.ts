@@ -1,0 +1,256 @@
+/**
+ * The public facade. `createSearch()` loads a model and returns a {@link ColbertSearch}; by default
+ * the engine runs in a Web Worker (browsers) or in the calling thread (Node). Both implement the
+ * same interface; comlink never leaks out of this file.
+ */
+import * as Comlink from 'comlink';
+import type { AddResult, Engine, EngineInfo, EngineOptions, IndexStats, SearchOptions } from './engine.ts';
+import { ColbertError, toColbertError } from './errors.ts';
+import type { Device, DocumentInput, Dtype, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
+import type { EngineHost } from './worker.ts';
+import { installErrorTransfer } from './worker-protocol.ts';
+
+/** The model used when none is named. */
+export const DEFAULT_MODEL = 'lightonai/ColBERT-Zero-supervised';
+
+/** Options for {@link createSearch}. */
+export interface SearchConfig extends Omit<EngineOptions, 'model'> {
+  /** Hugging Face repo id, base URL, or local path / URL prefix. Default {@link DEFAULT_MODEL}. */
+  model?: string;
+  /**
+   * Where the engine runs. `true`: the library's own Web Worker (default in browsers);
+   * `false`: the calling thread (default in Node); a `Worker`: your own worker that calls
+   * `exposeEngine()` from 'colbert-web/worker'.
+   */
+  worker?: boolean | Worker;
+  /** Loading progress: downloads in bytes, then 'ready' with the device. */
+  onProgress?: ProgressCallback;
+}
+
+/** Per-call options of {@link ColbertSearch.add}. */
+export interface AddOptions {
+  /** Encoding and storing progress. */
+  onProgress?: ProgressCallback;
+}
+
+/** A loaded model with its index. */
+export interface ColbertSearch {
+  /** What runs the model: 'webgpu' or 'wasm'. */
+  readonly device: Device;
+  /** The weight precision that runs. */
+  readonly dtype: Dtype;
+  /** Token vector dimension. */
+  readonly dim: number;
+  /** Why WebGPU is not used, when it is not (e.g. no adapter, or its session failed). */
+  readonly fallbackReason: string | undefined;
+  /** Everything about the model that runs. */
+  readonly info: EngineInfo;
+  /** Encodes and indexes documents; an existing id is replaced. */
+  add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
+  /** Indexes precomputed document matrices (e.g. from PyLate). */
+  addEmbeddings(items: EmbeddingInput[]): Promise<AddResult>;
+  /** Removes documents; all ids must exist (else UNKNOWN_ID and nothing changes). Returns the count removed. */
+  delete(ids: string[]): Promise<number>;
+  /** The k best documents for a query, best first. */
+  search(query: string, options?: SearchOptions): Promise<Hit[]>;
+  /** The k best documents for a precomputed query matrix. */
+  searchEmbedding(query: TokenMatrix, options?: SearchOptions): Promise<Hit[]>;
+  /** A query's token matrix (prompt, [Q], expansion applied). */
+  encodeQuery(text: string): Promise<TokenMatrix>;
+  /** Documents' token matrices (prompt, [D], skiplist applied), not stored. */
+  encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
+  /** Index counts. */
+  stats(): Promise<IndexStats>;
+  /** Frees the model, the index and the worker. Later calls fail with CLOSED. */
+  close(): Promise<void>;
+}
+
+abstract class BaseSearch implements ColbertSearch {
+  protected closed = false;
+  constructor(readonly info: EngineInfo) {}
+  get device(): Device {
+    return this.info.device;
+  }
+  get dtype(): Dtype {
+    return this.info.dtype;
+  }
+  get dim(): number {
+    return this.info.dim;
+  }
+  get fallbackReason(): string | undefined {
+    return this.info.fallbackReason;
+  }
+  protected check(): void {
+    if (this.closed) throw new ColbertError('CLOSED', 'This search instance was closed; create a new one.');
+  }
+  abstract add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
+  abstract addEmbeddings(items: EmbeddingInput[]): Promise<AddResult>;
+  abstract delete(ids: string[]): Promise<number>;
+  abstract search(query: string, options?: SearchOptions): Promise<Hit[]>;
+  abstract searchEmbedding(query: TokenMatrix, options?: SearchOptions): Promise<Hit[]>;
+  abstract encodeQuery(text: string): Promise<TokenMatrix>;
+  abstract encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
+  abstract stats(): Promise<IndexStats>;
+  abstract close(): Promise<void>;
+}
+
+/** Runs the engine in the calling thread. */
+class InThreadSearch extends BaseSearch {
+  constructor(private readonly engine: Engine) {
+    super(engine.info());
+  }
+  async add(docs: DocumentInput[], options?: AddOptions) {
+    this.check();
+    return this.engine.add(docs, options?.onProgress);
+  }
+  async addEmbeddings(items: EmbeddingInput[]) {
+    this.check();
+    return this.engine.addEmbeddings(items);
+  }
+  async delete(ids: string[]) {
+    this.check();
+    return this.engine.delete(ids);
+  }
+  async search(query: string, options?: SearchOptions) {
+    this.check();
+    return this.engine.search(query, options);
+  }
+  async searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
+    this.check();
+    return this.engine.searchEmbedding(query, options);
+  }
+  async encodeQuery(text: string) {
+    this.check();
+    return this.engine.encodeQuery(text);
+  }
+  async encodeDocuments(texts: string[]) {
+    this.check();
+    return this.engine.encodeDocuments(texts);
+  }
+  async stats() {
+    this.check();
+    return this.engine.stats();
+  }
+  async close() {
+    this.closed = true;
+    await this.engine.close();
+  }
+}
+
+/** Runs the engine in a Web Worker through comlink. */
+class WorkerSearch extends BaseSearch {
+  constructor(
+    info: EngineInfo,
+    private readonly remote: Comlink.Remote<EngineHost>,
+    private readonly worker: Worker,
+    private readonly ownsWorker: boolean,
+    private readonly crashed: Promise<never>,
+  ) {
+    super(info);
+  }
+
+  /** Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile. */
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    this.check();
+    return Promise.race([fn(), this.crashed]);
+  }
+
+  add(docs: DocumentInput[], options?: AddOptions) {
+    const progress = options?.onProgress ? Comlink.proxy(options.onProgress) : undefined;
+    return this.call(() => this.remote.add(docs, progress));
+  }
+  addEmbeddings(items: EmbeddingInput[]) {
+    return this.call(() => this.remote.addEmbeddings(items));
+  }
+  delete(ids: string[]) {
+    return this.call(() => this.remote.delete(ids));
+  }
+  search(query: string, options?: SearchOptions) {
+    return this.call(() => this.remote.search(query, options));
+  }
+  searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
+    return this.call(() => this.remote.searchEmbedding(query, options));
+  }
+  encodeQuery(text: string) {
+    return this.call(() => this.remote.encodeQuery(text));
+  }
+  encodeDocuments(texts: string[]) {
+    return this.call(() => this.remote.encodeDocuments(texts));
+  }
+  stats() {
+    return this.call(() => this.remote.stats());
+  }
+  async close() {
+    if (this.closed) return;
+    try {
+      await this.call(() => this.remote.close());
+    } finally {
+      this.closed = true;
+      this.remote[Comlink.releaseProxy]();
+      if (this.ownsWorker) this.worker.terminate();
+    }
+  }
+}
+
+function spawnWorker(): Worker {
+  // The one place a Worker is created. Bundlers (Vite, webpack 5, Rollup with plugins) recognise
+  // exactly this form and bundle the worker file; see README "Workers and bundlers".
+  return new Worker(new URL('../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'colbert-web' });
+}
+
+/** Rejects when the worker reports an uncaught error or fails to load. */
+function watchWorker(worker: Worker): Promise<never> {
+  const crashed = new Promise<never>((_, reject) => {
+    const fail = (event: Event) => {
+      const message = (event as ErrorEvent).message || 'the worker script failed to load or threw an uncaught error';
+      reject(new ColbertError('WORKER_FAILED', `The colbert-web worker failed: ${message}.`, { message }));
+    };
+    worker.addEventListener('error', fail);
+    worker.addEventListener('messageerror', fail);
+  });
+  crashed.catch(() => undefined); // observed through call(); avoid unhandled-rejection noise
+  return crashed;
+}
+
+/**
+ * Loads a model and returns a search instance.
+ *
+ * @example
+ * const search = await createSearch({ model: 'lightonai/ColBERT-Zero-supervised' });
+ * await search.add([{ id: 'd1', text: 'Late interaction scores each query token separately.' }]);
+ * const hits = await search.search('what is late interaction?', { k: 10 });
+ */
+export async function createSearch(config: SearchConfig = {}): Promise<ColbertSearch> {
+  if (typeof config !== 'object' || config === null) throw new ColbertError('INVALID_ARGUMENT', 'createSearch() takes an options object.');
+  const { worker: workerOption, onProgress, ...rest } = config;
+  const options: EngineOptions = { ...rest, model: config.model ?? DEFAULT_MODEL };
+  const hasWorker = typeof Worker !== 'undefined';
+  const useWorker = workerOption ?? hasWorker;
+  if (useWorker === false) {
+    // Loaded on demand so that the worker path keeps the model runtime out of the page's bundle.
+    const { Engine } = await import('./engine.ts');
+    return new InThreadSearch(await Engine.create(options, onProgress));
+  }
+  if (!hasWorker) {
+    throw new ColbertError('UNSUPPORTED_ENVIRONMENT', 'Web Workers are not available here (Node.js?); pass worker: false to run in this thread.');
+  }
+  installErrorTransfer();
+  const ownsWorker = useWorker === true;
+  let worker: Worker;
+  try {
+    worker = useWorker === true ? spawnWorker() : (useWorker as Worker);
+  } catch (err) {
+    throw toColbertError(err, 'WORKER_FAILED', 'Could not start the colbert-web worker');
+  }
+  const crashed = watchWorker(worker);
+  const remote = Comlink.wrap<EngineHost>(worker);
+  const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+  try {
+    const info = await Promise.race([remote.init(options, progress), crashed]);
+    return new WorkerSearch(info, remote, worker, ownsWorker, crashed);
+  } catch (err) {
+    remote[Comlink.releaseProxy]();
+    if (ownsWorker) worker.terminate();
+    throw err;
+  }
+}
