@@ -5,8 +5,26 @@
  *   from a CDN).
  * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any sub-path).
  */
-import { defineConfig, type Plugin } from 'vite';
+import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+
+/** onnxruntime-web's runtime files (WebGPU + WASM build), shipped in dist/ort/. */
+const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
+
+/**
+ * Library mode inlines every asset as base64, which would turn the 28 MB .wasm into 38 MB of
+ * JavaScript. Instead the library imports onnxruntime-web's "extern wasm" build, copies its
+ * runtime files to dist/ort/ and points `wasmPaths` there (see src/search.ts).
+ */
+const ortRuntimeFiles: Plugin = {
+  name: 'colbert-web:ort-runtime-files',
+  generateBundle() {
+    for (const file of ORT_FILES) {
+      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(__dirname, 'node_modules/onnxruntime-web/dist', file)) });
+    }
+  },
+};
 
 /** Headers that make pages cross-origin isolated, so WASM can use several threads. */
 export const ISOLATION_HEADERS = {
@@ -44,7 +62,9 @@ export default defineConfig(({ mode }) => {
     };
   }
   return {
-    plugins: [isolation],
+    plugins: [isolation, ortRuntimeFiles],
+    resolve: { conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
+    define: { __COLBERT_ORT_DIR__: JSON.stringify('./ort/') },
     worker: { format: 'es' },
     build: {
       outDir: 'dist',

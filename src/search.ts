@@ -9,6 +9,19 @@ import { ColbertError, toColbertError } from './errors.ts';
 import type { Device, DocumentInput, Dtype, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
+import { isNodeHost } from './capabilities.ts';
+
+/**
+ * Set by the library build (vite.config.ts) to where onnxruntime-web's runtime files sit next to
+ * dist/index.js; undefined when this source is bundled by an app, whose bundler emits them itself.
+ */
+declare const __COLBERT_ORT_DIR__: string | undefined;
+
+/** The default `wasmPaths`: onnxruntime-web's files shipped beside the built library, never a CDN. */
+function defaultWasmPaths(): string | undefined {
+  if (typeof __COLBERT_ORT_DIR__ === 'undefined') return undefined;
+  return new URL(__COLBERT_ORT_DIR__, import.meta.url).href;
+}
 
 /** The model used when none is named. */
 export const DEFAULT_MODEL = 'lightonai/ColBERT-Zero-supervised';
@@ -224,7 +237,10 @@ export async function createSearch(config: SearchConfig = {}): Promise<ColbertSe
   if (typeof config !== 'object' || config === null) throw new ColbertError('INVALID_ARGUMENT', 'createSearch() takes an options object.');
   const { worker: workerOption, onProgress, ...rest } = config;
   const options: EngineOptions = { ...rest, model: config.model ?? DEFAULT_MODEL };
-  const hasWorker = typeof Worker !== 'undefined';
+  const wasmPaths = rest.wasmPaths ?? defaultWasmPaths();
+  if (wasmPaths !== undefined) options.wasmPaths = wasmPaths;
+  // Node 20+ may expose a Worker global, but not the browser's module-worker semantics.
+  const hasWorker = typeof Worker !== 'undefined' && !isNodeHost();
   const useWorker = workerOption ?? hasWorker;
   if (useWorker === false) {
     // Loaded on demand so that the worker path keeps the model runtime out of the page's bundle.

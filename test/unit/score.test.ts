@@ -1,0 +1,96 @@
+/** CPU MaxSim (the oracle) and streaming top-k. */
+import { describe, expect, it } from 'vitest';
+import { maxSim, maxSimShard } from '../../src/score/cpu.ts';
+import { TopK } from '../../src/score/topk.ts';
+import type { ShardView } from '../../src/store/types.ts';
+import type { TokenMatrix } from '../../src/types.ts';
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomMatrix(tokens: number, dim: number, next: () => number): TokenMatrix {
+  const data = new Float32Array(tokens * dim);
+  for (let i = 0; i < tokens; i++) {
+    let norm = 0;
+    for (let k = 0; k < dim; k++) {
+      const v = next() * 2 - 1;
+      data[i * dim + k] = v;
+      norm += v * v;
+    }
+    for (let k = 0; k < dim; k++) data[i * dim + k]! /= Math.sqrt(norm);
+  }
+  return { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) };
+}
+
+function shardOf(docs: (TokenMatrix | null)[], dim: number): ShardView {
+  const offsets = new Uint32Array(docs.length + 1);
+  docs.forEach((d, i) => (offsets[i + 1] = offsets[i]! + (d?.tokens ?? 0)));
+  const vectors = new Float32Array(offsets[docs.length]! * dim);
+  docs.forEach((d, i) => d && vectors.set(d.data, offsets[i]! * dim));
+  return { dim, offsets, vectors, docIds: docs.map((d, i) => (d ? `d${i}` : null)) };
+}
+
+describe('maxSim', () => {
+  it('sums, over query tokens, the best dot product with any document token', () => {
+    const q: TokenMatrix = { data: new Float32Array([1, 0, 0, 1]), tokens: 2, dim: 2, ids: new Int32Array(2) };
+    const d: TokenMatrix = { data: new Float32Array([0.6, 0.8, -1, 0, 0, -1]), tokens: 3, dim: 2, ids: new Int32Array(3) };
+    // q0 = (1,0): best 0.6; q1 = (0,1): best 0.8.
+    expect(maxSim(q, d)).toBeCloseTo(1.4, 6);
+  });
+
+  it('scores a shard exactly like the reference, with 0 for empty and -Infinity for deleted slots', () => {
+    const next = rng(7);
+    const dim = 128;
+    const q = randomMatrix(32, dim, next);
+    const docs = [randomMatrix(5, dim, next), randomMatrix(0, dim, next), null, randomMatrix(1, dim, next), randomMatrix(250, dim, next)];
+    const scores = maxSimShard(q, shardOf(docs, dim));
+    docs.forEach((d, i) => {
+      if (d === null) expect(scores[i]).toBe(-Infinity);
+      else if (d.tokens === 0) expect(scores[i]).toBe(0);
+      else expect(Math.abs(scores[i]! - maxSim(q, d))).toBeLessThan(1e-4);
+    });
+  });
+
+  it('handles dims that are not a multiple of 4', () => {
+    const next = rng(3);
+    const q = randomMatrix(3, 7, next);
+    const d = randomMatrix(4, 7, next);
+    expect(maxSimShard(q, shardOf([d], 7))[0]).toBeCloseTo(maxSim(q, d), 5);
+  });
+});
+
+describe('TopK', () => {
+  it('keeps the k best, best first, ties broken by id', () => {
+    const top = new TopK(3);
+    [['a', 1], ['b', 5], ['c', 3], ['d', 5], ['e', -1], ['f', 4]].forEach(([id, s]) => top.push(id as string, s as number));
+    expect(top.sorted()).toEqual([
+      { id: 'b', score: 5 },
+      { id: 'd', score: 5 },
+      { id: 'f', score: 4 },
+    ]);
+  });
+
+  it('returns everything when fewer than k were pushed', () => {
+    const top = new TopK(10);
+    top.push('x', 1);
+    top.push('y', 2);
+    expect(top.sorted().map((h) => h.id)).toEqual(['y', 'x']);
+  });
+
+  it('agrees with a full sort on random data', () => {
+    const next = rng(11);
+    const items = Array.from({ length: 1000 }, (_, i) => ({ id: `d${i}`, score: Math.round(next() * 100) / 10 }));
+    const top = new TopK(25);
+    items.forEach((h) => top.push(h.id, h.score));
+    const expected = [...items].sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1)).slice(0, 25);
+    expect(top.sorted()).toEqual(expected);
+  });
+});
