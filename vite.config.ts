@@ -62,6 +62,8 @@ export default defineConfig(({ mode }) => {
     };
   }
   return {
+    // Relative base: the worker chunk is found next to dist/index.js wherever the package is served.
+    base: './',
     plugins: [isolation, ortRuntimeFiles],
     resolve: { conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
     define: { __COLBERT_ORT_DIR__: JSON.stringify('./ort/') },
