@@ -21,7 +21,7 @@ const ortRuntimeFiles: Plugin = {
   name: 'colbert-web:ort-runtime-files',
   generateBundle() {
     for (const file of ORT_FILES) {
-      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(__dirname, 'node_modules/onnxruntime-web/dist', file)) });
+      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(import.meta.dirname, 'node_modules/onnxruntime-web/dist', file)) });
     }
   },
 };
@@ -52,11 +52,11 @@ const isolation: Plugin = {
 export default defineConfig(({ mode }) => {
   if (mode === 'demo') {
     return {
-      root: resolve(__dirname, 'demo'),
+      root: resolve(import.meta.dirname, 'demo'),
       base: './',
       plugins: [isolation],
       worker: { format: 'es' },
-      build: { outDir: resolve(__dirname, 'demo-dist'), emptyOutDir: true, target: 'es2022', assetsInlineLimit: 0 },
+      build: { outDir: resolve(import.meta.dirname, 'demo-dist'), emptyOutDir: true, target: 'es2022', assetsInlineLimit: 0 },
       server: { host: '127.0.0.1' },
       preview: { host: '127.0.0.1' },
     };
@@ -75,7 +75,7 @@ export default defineConfig(({ mode }) => {
       sourcemap: true,
       assetsInlineLimit: 0,
       lib: {
-        entry: { index: resolve(__dirname, 'src/index.ts'), worker: resolve(__dirname, 'src/worker.ts') },
+        entry: { index: resolve(import.meta.dirname, 'src/index.ts'), worker: resolve(import.meta.dirname, 'src/worker.ts') },
         formats: ['es'],
       },
     },

@@ -3,6 +3,7 @@
  * (WebGPU with a WASM fallback, or WASM in Node), and runs the encoding recipe end to end.
  */
 import * as ort from 'onnxruntime-web';
+import { Tokenizer } from '@huggingface/tokenizers';
 import { ColbertError, toColbertError } from '../errors.ts';
 import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
 import { detectCapabilities, type Capabilities } from '../capabilities.ts';
@@ -281,6 +282,8 @@ async function createSession(bytes: Uint8Array, device: Device): Promise<ort.Inf
   return ort.InferenceSession.create(bytes, {
     executionProviders: [device],
     graphOptimizationLevel: 'all',
+    // Errors only: ORT's node-placement warnings (shape ops kept on the CPU) are expected noise.
+    logSeverityLevel: 3,
   });
 }
 
@@ -340,7 +343,6 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
   const layout = options.layout ?? detectLayout(st ?? undefined);
   let tokenizer: ColbertTokenizer;
   try {
-    const { Tokenizer } = await import('@huggingface/tokenizers');
     const hf = new Tokenizer(tokenizerJson, tokenizerConfig ?? {});
     const overrides: EncodingOverrides = {};
     if (options.prompts !== undefined) overrides.prompts = options.prompts;

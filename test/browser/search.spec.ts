@@ -18,7 +18,8 @@ test.beforeEach(async ({ page }) => {
 async function inPage<T>(page: Page, body: string): Promise<T> {
   return page.evaluate(
     async ({ body, hubUrl, repo }) => {
-      const lib = await import('/dist/index.js');
+      const entry = '/dist/index.js'; // served by the test server; not a module TypeScript resolves
+      const lib = await import(/* @vite-ignore */ entry);
       const fn = new Function('lib', 'hubUrl', 'repo', `return (async () => { ${body} })();`);
       return fn(lib, hubUrl, repo);
     },
