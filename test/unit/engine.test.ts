@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { createSearch, type ColbertSearch } from '../../src/index.ts';
 import { ColbertError, type ErrorCode } from '../../src/errors.ts';
 import { maxSim } from '../../src/score/cpu.ts';
-import { makeTestModels } from '../fixtures/make-models.ts';
+import { makeTestModels, referenceVectors } from '../fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
 import { startServer } from '../support/server.ts';
 
@@ -94,6 +94,20 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
       expect(maxDiff).toBeLessThan(1e-4);
     } finally {
       await Promise.all([exported.close(), tjs.close()]);
+    }
+  });
+
+  it('matches an independent float64 reference of the test model (Dense head and norm applied outside the graph)', async () => {
+    const s = await createSearch({ model: TJS, worker: false, dtype: 'fp32', prompts: { query: '', document: '' } });
+    try {
+      const [m] = await s.encodeDocuments(['Boundary layer transition on a flat plate']);
+      // No punctuation anywhere, so every input position was kept and the reference sees the same sequence.
+      const ref = referenceVectors([...m!.ids], new Array(m!.tokens).fill(1));
+      let maxDiff = 0;
+      ref.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - m!.data[i]!))));
+      expect(maxDiff).toBeLessThan(1e-5);
+    } finally {
+      await s.close();
     }
   });
 
