@@ -4,17 +4,7 @@ import { maxSim, maxSimShard } from '../../src/score/cpu.ts';
 import { TopK } from '../../src/score/topk.ts';
 import type { ShardView } from '../../src/store/types.ts';
 import type { TokenMatrix } from '../../src/types.ts';
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from '../fixtures/make-models.ts';
 
 function randomMatrix(tokens: number, dim: number, next: () => number): TokenMatrix {
   const data = new Float32Array(tokens * dim);
