@@ -24,12 +24,14 @@ export const PYLATE_TOKENS = [
   { id: 50369, content: '[D] ' },
 ] as const;
 
-/** The real tokenizer.json / tokenizer_config.json with PyLate's `[Q] ` and `[D] ` added. */
+/** The real tokenizer.json / tokenizer_config.json with PyLate's `[Q] ` and `[D] ` added (as PyLate saves them). */
 export function loadPylateTokenizerFiles(dir = TOKENIZER_DIR): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
   const tokenizerJson = JSON.parse(readFileSync(resolve(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown> & { added_tokens: unknown[] };
-  const tokenizerConfig = JSON.parse(readFileSync(resolve(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  const tokenizerConfig = JSON.parse(readFileSync(resolve(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown> & { added_tokens_decoder: Record<string, unknown> };
   for (const { id, content } of PYLATE_TOKENS) {
-    tokenizerJson.added_tokens.push({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: false });
+    const token = { content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: false };
+    tokenizerJson.added_tokens.push({ id, ...token });
+    tokenizerConfig.added_tokens_decoder[String(id)] = token;
   }
   return { tokenizerJson, tokenizerConfig };
 }
