@@ -8,6 +8,7 @@ import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from
 import { maxSimShard } from './score/cpu.ts';
 import { TopK } from './score/topk.ts';
 import { MemoryStore } from './store/memory.ts';
+import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
 import type { StoredDocument, VectorStore } from './store/types.ts';
 import type { DocumentInput, EmbeddingInput, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
 
@@ -15,6 +16,8 @@ import type { DocumentInput, EmbeddingInput, Hit, Metadata, ProgressCallback, To
 export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
   /** Where the index lives. Only 'memory' for now. */
   storage?: 'memory';
+  /** Storage precision of token vectors: 'fp32' (exact, default), 'fp16', or 'int8' with a per-token scale. */
+  precision?: VectorPrecision;
 }
 
 /** What {@link Engine.info} reports about the running model. */
@@ -136,8 +139,12 @@ export class Engine {
           }
         }
       : undefined;
+    const precision = options.precision ?? 'fp32';
+    if (!VECTOR_PRECISIONS.includes(precision)) {
+      throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
+    }
     const encoder = await loadEncoder({ ...options, onProgress: safeProgress });
-    return new Engine(encoder, new MemoryStore());
+    return new Engine(encoder, new MemoryStore({ precision }));
   }
 
   private check(): void {

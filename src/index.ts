@@ -21,6 +21,7 @@ export type {
   TokenMatrix,
 } from './types.ts';
 export type { ModelLayout } from './model/config.ts';
+export type { VectorPrecision } from './store/precision.ts';
 export { detectCapabilities } from './capabilities.ts';
 export type { Capabilities } from './capabilities.ts';
 export { clearModelCache } from './model/files.ts';

@@ -3,19 +3,23 @@
  * score(q, d) = sum over query rows i of max over document rows j of <q_i, d_j>.
  * A document with no rows scores 0.
  */
+import { decodeRow } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 
 /**
  * Scores every document slot of a shard against a query. Deleted slots get -Infinity.
- * Loops are ordered document row outer, query row inner, so each document row is read once and
- * stays in cache while all query rows are compared with it.
+ * Stored rows of any precision are decoded exactly as ../store/precision.ts defines, one document
+ * at a time into a scratch buffer. Loops are ordered document row outer, query row inner, so each
+ * document row is read once and stays in cache while all query rows are compared with it.
  */
 export function maxSimShard(query: TokenMatrix, shard: ShardView, out = new Float32Array(shard.docIds.length)): Float32Array {
-  const { dim, offsets, vectors, docIds } = shard;
+  const { dim, offsets, docIds } = shard;
   const q = query.data;
   const nq = query.tokens;
   const best = new Float32Array(nq);
+  const exact = shard.precision === 'fp32';
+  let scratch = new Float32Array(0);
   for (let doc = 0; doc < docIds.length; doc++) {
     if (docIds[doc] === null) {
       out[doc] = -Infinity;
@@ -27,8 +31,20 @@ export function maxSimShard(query: TokenMatrix, shard: ShardView, out = new Floa
       out[doc] = 0;
       continue;
     }
+    let vectors: Float32Array;
+    let first: number;
+    if (exact) {
+      vectors = shard.vectors as Float32Array;
+      first = from;
+    } else {
+      if (scratch.length < (to - from) * dim) scratch = new Float32Array((to - from) * dim * 2);
+      const row = new Float32Array(dim);
+      for (let r = from; r < to; r++) scratch.set(decodeRow(shard, r, dim, row), (r - from) * dim);
+      vectors = scratch;
+      first = 0;
+    }
     best.fill(-Infinity);
-    for (let row = from; row < to; row++) {
+    for (let row = first; row < first + (to - from); row++) {
       const d = row * dim;
       for (let i = 0; i < nq; i++) {
         const qo = i * dim;

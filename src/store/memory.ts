@@ -4,21 +4,29 @@
  */
 import { ColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
+import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type VectorPrecision } from './precision.ts';
 import type { ShardView, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
 /** Rows per shard before a new one is opened. */
 const SHARD_ROWS = 1 << 16;
 
-class Shard implements ShardView {
+let nextShardKey = 0;
+
+class Shard {
+  readonly key = `mem-${nextShardKey++}`;
   docIds: (string | null)[] = [];
   offsets: Uint32Array;
-  vectors: Float32Array;
+  packed: PackedRows;
   tokenIds: Int32Array;
   rows = 0;
   liveRows = 0;
 
-  constructor(readonly dim: number, capacityRows: number) {
-    this.vectors = new Float32Array(capacityRows * dim);
+  constructor(
+    readonly dim: number,
+    readonly precision: VectorPrecision,
+    capacityRows: number,
+  ) {
+    this.packed = allocatePacked(precision, capacityRows, dim);
     this.tokenIds = new Int32Array(capacityRows);
     this.offsets = new Uint32Array(17);
   }
@@ -27,14 +35,21 @@ class Shard implements ShardView {
     return this.tokenIds.length;
   }
 
-  append(id: string, m: TokenMatrix): number {
+  /** Appends a document; `m.data` holds floats (encoded here) unless `packed` gives stored rows to copy. */
+  append(id: string, m: TokenMatrix, packed?: { from: PackedRows; row: number }): number {
     const slot = this.docIds.length;
     if (this.offsets.length < slot + 2) {
       const grown = new Uint32Array(this.offsets.length * 2);
       grown.set(this.offsets);
       this.offsets = grown;
     }
-    this.vectors.set(m.data.subarray(0, m.tokens * this.dim), this.rows * this.dim);
+    if (packed) {
+      const { from, row } = packed;
+      this.packed.vectors.set(from.vectors.subarray(row * this.dim, (row + m.tokens) * this.dim) as never, this.rows * this.dim);
+      if (from.scales) this.packed.scales!.set(from.scales.subarray(row, row + m.tokens), this.rows);
+    } else {
+      encodeRows(m.data, m.tokens, this.dim, this.packed, this.rows);
+    }
     this.tokenIds.set(m.ids.subarray(0, m.tokens), this.rows);
     this.rows += m.tokens;
     this.liveRows += m.tokens;
@@ -45,12 +60,17 @@ class Shard implements ShardView {
 
   /** A view trimmed to the used part (no copy). */
   view(): ShardView {
-    return {
+    const { vectors, scales } = this.packed;
+    const view: ShardView = {
+      key: this.key,
       dim: this.dim,
+      precision: this.precision,
       docIds: this.docIds,
       offsets: this.offsets.subarray(0, this.docIds.length + 1),
-      vectors: this.vectors.subarray(0, this.rows * this.dim),
+      vectors: vectors.subarray(0, this.rows * this.dim),
     };
+    if (scales) view.scales = scales.subarray(0, this.rows);
+    return view;
   }
 }
 
@@ -59,13 +79,24 @@ interface Location {
   slot: number;
 }
 
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Storage precision of token vectors. Default 'fp32'. */
+  precision?: VectorPrecision;
+}
+
 /** Non-persistent store; `storage: 'memory'`. */
 export class MemoryStore implements VectorStore {
+  readonly precision: VectorPrecision;
   private shardList: Shard[] = [];
   private readonly where = new Map<string, Location>();
   private readonly meta = new Map<string, Metadata>();
   private dimension: number | null = null;
   private closed = false;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.precision = options.precision ?? 'fp32';
+  }
 
   get dim(): number | null {
     return this.dimension;
@@ -98,7 +129,7 @@ export class MemoryStore implements VectorStore {
   private shardFor(rows: number, dim: number): Shard {
     const last = this.shardList[this.shardList.length - 1];
     if (last && last.rows + rows <= last.capacityRows) return last;
-    const shard = new Shard(dim, Math.max(SHARD_ROWS, rows));
+    const shard = new Shard(dim, this.precision, Math.max(SHARD_ROWS, rows));
     this.shardList.push(shard);
     return shard;
   }
@@ -130,13 +161,14 @@ export class MemoryStore implements VectorStore {
         continue;
       }
       if (shard.liveRows === 0 && !shard.docIds.some((id) => id !== null)) continue;
-      const fresh = new Shard(shard.dim, Math.max(1, shard.liveRows));
+      const fresh = new Shard(shard.dim, shard.precision, Math.max(1, shard.liveRows));
       shard.docIds.forEach((id, slot) => {
         if (id === null) return;
         const from = shard.offsets[slot]!;
         const to = shard.offsets[slot + 1]!;
-        const matrix: TokenMatrix = { data: shard.vectors.subarray(from * shard.dim, to * shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.subarray(from, to) };
-        this.where.set(id, { shard: fresh, slot: fresh.append(id, matrix) });
+        // Stored rows are copied as they are: compaction never re-quantizes.
+        const matrix: TokenMatrix = { data: new Float32Array(0), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.subarray(from, to) };
+        this.where.set(id, { shard: fresh, slot: fresh.append(id, matrix, { from: shard.packed, row: from }) });
       });
       keep.push(fresh);
     }
@@ -160,7 +192,7 @@ export class MemoryStore implements VectorStore {
     const { shard, slot } = loc;
     const from = shard.offsets[slot]!;
     const to = shard.offsets[slot + 1]!;
-    return { data: shard.vectors.slice(from * shard.dim, to * shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
   }
 
   async *shards(): AsyncIterable<ShardView> {
@@ -176,7 +208,7 @@ export class MemoryStore implements VectorStore {
       tokens += shard.liveRows;
       rows += shard.rows;
     }
-    return { documents: this.where.size, tokens, vectorBytes: rows * (this.dimension ?? 0) * 4 };
+    return { documents: this.where.size, tokens, vectorBytes: rows * bytesPerToken(this.precision, this.dimension ?? 0) };
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  * record per token.
  */
 import type { Metadata, TokenMatrix } from '../types.ts';
+import type { PackedRows } from './precision.ts';
 
 /** A document as the engine hands it to a store. */
 export interface StoredDocument {
@@ -14,14 +15,20 @@ export interface StoredDocument {
 
 /**
  * A read-only view of one shard for scoring. Document `i` owns rows
- * `offsets[i] .. offsets[i + 1]` of `vectors` (row-major, `dim` floats per row); `docIds[i]` is
- * `null` for a deleted slot, which scorers skip.
+ * `offsets[i] .. offsets[i + 1]` of `vectors` (row-major, `dim` values per row, at `precision`,
+ * see ./precision.ts); `docIds[i]` is `null` for a deleted slot, which scorers skip.
+ *
+ * Residency rules (for scorers that keep shards on a GPU): a shard's `key` names its storage for
+ * as long as its rows are only appended to; when rows are rewritten (compaction, reload) the key
+ * changes. So a scorer holding the first `n` rows of a key may upload only rows `n..` and
+ * re-read `docIds` for deletions.
  */
-export interface ShardView {
+export interface ShardView extends PackedRows {
+  /** Stable identity of this shard's storage (see the residency rules above). */
+  key: string;
   dim: number;
   docIds: readonly (string | null)[];
   offsets: Uint32Array;
-  vectors: Float32Array;
 }
 
 /** Counts a store reports. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { maxSim, maxSimShard } from '../../src/score/cpu.ts';
 import { TopK } from '../../src/score/topk.ts';
 import type { ShardView } from '../../src/store/types.ts';
+import { allocatePacked, decodeRows, encodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { mulberry32 as rng } from '../fixtures/make-models.ts';
 
@@ -20,12 +21,12 @@ function randomMatrix(tokens: number, dim: number, next: () => number): TokenMat
   return { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) };
 }
 
-function shardOf(docs: (TokenMatrix | null)[], dim: number): ShardView {
+function shardOf(docs: (TokenMatrix | null)[], dim: number, precision: VectorPrecision = 'fp32'): ShardView {
   const offsets = new Uint32Array(docs.length + 1);
   docs.forEach((d, i) => (offsets[i + 1] = offsets[i]! + (d?.tokens ?? 0)));
-  const vectors = new Float32Array(offsets[docs.length]! * dim);
-  docs.forEach((d, i) => d && vectors.set(d.data, offsets[i]! * dim));
-  return { dim, offsets, vectors, docIds: docs.map((d, i) => (d ? `d${i}` : null)) };
+  const packed = allocatePacked(precision, offsets[docs.length]!, dim);
+  docs.forEach((d, i) => d && encodeRows(d.data, d.tokens, dim, packed, offsets[i]!));
+  return { key: 'test', dim, offsets, ...packed, docIds: docs.map((d, i) => (d ? `d${i}` : null)) };
 }
 
 describe('maxSim', () => {
@@ -46,6 +47,22 @@ describe('maxSim', () => {
       if (d === null) expect(scores[i]).toBe(-Infinity);
       else if (d.tokens === 0) expect(scores[i]).toBe(0);
       else expect(Math.abs(scores[i]! - maxSim(q, d))).toBeLessThan(1e-4);
+    });
+  });
+
+  it.each(VECTOR_PRECISIONS)('scores %s-stored shards exactly like the reference over the decoded rows', (precision) => {
+    const next = rng(19);
+    const dim = 128;
+    const q = randomMatrix(32, dim, next);
+    const docs = [randomMatrix(7, dim, next), randomMatrix(0, dim, next), null, randomMatrix(1, dim, next), randomMatrix(90, dim, next)];
+    const shard = shardOf(docs, dim, precision);
+    const scores = maxSimShard(q, shard);
+    docs.forEach((d, i) => {
+      if (d === null) return expect(scores[i]).toBe(-Infinity);
+      const decoded: TokenMatrix = { data: decodeRows(shard, shard.offsets[i]!, d.tokens, dim), tokens: d.tokens, dim, ids: d.ids };
+      expect(Math.abs(scores[i]! - maxSim(q, decoded))).toBeLessThan(1e-4);
+      // And the stored precision stays close to the float scores it came from.
+      if (d.tokens > 0) expect(Math.abs(scores[i]! - maxSim(q, d))).toBeLessThan(precision === 'fp32' ? 1e-4 : precision === 'fp16' ? 0.02 : 0.2);
     });
   });
 
