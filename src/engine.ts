@@ -5,12 +5,12 @@
  */
 import { ColbertError } from './errors.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
-import { maxSimShard } from './score/cpu.ts';
+import { explainMaxSim, maxSimShard } from './score/cpu.ts';
 import { TopK } from './score/topk.ts';
 import { MemoryStore } from './store/memory.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
 import type { StoredDocument, VectorStore } from './store/types.ts';
-import type { DocumentInput, EmbeddingInput, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
+import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
 
 /** Options the engine takes: the model options plus storage. */
 export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
@@ -25,6 +25,8 @@ export type EngineInfo = Omit<EncoderInfo, 'config'> & {
   queryLength: number;
   documentLength: number;
   prompts: { query: string; document: string };
+  /** Most tokens of a document's own text that are encoded (documentLength minus prompt, specials and marker); the rest is truncated. */
+  documentTextBudget: number;
 };
 
 /** Options for a search. */
@@ -159,6 +161,7 @@ export class Engine {
       queryLength: config.queryLength,
       documentLength: config.documentLength,
       prompts: { query: config.queryPrompt, document: config.documentPrompt },
+      documentTextBudget: this.encoder.tokenizer.documentTextBudget(),
     };
   }
 
@@ -260,6 +263,71 @@ export class Engine {
     const best = top.sorted();
     const metadata = await this.store.metadata(best.map((h) => h.id));
     return best.map((h, i) => (metadata[i] === undefined ? { id: h.id, score: h.score } : { id: h.id, score: h.score, metadata: metadata[i] }));
+  }
+
+  /** Tokens each text takes on its own (no prompt, specials or marker; not truncated). */
+  async countTokens(texts: readonly string[]): Promise<number[]> {
+    this.check();
+    if (!Array.isArray(texts)) throw new ColbertError('INVALID_ARGUMENT', 'countTokens() takes an array of strings.');
+    return texts.map((text, i) => {
+      if (typeof text !== 'string') throw new ColbertError('NOT_A_STRING', `texts[${i}] must be a string; got ${text === null ? 'null' : typeof text}.`, { index: i });
+      return this.encoder.tokenizer.countTokens(text);
+    });
+  }
+
+  /**
+   * Explains a score: for every query token, the document token it matched best and the dot
+   * product it added. With an indexed `id` the stored vectors are used (so the total equals the
+   * hit's score); with `text` the tokens get character spans in that text.
+   */
+  async explain(query: string, target: ExplainTarget): Promise<Explanation> {
+    this.check();
+    const raw: unknown = target;
+    if (!isPlainObject(raw)) throw new ColbertError('INVALID_ARGUMENT', 'explain() takes a query and { id } or { text } (or both).');
+    const id = raw['id'];
+    const text = raw['text'];
+    if (id === undefined && text === undefined) throw new ColbertError('INVALID_ARGUMENT', 'explain() needs { id } of an indexed document or { text }.');
+    if (id !== undefined) checkId(id, 0);
+    if (text !== undefined) checkText(text, 'The text to explain');
+    const tokenizer = this.encoder.tokenizer;
+    const queryMatrix = await this.encodeQuery(query);
+    let matrix: TokenMatrix;
+    if (typeof id === 'string') {
+      const stored = await this.store.matrix(id);
+      if (!stored) throw new ColbertError('UNKNOWN_ID', `No document has the id "${id}".`, { ids: [id] });
+      matrix = stored;
+    } else {
+      matrix = (await this.encoder.encodeDocuments([text as string]))[0]!;
+    }
+    let documentTokens: ExplainedToken[];
+    if (typeof text === 'string') {
+      const all = tokenizer.documentTokens(text);
+      const kept = tokenizer.keptDocumentPositions(tokenizer.encodeDocument(text));
+      documentTokens = kept.map((p) => all[p]!);
+      const same = documentTokens.length === matrix.tokens && documentTokens.every((t, i) => matrix.ids[i] === -1 || matrix.ids[i] === t.id);
+      if (!same) {
+        throw new ColbertError('TEXT_MISMATCH', `The text given for "${String(id)}" does not tokenize to the ${matrix.tokens} tokens it was indexed with; pass the exact text that was added.`, { id, tokens: matrix.tokens, got: documentTokens.length });
+      }
+    } else {
+      const { documentMarkerId } = tokenizer.config;
+      const specials = new Set([...tokenizer.leadingSpecials, ...tokenizer.trailingSpecials]);
+      documentTokens = Array.from(matrix.ids, (tid): ExplainedToken => ({
+        id: tid,
+        text: tid < 0 ? '' : tokenizer.tokenText(tid),
+        kind: tid === documentMarkerId ? 'marker' : specials.has(tid) ? 'special' : 'text',
+        span: null,
+      }));
+    }
+    const queryTokens = tokenizer.queryTokens(query);
+    const { bestRow, contribution, total } = explainMaxSim(queryMatrix, matrix);
+    const matches = Array.from({ length: queryMatrix.tokens }, (_, i) => {
+      const row = bestRow[i]!;
+      const q = queryTokens[i] ?? { id: queryMatrix.ids[i]!, text: '', kind: 'text' as const, span: null };
+      return { query: { ...q, index: i }, document: row < 0 ? null : { ...documentTokens[row]!, index: row }, contribution: contribution[i]! };
+    });
+    const explanation: Explanation = { score: total, matches, documentTokens };
+    if (typeof id === 'string') explanation.id = id;
+    return explanation;
   }
 
   /** Document count, token count and vector bytes. */

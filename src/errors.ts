@@ -23,6 +23,7 @@ export const ERROR_MESSAGES = Object.freeze({
   ENCODE_FAILED: 'Running the model failed.',
   WORKER_FAILED: 'The Web Worker that runs the model failed to start or crashed.',
   UNSUPPORTED_ENVIRONMENT: 'This environment lacks a feature the requested mode needs.',
+  TEXT_MISMATCH: 'The text given for an indexed document does not produce the tokens it was indexed with.',
   INTERNAL: 'An internal invariant was broken; please report this as a bug.',
 } as const);
 

@@ -6,7 +6,7 @@
 import * as Comlink from 'comlink';
 import type { AddResult, Engine, EngineInfo, EngineOptions, IndexStats, SearchOptions } from './engine.ts';
 import { ColbertError, toColbertError } from './errors.ts';
-import type { Device, DocumentInput, Dtype, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
+import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
@@ -74,6 +74,19 @@ export interface ColbertSearch {
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   /** Index counts. */
   stats(): Promise<IndexStats>;
+  /**
+   * Tokens each text takes on its own (no prompt, specials or marker; not truncated). Compare
+   * with `info.documentTextBudget` to split long texts into passages that are encoded whole.
+   */
+  countTokens(texts: string[]): Promise<number[]>;
+  /**
+   * Why a document scores what it does: for every query token, the document token it matched
+   * best, that token's character span, and the dot product it added (the contributions sum to
+   * the score). `{ id }` uses the indexed vectors, so the score equals the hit's; add `text` (the
+   * exact text that was indexed; TEXT_MISMATCH otherwise) to get spans. `{ text }` alone explains
+   * any text without indexing it.
+   */
+  explain(query: string, target: ExplainTarget): Promise<Explanation>;
   /** Frees the model, the index and the worker. Later calls fail with CLOSED. */
   close(): Promise<void>;
 }
@@ -104,6 +117,8 @@ abstract class BaseSearch implements ColbertSearch {
   abstract encodeQuery(text: string): Promise<TokenMatrix>;
   abstract encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   abstract stats(): Promise<IndexStats>;
+  abstract countTokens(texts: string[]): Promise<number[]>;
+  abstract explain(query: string, target: ExplainTarget): Promise<Explanation>;
   abstract close(): Promise<void>;
 }
 
@@ -143,6 +158,14 @@ class InThreadSearch extends BaseSearch {
   async stats() {
     this.check();
     return this.engine.stats();
+  }
+  async countTokens(texts: string[]) {
+    this.check();
+    return this.engine.countTokens(texts);
+  }
+  async explain(query: string, target: ExplainTarget) {
+    this.check();
+    return this.engine.explain(query, target);
   }
   async close() {
     this.closed = true;
@@ -192,6 +215,12 @@ class WorkerSearch extends BaseSearch {
   }
   stats() {
     return this.call(() => this.remote.stats());
+  }
+  countTokens(texts: string[]) {
+    return this.call(() => this.remote.countTokens(texts));
+  }
+  explain(query: string, target: ExplainTarget) {
+    return this.call(() => this.remote.explain(query, target));
   }
   async close() {
     if (this.closed) return;

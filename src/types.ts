@@ -72,3 +72,49 @@ export type Progress =
 
 /** A progress callback. Exceptions it throws are ignored. */
 export type ProgressCallback = (progress: Progress) => void;
+
+/** How a token came into a model input. */
+export type TokenKind = 'special' | 'marker' | 'prompt' | 'text' | 'expansion';
+
+/** One token of an explained query or document. */
+export interface ExplainedToken {
+  /** Tokenizer id. */
+  id: number;
+  /** The token as text (decoded piece, or the special token's name). */
+  text: string;
+  /** 'special' ([CLS], [SEP]), 'marker' ([Q], [D]), 'prompt', 'text', or 'expansion' ([MASK] padding of queries). */
+  kind: TokenKind;
+  /**
+   * UTF-16 span `[start, end)` in the text it came from, leading whitespace trimmed; null for
+   * specials, markers, prompt and expansion tokens, and for document tokens when no text was given.
+   */
+  span: { start: number; end: number } | null;
+}
+
+/** One query token's part of a score: the document token it matched best and how much that added. */
+export interface QueryTokenMatch {
+  /** The query token (row `index` of the query matrix). */
+  query: ExplainedToken & { index: number };
+  /** The best-matching document token (row `index` of the document matrix); null for an empty document. */
+  document: (ExplainedToken & { index: number }) | null;
+  /** The dot product of the two token vectors: this token's contribution to the score. */
+  contribution: number;
+}
+
+/** Why a document scored what it did: one entry per query token. See `ColbertSearch.explain`. */
+export interface Explanation {
+  /** The document's id, when an indexed document was explained. */
+  id?: string;
+  /** The MaxSim score, the sum of `matches[].contribution`; equals the hit's score for an indexed document. */
+  score: number;
+  /** Per query token, in query order. */
+  matches: QueryTokenMatch[];
+  /** Every kept document token (a row of its matrix), in order. */
+  documentTokens: ExplainedToken[];
+}
+
+/**
+ * What to explain: an indexed document by `id` (give its `text` too to get spans; it must be the
+ * text it was indexed from), or any `text`, encoded on the fly and not stored.
+ */
+export type ExplainTarget = { id: string; text?: string } | { text: string };

@@ -6,7 +6,7 @@
 import * as Comlink from 'comlink';
 import { Engine, type AddResult, type EngineInfo, type EngineOptions, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
-import type { DocumentInput, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
+import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 
 /** The object a worker exposes; the main thread reaches it through comlink. */
@@ -20,6 +20,8 @@ export interface EngineHost {
   encodeQuery(text: string): Promise<TokenMatrix>;
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   stats(): Promise<IndexStats>;
+  countTokens(texts: string[]): Promise<number[]>;
+  explain(query: string, target: ExplainTarget): Promise<Explanation>;
   close(): Promise<void>;
 }
 
@@ -65,6 +67,8 @@ export function createEngineHost(): EngineHost {
     encodeQuery: async (text) => transferMatrices(await ready().encodeQuery(text)),
     encodeDocuments: async (texts) => transferMatrices(await ready().encodeDocuments(texts)),
     stats: () => ready().stats(),
+    countTokens: (texts) => ready().countTokens(texts),
+    explain: (query, target) => ready().explain(query, target),
     async close() {
       await engine?.close();
     },

@@ -17,6 +17,30 @@ export interface EncodedText {
   realLength: number;
 }
 
+/** Where one input position came from; see {@link ColbertTokenizer.documentTokens}. */
+export interface DocumentToken {
+  /** Tokenizer id. */
+  id: number;
+  /** The token as text: the decoded piece (with its leading space) for text and prompt tokens, the token string for specials and the marker. */
+  text: string;
+  /** 'special' ([CLS], [SEP]), 'marker' ([D] or [Q]), 'prompt' (from the document prompt) or 'text'. */
+  kind: 'special' | 'marker' | 'prompt' | 'text';
+  /**
+   * UTF-16 code-unit span `[start, end)` in the caller's document text (prompt excluded), leading
+   * whitespace trimmed; null for specials, the marker, prompt tokens, and pieces that could not be
+   * placed (text that changes under the tokenizer's normalizer, e.g. NFD input).
+   */
+  span: { start: number; end: number } | null;
+}
+
+/** A query input position: as {@link DocumentToken}, plus 'expansion' for the `[MASK]` padding. */
+export interface QueryToken extends Omit<DocumentToken, 'kind'> {
+  kind: DocumentToken['kind'] | 'expansion';
+}
+
+/** Most tokens decoded together while waiting for the rest of a split UTF-8 character. */
+const MAX_BYTE_GROUP = 8;
+
 /** Characters per token bound used to tokenize only a prefix of huge texts (see {@link ColbertTokenizer.contentIds}). */
 const CHARS_PER_TOKEN_BOUND = 16;
 
@@ -78,6 +102,97 @@ export class ColbertTokenizer {
       if (enc.attentionMask[i] === 1 && !this.skiplist.has(enc.inputIds[i]!)) rows.push(i);
     }
     return rows;
+  }
+
+  /**
+   * Every input position of {@link encodeDocument}(text), in order, with its text and its span
+   * in `text`. The tokenizer gives no offsets, so spans come from decoding token by token and
+   * finding each piece in the text from where the previous one ended; tokens that split one
+   * UTF-8 character (byte-level BPE) are decoded together and share the character's span.
+   */
+  documentTokens(text: string): DocumentToken[] {
+    const { documentLength, documentPrompt, documentMarkerId } = this.config;
+    return this.spannedTokens(documentPrompt, text, documentLength, documentMarkerId);
+  }
+
+  /**
+   * Every input position of {@link encodeQuery}(text), like {@link documentTokens}; the
+   * `[MASK]` expansion positions come last with kind 'expansion'.
+   */
+  queryTokens(text: string): QueryToken[] {
+    const { queryLength, queryPrompt, queryMarkerId, doQueryExpansion, maskId } = this.config;
+    const tokens: QueryToken[] = this.spannedTokens(queryPrompt, text, queryLength, queryMarkerId);
+    const mask = this.tokenizer.id_to_token(maskId) ?? '[MASK]';
+    if (doQueryExpansion) while (tokens.length < queryLength) tokens.push({ id: maskId, text: mask, kind: 'expansion', span: null });
+    return tokens;
+  }
+
+  private spannedTokens(prompt: string, text: string, length: number, markerId: number): DocumentToken[] {
+    const specials = this.leadingSpecials.length + this.trailingSpecials.length;
+    const full = prompt + text;
+    const content = this.contentIds(full, Math.max(0, length - 1 - specials));
+    const spans = this.pieceSpans(content, full);
+    const promptEnd = prompt.length;
+    const special = (id: number, kind: DocumentToken['kind']): DocumentToken => ({ id, text: this.tokenizer.id_to_token(id) ?? String(id), kind, span: null });
+    const body = content.map((id, i): DocumentToken => {
+      const { piece, span } = spans[i]!;
+      if (span === null) return { id, text: piece, kind: 'text', span: null };
+      if (span.end <= promptEnd) return { id, text: piece, kind: 'prompt', span: null };
+      return { id, text: piece, kind: 'text', span: { start: Math.max(span.start, promptEnd) - promptEnd, end: span.end - promptEnd } };
+    });
+    const tokens = [...this.leadingSpecials.map((id) => special(id, 'special')), ...body, ...this.trailingSpecials.map((id) => special(id, 'special'))];
+    tokens.splice(1, 0, special(markerId, 'marker'));
+    return tokens;
+  }
+
+  /** The text of one token as the tokenizer decodes it (specials by name). */
+  tokenText(id: number): string {
+    return this.tokenizer.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /** Number of tokens `text` alone takes (no prompt, specials or marker; not truncated). */
+  countTokens(text: string): number {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+  }
+
+  /**
+   * Most tokens of document text that are encoded (the rest is truncated): `documentLength`
+   * minus the specials, the marker and the prompt's tokens.
+   */
+  documentTextBudget(): number {
+    const { documentLength, documentPrompt } = this.config;
+    const specials = this.leadingSpecials.length + this.trailingSpecials.length;
+    const prompt = documentPrompt === '' ? 0 : this.countTokens(documentPrompt);
+    return Math.max(0, documentLength - 1 - specials - prompt);
+  }
+
+  /** Decoded piece and `[start, end)` span in `full` (whitespace-trimmed) of each id. */
+  private pieceSpans(ids: readonly number[], full: string): { piece: string; span: { start: number; end: number } | null }[] {
+    const out: { piece: string; span: { start: number; end: number } | null }[] = [];
+    const decode = (from: number, to: number) => this.tokenizer.decode(ids.slice(from, to), { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    let pos = 0;
+    let groupStart = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const piece = decode(groupStart, i + 1);
+      const incomplete = piece.endsWith('\uFFFD') && i + 1 < ids.length && i + 1 - groupStart < MAX_BYTE_GROUP;
+      if (incomplete) continue;
+      let span: { start: number; end: number } | null = null;
+      if (full.startsWith(piece, pos)) {
+        span = { start: pos, end: pos + piece.length };
+      } else {
+        const core = piece.trim();
+        const at = core === '' ? -1 : full.indexOf(core, pos);
+        // A piece not found close by (normalised text) is left unplaced rather than guessed.
+        if (at !== -1 && at - pos <= piece.length + 16) span = { start: at, end: at + core.length };
+      }
+      if (span !== null) {
+        pos = span.end;
+        while (span.start < span.end && /\s/.test(full[span.start]!)) span.start++;
+      }
+      for (let j = groupStart; j <= i; j++) out.push({ piece, span });
+      groupStart = i + 1;
+    }
+    return out;
   }
 
   /** Model inputs for a query: prompt, marker, truncation to `queryLength`, `[MASK]` expansion. */

@@ -86,3 +86,55 @@ export function maxSim(query: TokenMatrix, doc: TokenMatrix): number {
   }
   return total;
 }
+
+/** Per query row: the document row with the largest dot product, and that product. */
+export interface MaxSimExplanation {
+  /** `bestRow[i]`: the document row that query row `i` matches best (-1 when the document has no rows). */
+  bestRow: Int32Array;
+  /** `contribution[i]`: the dot product of query row `i` with its best row (0 when the document has no rows). */
+  contribution: Float32Array;
+  /** The MaxSim score: the sum of the contributions, as {@link maxSimShard} computes it. */
+  total: number;
+}
+
+/**
+ * MaxSim with its argmax kept: which document row each query row matched. Dot products use the
+ * same four-lane summation as {@link maxSimShard}, so `total` equals the ranked score.
+ */
+export function explainMaxSim(query: TokenMatrix, doc: TokenMatrix): MaxSimExplanation {
+  const nq = query.tokens;
+  const dim = query.dim;
+  const bestRow = new Int32Array(nq).fill(-1);
+  const contribution = new Float32Array(nq);
+  if (doc.tokens === 0) return { bestRow, contribution, total: 0 };
+  const best = new Float32Array(nq).fill(-Infinity);
+  const q = query.data;
+  const v = doc.data;
+  for (let row = 0; row < doc.tokens; row++) {
+    const d = row * dim;
+    for (let i = 0; i < nq; i++) {
+      const qo = i * dim;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let k = 0;
+      for (; k + 3 < dim; k += 4) {
+        s0 += q[qo + k]! * v[d + k]!;
+        s1 += q[qo + k + 1]! * v[d + k + 1]!;
+        s2 += q[qo + k + 2]! * v[d + k + 2]!;
+        s3 += q[qo + k + 3]! * v[d + k + 3]!;
+      }
+      for (; k < dim; k++) s0 += q[qo + k]! * v[d + k]!;
+      const s = s0 + s1 + s2 + s3;
+      if (s > best[i]!) {
+        best[i] = s;
+        bestRow[i] = row;
+      }
+    }
+  }
+  contribution.set(best);
+  let total = 0;
+  for (let i = 0; i < nq; i++) total += best[i]!;
+  return { bestRow, contribution, total };
+}
