@@ -3,11 +3,14 @@
  * - `vite build` (default): the library, self-contained ESM in dist/ (index.js, worker.js, the
  *   engine worker chunk and onnxruntime-web's .wasm as files next to them, so nothing is fetched
  *   from a CDN).
- * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any sub-path).
+ * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any
+ *   sub-path), with a service worker for offline use and, where ../shared exists, the offline
+ *   test model and the Cranfield corpus (demo/build-plugins.ts).
  */
 import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { demoFixtures, demoServiceWorker, sharedFixtures } from './demo/build-plugins.ts';
 
 /** onnxruntime-web's runtime files (WebGPU + WASM build), shipped in dist/ort/. */
 const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
@@ -54,7 +57,8 @@ export default defineConfig(({ mode }) => {
     return {
       root: resolve(import.meta.dirname, 'demo'),
       base: './',
-      plugins: [isolation],
+      plugins: [isolation, demoServiceWorker(), demoFixtures(import.meta.dirname)],
+      define: { __DEMO_FIXTURES__: JSON.stringify(sharedFixtures(import.meta.dirname)) },
       worker: { format: 'es' },
       build: { outDir: resolve(import.meta.dirname, 'demo-dist'), emptyOutDir: true, target: 'es2022', assetsInlineLimit: 0 },
       server: { host: '127.0.0.1' },
