@@ -217,7 +217,7 @@ async function refreshStats(afterLoad = false): Promise<void> {
   const stats = (await search.stats()) as OptionalStats;
   if (stats.documents === 0 && Object.keys(readManifest()).length) writeManifest({});
   const sources = Object.keys(readManifest()).length;
-  const row = (term: string, value: string, key: string) => [h('dt', {}, term), h('dd', { 'data-stat': key }, value)];
+  const row = (term: string, value: string, key: string) => [h('div', {}, h('dt', {}, term), h('dd', { 'data-stat': key }, value))];
   const size = stats.bytesOnDisk !== undefined ? `${formatBytes(stats.bytesOnDisk)} on disk` : `${formatBytes(stats.vectorBytes)} of vectors`;
   const quota = stats.usage !== undefined && stats.quota ? ` (this site uses ${formatBytes(stats.usage)} of ${formatBytes(stats.quota)})` : '';
   ui.stats.replaceChildren(
