@@ -132,7 +132,9 @@ class Downloads {
   }
 }
 
+/** One index per model (their vectors are not comparable): a stable name for the model. */
 function indexName(model: string): string {
+  if (model === TEST_MODEL_URL) return 'colbert-demo-test-model';
   return `colbert-demo-${model.replace(/^https?:\/\//, '').replace(/[^A-Za-z0-9._-]+/g, '-').slice(-80)}`;
 }
 
@@ -261,8 +263,11 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
     const manifest = readManifest();
     const items: { id: string; text: string; metadata: PassageMeta }[] = [];
     const stale: string[] = [];
-    for (const source of sources) {
-      const passages = await splitPassages(source.text, budget, (texts) => s.countTokens(texts));
+    // One round trip counts every source; only those over the budget go through the splitter.
+    const whole = await s.countTokens(sources.map((d) => d.text));
+    for (const [n, source] of sources.entries()) {
+      const fits = whole[n]! <= budget && source.text.trim() !== '';
+      const passages = fits ? [{ text: source.text }] : await splitPassages(source.text, budget, (texts) => s.countTokens(texts));
       const before = manifest[source.name] ?? 0;
       for (let i = passages.length; i < before; i++) stale.push(`${source.name}#${i + 1}`);
       passages.forEach((p, i) => items.push({ id: `${source.name}#${i + 1}`, text: p.text, metadata: { source: source.name, passage: i + 1, passages: passages.length, text: p.text } }));
@@ -363,6 +368,9 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
       const e = await explain();
       body.replaceChildren(highlightedPassage(meta.text, e));
       body.dataset['highlighted'] = 'true';
+      // Long passages scroll: bring the first match into view inside the passage box.
+      const mark = body.querySelector('mark');
+      if (mark) body.scrollTop = Math.max(0, mark.offsetTop - 24);
       if (withTable && panel.childElementCount === 0) panel.append(explanationTable(e, meta.text));
     } catch (err) {
       panel.replaceChildren(h('p', { class: 'error' }, errorText(err)));

@@ -13,6 +13,8 @@ import { startServer, type TestServer } from '../support/server.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING } from '../support/shared.ts';
 
 const SUB_PATH = '/colbert/';
+/** The test model again, outside the site: "another model by URL". */
+const ELSEWHERE = '/elsewhere/tiny/';
 const SHOTS = resolve(REPO_ROOT, 'test-results/demo');
 
 let server: TestServer;
@@ -26,7 +28,10 @@ test.beforeAll(async () => {
   await build({ configFile: resolve(REPO_ROOT, 'vite.config.ts'), mode: 'demo', logLevel: 'warn' });
   expect(existsSync(resolve(REPO_ROOT, 'demo-dist/models/tiny-test/onnx/model.onnx'))).toBe(true);
   // Everything outside the sub-path is a 404: the site must only use relative URLs.
-  server = await startServer({ root: resolve(REPO_ROOT, 'test/fixtures/empty-root'), mounts: { [SUB_PATH]: resolve(REPO_ROOT, 'demo-dist') } });
+  server = await startServer({
+    root: resolve(REPO_ROOT, 'test/fixtures/empty-root'),
+    mounts: { [SUB_PATH]: resolve(REPO_ROOT, 'demo-dist'), [ELSEWHERE]: resolve(REPO_ROOT, '.cache/test-models/tjs') },
+  });
   site = `${server.url}${SUB_PATH}`;
   await mkdir(SHOTS, { recursive: true });
 });
@@ -244,5 +249,46 @@ test('works offline after the first visit (service worker and model cache)', asy
   await searchFor(page, 'graphics processor compute shaders');
   await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'webgpu.txt#1');
   await context.setOffline(false);
+  expect(errors).toEqual([]);
+});
+
+test('another model by URL: byte progress while it downloads, size warning before', async ({ page }) => {
+  const errors = watchErrors(page);
+  await page.goto(site);
+  await page.getByRole('radio', { name: /Another model/ }).check();
+  await expect(page.locator('#model-note')).toContainText('downloads 150–600 MB once');
+  await page.getByRole('textbox', { name: 'Model repo id or URL' }).fill(`${server.url}${ELSEWHERE}`);
+  const downloads: string[] = [];
+  const seen = page.locator('#model-progress-text');
+  const watcher = (async () => {
+    for (let i = 0; i < 400; i++) {
+      const text = await seen.textContent().catch(() => null);
+      if (text && text.startsWith('Downloading') && !downloads.includes(text)) downloads.push(text);
+      if (await page.locator('#model-status.ok').count()) return;
+      await page.waitForTimeout(25);
+    }
+  })();
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.locator('#model-status')).toContainText(/Ready: .*MB read/, { timeout: 60_000 });
+  await watcher;
+  expect(downloads.some((t) => /Downloading: [\d.]+ (kB|MB)/.test(t))).toBe(true);
+  expect(errors).toEqual([]);
+});
+
+test('indexing shows its rate and can be cancelled; what was indexed stays searchable', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await page.getByRole('button', { name: /Load Cranfield/ }).click();
+  const progress = page.locator('#index-progress-text');
+  // 1,398 abstracts; the few longer than one passage are split, so a few more passages.
+  await expect(progress).toContainText(/\d[\d,]* of 1,[34]\d\d passages · [\d.]+ passages\/s · [\d,]+ tokens\/s/, { timeout: 60_000 });
+  await shot(page, '9-indexing', false);
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.locator('#index-status')).toContainText('Cancelled: indexed', { timeout: 60_000 });
+  const passages = Number(await page.locator('#index-stats').getAttribute('data-passages'));
+  expect(passages).toBeGreaterThan(0);
+  expect(passages).toBeLessThan(1398);
+  await searchFor(page, 'boundary layer');
+  await expect(page.locator('#results li.hit').first()).toContainText('cranfield-');
   expect(errors).toEqual([]);
 });
