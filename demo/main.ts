@@ -227,7 +227,7 @@ async function refreshStats(afterLoad = false): Promise<void> {
     ...row('Passages', formatCount(stats.documents), 'passages'),
     ...row('Token vectors', formatCount(stats.tokens), 'tokens'),
     ...row('Size', size + quota, 'bytes'),
-    ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory only (this library build has no persistent index)', 'storage'),
+    ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
   );
   ui.stats.dataset['persistent'] = String(PERSISTENT);
   ui.stats.dataset['passages'] = String(stats.documents);
@@ -258,6 +258,7 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
   ui.indexProgress.hidden = false;
   ui.indexBar.removeAttribute('value');
   ui.indexProgressText.textContent = 'Splitting into passages…';
+  say(ui.indexStatus, `Indexing ${formatCount(sources.length)} document${sources.length === 1 ? '' : 's'}… You can search what is already indexed.`);
   try {
     const budget = s.info.documentTextBudget ?? s.info.documentLength - 8;
     const manifest = readManifest();
@@ -276,6 +277,7 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
     const t0 = performance.now();
     let done = 0;
     let tokens = 0;
+    let statsAt = 0;
     ui.indexBar.max = items.length;
     const show = (passagesDone: number, tokensDone: number) => {
       const seconds = Math.max(1e-3, (performance.now() - t0) / 1000);
@@ -294,6 +296,10 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
       show(done, tokens);
       for (const item of batch) manifest[item.metadata.source] = item.metadata.passages;
       writeManifest(manifest);
+      if (performance.now() - statsAt > 1000) {
+        statsAt = performance.now();
+        await refreshStats();
+      }
     }
     const seconds = (performance.now() - t0) / 1000;
     const what = `${formatCount(done)} passages, ${formatCount(tokens)} token vectors in ${seconds.toFixed(1)} s`;
