@@ -11,7 +11,7 @@ import { createSearch, DEFAULT_MODEL, type ColbertSearch, type Explanation, type
 import { readDocumentFile, type SourceDocument } from './files.ts';
 import { splitPassages } from './passages.ts';
 import { SAMPLE_CORPUS } from './sample-corpus.ts';
-import { byId, errorText, formatBytes, formatCount, formatMs, h } from './ui/dom.ts';
+import { byId, errorText, formatBytes, formatCount, formatMs, h, plural } from './ui/dom.ts';
 import { explanationTable, highlightedPassage } from './ui/explain-view.ts';
 
 /** What the build included from ../shared (vite.config.ts); absent under the dev server. */
@@ -258,7 +258,7 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
   ui.indexProgress.hidden = false;
   ui.indexBar.removeAttribute('value');
   ui.indexProgressText.textContent = 'Splitting into passages…';
-  say(ui.indexStatus, `Indexing ${formatCount(sources.length)} document${sources.length === 1 ? '' : 's'}… You can search what is already indexed.`);
+  say(ui.indexStatus, `Indexing ${plural(sources.length, 'document')}… You can search what is already indexed.`);
   try {
     const budget = s.info.documentTextBudget ?? s.info.documentLength - 8;
     const manifest = readManifest();
@@ -302,8 +302,8 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    const what = `${formatCount(done)} passages, ${formatCount(tokens)} token vectors in ${seconds.toFixed(1)} s`;
-    say(ui.indexStatus, job.cancelled ? `Cancelled: indexed ${what} (kept) of ${formatCount(items.length)}.` : `Indexed ${sources.length} document${sources.length === 1 ? '' : 's'}: ${what}.`, 'ok');
+    const what = `${plural(done, 'passage')}, ${plural(tokens, 'token vector')} in ${seconds.toFixed(1)} s`;
+    say(ui.indexStatus, job.cancelled ? `Cancelled: indexed ${what} (kept) of ${formatCount(items.length)}.` : `Indexed ${plural(sources.length, 'document')}: ${what}.`, 'ok');
   } catch (err) {
     say(ui.indexStatus, errorText(err), 'error');
   } finally {
@@ -417,7 +417,7 @@ async function runSearch(text: string): Promise<void> {
     if (seq !== searchSeq) return;
     ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
     const stats = ui.stats.dataset['passages'] ?? '?';
-    say(ui.searchStatus, `${hits.length} result${hits.length === 1 ? '' : 's'} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
+    say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
   } catch (err) {
     if (seq === searchSeq) say(ui.searchStatus, errorText(err), 'error');
   }

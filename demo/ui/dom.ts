@@ -50,3 +50,8 @@ export function errorText(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return typeof code === 'string' ? `${code}: ${message}` : message;
 }
+
+/** `n word` or `n words`, n with thousands separators. */
+export function plural(n: number, word: string): string {
+  return `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
+}
