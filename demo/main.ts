@@ -40,6 +40,7 @@ type PassageMeta = {
 interface Optional {
   clear?: () => Promise<void>;
   scoringDevice?: string;
+  scoringFallbackReason?: string | undefined;
 }
 type OptionalStats = IndexStats & { bytesOnDisk?: number; usage?: number; quota?: number };
 
@@ -193,7 +194,10 @@ async function loadModel(): Promise<void> {
 function showDevice(): void {
   if (!search) return;
   const model = `Model on ${search.device.toUpperCase()} (${search.dtype})${search.fallbackReason ? `: ${search.fallbackReason}` : search.device === 'webgpu' ? ': WebGPU adapter found' : ''}.`;
-  const scoring = search.scoringDevice ? ` Scoring on ${search.scoringDevice.toUpperCase()}.` : ' Scoring on the CPU in the worker.';
+  // Where MaxSim runs, when the library reports it (it may change after a search: a failing GPU falls back).
+  const scoring = search.scoringDevice
+    ? ` Scoring on ${search.scoringDevice === 'webgpu' ? 'WebGPU' : 'the CPU'}${search.scoringFallbackReason ? `: ${search.scoringFallbackReason}` : ''}.`
+    : ' Scoring on the CPU in the worker.';
   ui.device.textContent = model + scoring;
 }
 
@@ -415,6 +419,7 @@ async function runSearch(text: string): Promise<void> {
     const hits = await s.searchEmbedding(matrix, { k: K });
     const t2 = performance.now();
     if (seq !== searchSeq) return;
+    showDevice();
     ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
     const stats = ui.stats.dataset['passages'] ?? '?';
     say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
