@@ -115,6 +115,7 @@ function updateModelNote(): void {
     ui.modelNote.textContent = 'A base-size model downloads 150–600 MB once, then works offline. Any PyLate checkpoint with an ONNX export works.';
   }
   ui.modelNote.classList.toggle('warn', !choice.test);
+  ui.loadModel.textContent = choice.test ? 'Load model' : 'Download and load';
 }
 
 /** Byte totals across the files being downloaded. */

@@ -258,6 +258,7 @@ test('another model by URL: byte progress while it downloads, size warning befor
   await page.getByRole('radio', { name: /Another model/ }).check();
   await expect(page.locator('#model-note')).toContainText('downloads 150–600 MB once');
   await page.getByRole('textbox', { name: 'Model repo id or URL' }).fill(`${server.url}${ELSEWHERE}`);
+  await expect(page.getByRole('button', { name: 'Load model' })).toHaveCount(0);
   const downloads: string[] = [];
   const seen = page.locator('#model-progress-text');
   const watcher = (async () => {
@@ -268,7 +269,7 @@ test('another model by URL: byte progress while it downloads, size warning befor
       await page.waitForTimeout(25);
     }
   })();
-  await page.getByRole('button', { name: 'Load model' }).click();
+  await page.getByRole('button', { name: 'Download and load' }).click();
   await expect(page.locator('#model-status')).toContainText(/Ready: .*MB read/, { timeout: 60_000 });
   await watcher;
   expect(downloads.some((t) => /Downloading: [\d.]+ (kB|MB)/.test(t))).toBe(true);
