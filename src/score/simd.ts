@@ -44,7 +44,7 @@ const PAGE = 65536;
  * `qBlocks * 4` query rows at `q` to `out[d]` (0 for a document without rows).
  * Invariant: padding query rows are zero (their best dot product is exactly 0).
  */
-function emitKernel(dim4: number, relaxed: boolean): Uint8Array {
+function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
   const row = dim4 * 4;
   const f = new FunctionBody([I32, I32, I32, I32, I32, I32]);
   const [q, qBlocks, docs, offs, docCount, out] = [0, 1, 2, 3, 4, 5];

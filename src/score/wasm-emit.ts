@@ -147,7 +147,7 @@ export interface ExportedFunction {
  * A module of the given functions plus one exported memory named `memory` (`pages` x 64 KiB to
  * start; it can grow).
  */
-export function encodeModule(functions: readonly ExportedFunction[], pages: number): Uint8Array {
+export function encodeModule(functions: readonly ExportedFunction[], pages: number): Uint8Array<ArrayBuffer> {
   const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const types: number[] = [];
   uleb(types, functions.length);
