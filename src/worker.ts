@@ -6,6 +6,7 @@
 import * as Comlink from 'comlink';
 import { Engine, type AddResult, type EngineInfo, type EngineOptions, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
+import type { ScoringStatus } from './score/scorer.ts';
 import type { DocumentInput, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 
@@ -20,6 +21,8 @@ export interface EngineHost {
   encodeQuery(text: string): Promise<TokenMatrix>;
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   stats(): Promise<IndexStats>;
+  /** Where MaxSim runs now (it can fall back to the CPU after a search). */
+  scoring(): Promise<ScoringStatus>;
   close(): Promise<void>;
 }
 
@@ -65,6 +68,7 @@ export function createEngineHost(): EngineHost {
     encodeQuery: async (text) => transferMatrices(await ready().encodeQuery(text)),
     encodeDocuments: async (texts) => transferMatrices(await ready().encodeDocuments(texts)),
     stats: () => ready().stats(),
+    scoring: async () => ready().scoring(),
     async close() {
       await engine?.close();
     },
