@@ -12,6 +12,7 @@
  * Read-back: one float per document slot (4 bytes; 400 KB for 100k documents), top-k on the CPU.
  * That is a small fraction of the resident rows (64+ tokens x 128 dims per document).
  */
+import { bytesPerToken } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import shaderSource from './maxsim.wgsl?raw';
@@ -72,6 +73,15 @@ interface Resident {
   readback: GPUBuffer | undefined;
 }
 
+/** What {@link GpuScorer.residency} reports. */
+export interface GpuResidency {
+  segments: number;
+  /** Bytes of stored rows resident (vectors plus int8 scales). */
+  rowBytes: number;
+  /** Row and scale bytes written so far, alignment slack included. */
+  uploadedBytes: number;
+}
+
 /** Pipelines per device (a lost device takes its pipelines with it). */
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
@@ -109,6 +119,8 @@ export class GpuScorer {
   private readonly dummyScales: GPUBuffer;
   /** Largest segment in bytes. */
   readonly maxSegmentBytes: number;
+  /** Row and scale bytes written to the GPU so far (residency tests check appends send only new rows). */
+  private uploaded = 0;
   /** Serialises scoring calls: they share per-shard score and read-back buffers. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -288,6 +300,7 @@ export class GpuScorer {
       data = padded;
     }
     this.device.queue.writeBuffer(buffer, at, data as Uint8Array<ArrayBuffer>);
+    this.uploaded += data.byteLength;
   }
 
   /**
@@ -383,15 +396,15 @@ export class GpuScorer {
     }
   }
 
-  /** Bytes of rows resident on the GPU (for tests and diagnostics), and the segment count. */
-  residency(): { segments: number; rowBytes: number } {
+  /** Buffer segments, bytes of rows resident, and row and scale bytes uploaded so far (for tests and diagnostics). */
+  residency(): GpuResidency {
     let segments = 0;
     let rowBytes = 0;
     for (const r of this.resident.values()) {
       segments += r.segments.length;
-      for (const s of r.segments) rowBytes += (s.rowEnd - s.rowStart) * r.dim * ELEM_BYTES[r.precision];
+      for (const s of r.segments) rowBytes += (s.rowEnd - s.rowStart) * bytesPerToken(r.precision, r.dim);
     }
-    return { segments, rowBytes };
+    return { segments, rowBytes, uploadedBytes: this.uploaded };
   }
 
   /** Frees every buffer; destroys the device when the scorer created it. */

@@ -47,6 +47,12 @@ var<workgroup> q_tile: array<f32, Q_ROWS * DIM>;
 var<workgroup> d_tile: array<f32, TILE * DIM>;
 var<workgroup> partial: array<f32, WG>;
 
+// -Infinity (a constant expression may not be infinite, so it is built at run time).
+fn neg_inf() -> f32 {
+  var bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
 // Stored element e (row-major, counted from this segment's row 0) as f32, per ../store/precision.ts.
 fn load_elem(e: u32, row: u32) -> f32 {
   if (PRECISION == 0u) {
@@ -74,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let out = params.doc_base + d;
   if (live[d] == 0u || count == 0u) {
     if (t == 0u) {
-      scores[out] = select(select(0.0, scores[out], params.accumulate == 1u), -bitcast<f32>(0x7f800000u), live[d] == 0u);
+      scores[out] = select(select(0.0, scores[out], params.accumulate == 1u), neg_inf(), live[d] == 0u);
     }
     return;
   }
@@ -87,8 +93,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let parts = WG / Q_ROWS;
   let qi = t % Q_ROWS;
   let part = t / Q_ROWS;
-  let active = qi < params.q_count && part < parts;
-  var best = -bitcast<f32>(0x7f800000u);
+  let working = qi < params.q_count && part < parts;
+  var best = neg_inf();
   for (var r0 = 0u; r0 < count; r0 += TILE) {
     let n = min(TILE, count - r0);
     workgroupBarrier();
@@ -97,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       d_tile[i] = load_elem(r * DIM + i % DIM, r);
     }
     workgroupBarrier();
-    if (active) {
+    if (working) {
       for (var r = part; r < n; r += parts) {
         var s = 0.0;
         for (var k = 0u; k < DIM; k++) {

@@ -7,7 +7,7 @@
 import { ColbertError } from '../errors.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
-import type { GpuScorer, GpuScorerOptions } from './gpu.ts';
+import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
 
@@ -44,6 +44,8 @@ export interface Scorer {
   rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]>;
   /** Compiles what the first query needs (GPU pipeline, CPU kernel) ahead of time. */
   prepare(precision: ShardView['precision'], dim: number): Promise<void>;
+  /** GPU residency while scoring runs on the GPU (for tests and diagnostics). */
+  residency?(): GpuResidency | undefined;
   /** Frees GPU buffers and the scorer's own device. */
   dispose(): void;
 }
@@ -152,6 +154,10 @@ class GpuFirstScorer implements Scorer {
       this.fallBack(`the MaxSim pipeline failed to compile: ${(err as Error).message}`);
     }
     await loadMaxSimKernel(dim, this.cpuOptions);
+  }
+
+  residency(): GpuResidency | undefined {
+    return this.gpu?.residency();
   }
 
   dispose(): void {
