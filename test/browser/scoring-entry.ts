@@ -7,5 +7,5 @@ export { createScorer, CpuScorer } from '../../src/score/scorer.ts';
 export { requestScoringDevice } from '../../src/score/gpu.ts';
 export { maxSimShard } from '../../src/score/cpu.ts';
 export { MemoryStore } from '../../src/store/memory.ts';
-export { randomMatrix, shardOf } from '../support/shards.ts';
+export { benchCorpus, randomMatrix, shardOf } from '../support/shards.ts';
 export { mulberry32 } from '../support/rng.ts';

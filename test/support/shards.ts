@@ -27,3 +27,9 @@ export function shardOf(docs: readonly (TokenMatrix | null)[], dim: number, prec
   docs.forEach((d, i) => d && encodeRows(d.data, d.tokens, dim, packed, offsets[i]!));
   return { key, dim, offsets, ...packed, docIds: docs.map((d, i) => (d ? `${prefix}${i}` : null)) };
 }
+
+/** The benchmark corpus: `count` documents of 64-256 unit rows of `dim` values, and a 32-token query. */
+export function benchCorpus(count: number, dim: number, next: () => number): { docs: TokenMatrix[]; query: TokenMatrix } {
+  const docs = Array.from({ length: count }, () => randomMatrix(64 + Math.floor(next() * 193), dim, next));
+  return { docs, query: randomMatrix(32, dim, next) };
+}
