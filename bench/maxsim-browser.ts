@@ -17,6 +17,49 @@ interface Row {
   ms: number;
 }
 
+interface PageResult {
+  rows: Row[];
+  tokens: number;
+  naiveMs: number;
+  kernel: string;
+}
+
+/** Runs in the page: times the plain-JS oracle, the library CPU kernel and the WebGPU scorer. */
+const PAGE_SCRIPT = `async ({ url, count, dim }) => {
+  const lib = await import(url);
+  const { docs, query } = lib.benchCorpus(count, dim, lib.mulberry32(count));
+  const tokens = docs.reduce((n, d) => n + d.tokens, 0);
+  const time = async (runs, fn) => {
+    await fn();
+    let min = Infinity;
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await fn();
+      min = Math.min(min, performance.now() - t0);
+    }
+    return min;
+  };
+  const rows = [];
+  const shard = lib.shardOf(docs, dim, 'fp32', 'bench-' + count);
+  const shards = async function* () { yield shard; };
+  const naiveMs = await time(1, () => lib.maxSimShard(query, shard));
+  rows.push({ name: 'plain JS maxSimShard (baseline)', precision: 'fp32', ms: naiveMs });
+  const cpu = new lib.CpuScorer(undefined);
+  rows.push({ name: 'library CPU kernel', precision: 'fp32', ms: await time(3, () => cpu.rank(query, shards, 10)) });
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (adapter) {
+    const scorer = await lib.createScorer({ scoring: 'webgpu' });
+    // The warm-up run compiles the pipeline and uploads the rows once; the timed runs are queries.
+    const ms = await time(count >= 10000 ? 1 : 2, () => scorer.rank(query, shards, 10));
+    const name = scorer.device === 'webgpu' ? 'WebGPU shader (' + adapter.info.vendor + ' ' + adapter.info.architecture + ')' : 'WebGPU failed: ' + scorer.fallbackReason;
+    rows.push({ name, precision: 'fp32', ms: scorer.device === 'webgpu' ? ms : NaN });
+    scorer.dispose();
+  } else {
+    rows.push({ name: 'WebGPU: no adapter', precision: 'fp32', ms: NaN });
+  }
+  return { rows, tokens, naiveMs, kernel: cpu.kernel };
+}`;
+
 /** Runs the browser figures for each corpus size and prints them with `print` (naive = the page's triple loop). */
 export async function runBrowserBench(sizes: number[], dim: number, print: (title: string, gmac: number, rows: Row[], baseline: number) => void): Promise<void> {
   const { build } = await import('vite');
@@ -38,48 +81,8 @@ export async function runBrowserBench(sizes: number[], dim: number, print: (titl
     page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
     await page.goto(`${server.url}/test/browser/harness.html`);
     for (const count of sizes) {
-      const result = await page.evaluate(
-        async ({ url, count, dim }) => {
-          const lib = await import(/* @vite-ignore */ url);
-          const { docs, query } = lib.benchCorpus(count, dim, lib.mulberry32(count));
-          const tokens = docs.reduce((n: number, d: { tokens: number }) => n + d.tokens, 0);
-          const time = async (runs: number, fn: () => unknown): Promise<number> => {
-            await fn();
-            let min = Infinity;
-            for (let i = 0; i < runs; i++) {
-              const t0 = performance.now();
-              await fn();
-              min = Math.min(min, performance.now() - t0);
-            }
-            return min;
-          };
-          const rows: { name: string; precision: string; ms: number }[] = [];
-          const t0 = performance.now();
-          for (const d of docs) lib.maxSimShard(query, lib.shardOf([d], dim));
-          const naiveMs = performance.now() - t0;
-          rows.push({ name: 'plain JS maxSimShard (baseline)', precision: 'fp32', ms: naiveMs });
-          const adapter = await navigator.gpu?.requestAdapter();
-          const gpuInfo = adapter ? `${adapter.info.vendor} ${adapter.info.architecture}` : 'none';
-          const shard = lib.shardOf(docs, dim, 'fp32', `bench-${count}`);
-          const cpu = new lib.CpuScorer(undefined);
-          rows.push({ name: 'library CPU kernel', precision: 'fp32', ms: await time(3, () => cpu.rank(query, async function* () { yield shard; }, 10)) });
-          let kernel = 'n/a';
-          if (adapter) {
-            const scorer = await lib.createScorer({ scoring: 'webgpu' });
-            const shards = async function* () {
-              yield shard;
-            };
-            // The warm-up run compiles the pipeline and uploads the rows once; timed runs are queries.
-            const ms = await time(count >= 10000 ? 1 : 2, () => scorer.rank(query, shards, 10));
-            if (scorer.device === 'webgpu') rows.push({ name: `WebGPU shader (${gpuInfo})`, precision: 'fp32', ms });
-            else rows.push({ name: `WebGPU failed: ${scorer.fallbackReason}`, precision: 'fp32', ms: NaN });
-            scorer.dispose();
-          }
-          kernel = cpu.kernel ?? kernel;
-          return { rows, tokens, naiveMs, kernel, gpuInfo };
-        },
-        { url: `/${BUNDLE_DIR}/scoring-entry.js`, count, dim },
-      );
+      // A string, not a function: tsx would wrap a function's inner closures in helpers the page lacks.
+      const result = (await page.evaluate(`(${PAGE_SCRIPT})(${JSON.stringify({ url: `/${BUNDLE_DIR}/scoring-entry.js`, count, dim })})`)) as PageResult;
       const gmac = (32 * result.tokens * dim) / 1e9;
       const rows = result.rows.map((r) => (r.name === 'library CPU kernel' ? { ...r, name: `library CPU kernel (${result.kernel})` } : r));
       print(`Chromium, ${count} documents, ${result.tokens} tokens (x naive = vs plain JS in the page)`, gmac, rows, result.naiveMs);
