@@ -52,8 +52,11 @@ describe('CpuScorer.rank', () => {
     const dim = 32;
     const store = new MemoryStore({ precision });
     const twin = randomMatrix(5, dim, next);
-    await store.put(Array.from({ length: 400 }, (_, i) => ({ id: `d${String(i).padStart(3, '0')}`, matrix: i === 7 || i === 3 ? twin : randomMatrix(i % 10 === 0 ? 0 : 1 + (i % 60), dim, next) })));
+    await store.put(Array.from({ length: 500 }, (_, i) => ({ id: `d${String(i).padStart(3, '0')}`, matrix: i === 7 || i === 3 ? twin : randomMatrix(i % 10 === 0 ? 0 : 1 + (i % 400), dim, next) })));
     await store.delete(['d011', 'd250']);
+    let shardCount = 0;
+    for await (const _ of store.shards()) shardCount++;
+    expect(shardCount).toBeGreaterThan(1);
     const query = randomMatrix(32, dim, next);
     const want = new TopK(50);
     for await (const shard of store.shards()) {
@@ -67,7 +70,7 @@ describe('CpuScorer.rank', () => {
     expect(got.map((h) => h.id)).not.toContain('d011');
     // The two identical documents tie; the smaller id ranks first.
     const all = await new CpuScorer(undefined).rank(query, () => store.shards(), 1000);
-    expect(all).toHaveLength(398);
+    expect(all).toHaveLength(498);
     const i3 = all.findIndex((h) => h.id === 'd003');
     expect(all[i3 + 1]).toEqual({ id: 'd007', score: all[i3]!.score });
   });
