@@ -368,7 +368,7 @@ export class GpuScorer {
       device.queue.writeBuffer(uniforms, 0, params);
       readback = r.readback!;
       encoder.copyBufferToBuffer(r.scores!, 0, readback, 0, docCount * 4);
-      device.queue.submit([encoder.finish()]);
+      device.queue.submit([encoder.finish({ label: 'colbert-web maxsim command buffer' })]);
       await readback.mapAsync(GPUMapMode.READ, 0, docCount * 4);
       const scores = new Float32Array(readback.getMappedRange(0, docCount * 4).slice(0));
       readback.unmap();
