@@ -140,7 +140,68 @@ function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
     f.br(0);
   }
   f.end().end();
-  return encodeModule([{ name: 'score', body: f, results: [] }], 1);
+  const functions = [{ name: 'score', body: f, results: [] }, { name: 'decode_f16', body: emitDecodeHalf(), results: [] }];
+  if (dim4 % 16 === 0) functions.push({ name: 'decode_i8', body: emitDecodeInt8(dim4), results: [] });
+  return encodeModule(functions, 1);
+}
+
+/**
+ * `decode_f16(src, dst, n)`: n (a multiple of 4) IEEE halves at `src` to floats at `dst`, exactly
+ * as fromHalf in ../store/precision.ts: the magnitude bits shifted into a float's place and
+ * multiplied by 2^112 re-bias normal and subnormal halves alike; Infinity and NaN are set apart.
+ */
+function emitDecodeHalf(): FunctionBody {
+  const f = new FunctionBody([I32, I32, I32]);
+  const [src, dst, n] = [0, 1, 2];
+  const end = f.local(I32);
+  const h = f.local(V128);
+  f.get(src).get(n).i32_const(1).i32_shl().i32_add().set(end);
+  f.get(n).i32_const(0).i32_ne().if_().loop();
+  f.get(src).v128_load16x4_u(0).set(h);
+  f.get(dst);
+  // Infinity / NaN: exponent all ones, the mantissa moved into place.
+  f.get(h).v128_const_i32(0x3ff).v128_and().i32_const(13).i32x4_shl().v128_const_i32(0x7f800000).v128_or();
+  // Everything else: (bits & 0x7fff) << 13, as a float, times 2^112.
+  f.get(h).v128_const_i32(0x7fff).v128_and().i32_const(13).i32x4_shl().v128_const_f32(2 ** 112).f32x4_mul();
+  f.get(h).v128_const_i32(0x7c00).v128_and().v128_const_i32(0x7c00).i32x4_eq().v128_bitselect();
+  f.get(h).v128_const_i32(0x8000).v128_and().i32_const(16).i32x4_shl().v128_or();
+  f.v128_store(0);
+  f.get(dst).i32_const(16).i32_add().set(dst);
+  f.get(src).i32_const(8).i32_add().tee(src).get(end).i32_lt_u().br_if(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `decode_i8(src, scales, dst, rows)`: rows of `dim` int8 values times their row's float scale,
+ * rounded to float32 once, exactly as decodeRow does. Needs dim % 16 == 0.
+ */
+function emitDecodeInt8(dim: number): FunctionBody {
+  const f = new FunctionBody([I32, I32, I32, I32]);
+  const [src, scales, dst, rows] = [0, 1, 2, 3];
+  const end = f.local(I32);
+  const scale = f.local(V128);
+  const bytes = f.local(V128);
+  const half = f.local(V128);
+  f.get(scales).get(rows).i32_const(2).i32_shl().i32_add().set(end);
+  f.get(rows).i32_const(0).i32_ne().if_().loop();
+  f.get(scales).f32_load(0).f32x4_splat().set(scale);
+  for (let k = 0; k < dim; k += 16) {
+    f.get(src).v128_load(k).set(bytes);
+    for (const [j, widen] of [[0, 'low'], [1, 'high']] as const) {
+      f.get(bytes);
+      if (widen === 'low') f.i16x8_extend_low_i8x16_s();
+      else f.i16x8_extend_high_i8x16_s();
+      f.set(half);
+      f.get(dst).get(half).i32x4_extend_low_i16x8_s().f32x4_convert_i32x4_s().get(scale).f32x4_mul().v128_store((k + j * 8) * 4);
+      f.get(dst).get(half).i32x4_extend_high_i16x8_s().f32x4_convert_i32x4_s().get(scale).f32x4_mul().v128_store((k + j * 8 + 4) * 4);
+    }
+  }
+  f.get(src).i32_const(dim).i32_add().set(src);
+  f.get(dst).i32_const(dim * 4).i32_add().set(dst);
+  f.get(scales).i32_const(4).i32_add().tee(scales).get(end).i32_lt_u().br_if(0);
+  f.end().end();
+  return f;
 }
 
 let halfTable: Float32Array | undefined;
@@ -169,6 +230,8 @@ export function wasmSimdSupported(relaxed = false): boolean {
 }
 
 type ScoreFn = (q: number, qBlocks: number, docs: number, offs: number, docCount: number, out: number) => void;
+type DecodeHalfFn = (src: number, dst: number, n: number) => void;
+type DecodeInt8Fn = (src: number, scales: number, dst: number, rows: number) => void;
 
 class WasmKernel implements MaxSimKernel {
   private f32: Float32Array;
@@ -179,10 +242,14 @@ class WasmKernel implements MaxSimKernel {
     private readonly dim4: number,
     private readonly memory: WebAssembly.Memory,
     private readonly run: ScoreFn,
+    private readonly decodeHalf: DecodeHalfFn,
+    private readonly decodeInt8: DecodeInt8Fn | undefined,
   ) {
     this.f32 = new Float32Array(memory.buffer);
     this.u32 = new Uint32Array(memory.buffer);
+    this.u8 = new Uint8Array(memory.buffer);
   }
+  private u8: Uint8Array;
 
   private reserve(bytes: number): void {
     const have = this.memory.buffer.byteLength;
@@ -190,6 +257,7 @@ class WasmKernel implements MaxSimKernel {
     this.memory.grow(Math.ceil((bytes - have) / PAGE));
     this.f32 = new Float32Array(this.memory.buffer);
     this.u32 = new Uint32Array(this.memory.buffer);
+    this.u8 = new Uint8Array(this.memory.buffer);
   }
 
   scoreShard(query: TokenMatrix, shard: ShardView, out = new Float32Array(shard.docIds.length)): Float32Array {
@@ -206,16 +274,23 @@ class WasmKernel implements MaxSimKernel {
     let maxDocRows = 0;
     for (let d = 0; d < docIds.length; d++) maxDocRows = Math.max(maxDocRows, offsets[d + 1]! - offsets[d]!);
     const chunkRows = Math.max(Math.floor(CHUNK_BYTES / row), maxDocRows);
-    this.reserve(docsAt + chunkRows * row);
+    const precision = shard.precision;
+    // fp16 and int8 rows are copied packed into a staging area and decoded there by WASM SIMD.
+    const staged = dim === dim4 && (precision === 'fp16' || (precision === 'int8' && this.decodeInt8 !== undefined));
+    const elem = precision === 'fp16' ? 2 : 1;
+    const stageAt = docsAt + chunkRows * row;
+    const scalesAt = stageAt + Math.ceil((chunkRows * dim * elem) / 16) * 16;
+    this.reserve(staged ? scalesAt + chunkRows * 4 : docsAt + chunkRows * row);
     const f32 = this.f32;
     const u32 = this.u32;
+    const u8 = this.u8;
 
     f32.fill(0, 0, qBytes / 4);
     if (dim === dim4) f32.set(query.data, 0);
     else for (let i = 0; i < query.tokens; i++) f32.set(query.data.subarray(i * dim, (i + 1) * dim), i * dim4);
 
-    const precision = shard.precision;
-    const table = precision === 'fp16' ? halves() : undefined;
+    const table = precision === 'fp16' && !staged ? halves() : undefined;
+    const packedBytes = staged ? new Uint8Array(shard.vectors.buffer, shard.vectors.byteOffset, shard.vectors.byteLength) : undefined;
     const base = docsAt / 4;
     let start = 0;
     while (start < docIds.length) {
@@ -228,7 +303,10 @@ class WasmKernel implements MaxSimKernel {
         if (rows + n > chunkRows && end > start) break;
         if (n > 0) {
           const at = base + rows * dim4;
-          if (precision === 'fp32') {
+          if (packedBytes) {
+            u8.set(packedBytes.subarray(from * dim * elem, (from + n) * dim * elem), stageAt + rows * dim * elem);
+            if (precision === 'int8') f32.set(shard.scales!.subarray(from, from + n), scalesAt / 4 + rows);
+          } else if (precision === 'fp32') {
             const v = shard.vectors as Float32Array;
             if (dim === dim4) f32.set(v.subarray(from * dim, (from + n) * dim), at);
             else for (let r = 0; r < n; r++) f32.set(v.subarray((from + r) * dim, (from + r + 1) * dim), at + r * dim4);
@@ -254,6 +332,10 @@ class WasmKernel implements MaxSimKernel {
         rows += n;
         end++;
         u32[offAt / 4 + end - start] = rows;
+      }
+      if (staged && rows > 0) {
+        if (precision === 'fp16') this.decodeHalf(stageAt, docsAt, rows * dim);
+        else this.decodeInt8!(stageAt, scalesAt, docsAt, rows);
       }
       this.run(0, qBlocks, docsAt, offAt, end - start, outAt);
       for (let d = start; d < end; d++) out[d] = docIds[d] === null ? -Infinity : f32[outAt / 4 + d - start]!;
@@ -289,8 +371,8 @@ export function loadMaxSimKernel(dim: number, options: KernelOptions = {}): Prom
   let kernel = kernels.get(key);
   if (!kernel) {
     kernel = WebAssembly.instantiate(emitKernel(dim4, relaxed)).then(({ instance }) => {
-      const { memory, score } = instance.exports as { memory: WebAssembly.Memory; score: ScoreFn };
-      return new WasmKernel(relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', dim4, memory, score);
+      const exports = instance.exports as { memory: WebAssembly.Memory; score: ScoreFn; decode_f16: DecodeHalfFn; decode_i8?: DecodeInt8Fn };
+      return new WasmKernel(relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', dim4, exports.memory, exports.score, exports.decode_f16, exports.decode_i8);
     });
     kernels.set(key, kernel);
   }

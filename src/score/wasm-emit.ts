@@ -91,11 +91,31 @@ export class FunctionBody {
   i32_ge_u(): this { return this.op(0x4f); }
 
   // f32.
+  f32_load(offset = 0): this { return this.op(0x2a).memarg(2, offset); }
   f32_add(): this { return this.op(0x92); }
   f32_store(offset = 0): this { return this.op(0x38).memarg(2, offset); }
 
   // v128 (SIMD128; opcodes from the WebAssembly SIMD proposal, now part of the core spec).
   v128_load(offset = 0): this { return this.simd(0x00).memarg(4, offset); }
+  v128_store(offset = 0): this { return this.simd(0x0b).memarg(4, offset); }
+  /** Four u16 from memory, zero-extended to i32x4. */
+  v128_load16x4_u(offset = 0): this { return this.simd(0x04).memarg(3, offset); }
+  v128_const_i32(value: number): this {
+    this.simd(0x0c);
+    this.code.push(...new Uint8Array(new Int32Array([value, value, value, value]).buffer));
+    return this;
+  }
+  v128_and(): this { return this.simd(0x4e); }
+  v128_or(): this { return this.simd(0x50); }
+  v128_bitselect(): this { return this.simd(0x52); }
+  i32x4_eq(): this { return this.simd(0x37); }
+  i32x4_shl(): this { return this.simd(0xab); }
+  i16x8_extend_low_i8x16_s(): this { return this.simd(0x87); }
+  i16x8_extend_high_i8x16_s(): this { return this.simd(0x88); }
+  i32x4_extend_low_i16x8_s(): this { return this.simd(0xa7); }
+  i32x4_extend_high_i16x8_s(): this { return this.simd(0xa8); }
+  f32x4_convert_i32x4_s(): this { return this.simd(0xfa); }
+  f32x4_splat(): this { return this.simd(0x13); }
   v128_const_f32(value: number): this {
     this.simd(0x0c);
     const bytes = new Uint8Array(new Float32Array([value, value, value, value]).buffer);

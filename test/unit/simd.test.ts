@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { maxSimShard } from '../../src/score/cpu.ts';
 import { loadMaxSimKernel, wasmSimdSupported, type KernelOptions } from '../../src/score/simd.ts';
-import { VECTOR_PRECISIONS } from '../../src/store/precision.ts';
+import { decodeRows, VECTOR_PRECISIONS } from '../../src/store/precision.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { mulberry32 as rng } from '../fixtures/make-models.ts';
 import { randomMatrix, shardOf } from '../support/shards.ts';
@@ -76,5 +76,28 @@ describe('CPU MaxSim kernels', () => {
       const got = kernel.scoreShard(randomMatrix(9, dim, next), shardOf([d, randomMatrix(4, dim, next), d], dim));
       expect(got[0]).toBe(got[2]);
     });
+  });
+});
+
+describe('WASM decoding of stored rows', () => {
+  it.each(['fp16', 'int8'] as const)('decodes %s rows bit-exactly as precision.ts does (subnormal halves, large and negative values)', async (precision) => {
+    const dim = 32;
+    const values = new Float32Array(dim);
+    const specials = [0, -0, 1e-7, -3e-6, 6.1e-5, 0.33, -0.5, 1, 2.5, 1000, -60000, 65000];
+    for (let k = 0; k < dim; k++) values[k] = specials[k % specials.length]! * (k < specials.length ? 1 : 0.37);
+    const doc: TokenMatrix = { data: values, tokens: 1, dim, ids: new Int32Array(1) };
+    const shard = shardOf([doc], dim, precision);
+    const decoded = decodeRows(shard, 0, 1, dim);
+    for (const options of [{ relaxed: false }, {}]) {
+      const kernel = await loadMaxSimKernel(dim, options);
+      expect(kernel.name).not.toBe('js');
+      for (let k = 0; k < dim; k++) {
+        // A one-hot query row picks out stored element k: its score is that element exactly.
+        const q = new Float32Array(dim);
+        q[k] = 1;
+        const score = kernel.scoreShard({ data: q, tokens: 1, dim, ids: new Int32Array(1) }, shard)[0]!;
+        expect(score, `element ${k}`).toBe(decoded[k]! + 0);
+      }
+    }
   });
 });
