@@ -9,7 +9,8 @@
  * GMAC = query tokens x document tokens x dim / 1e9; GMAC/s = GMAC / seconds. Times are the best
  * of a few runs after one warm-up run (naive: one run). Shared machines are noisy: read ratios.
  *
- *   npm run bench -- maxsim            (add --quick for the 1k corpus only)
+ *   npm run bench -- maxsim
+ *   node --import tsx bench/maxsim.bench.ts --quick     (the 1k corpus only)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
