@@ -7,7 +7,7 @@
  * - in Chromium (when it is installed): the same kernels in the browser, and the WebGPU shader on
  *   the adapter there (SwiftShader on a machine without a GPU: it proves the path, not GPU speed).
  * GMAC = query tokens x document tokens x dim / 1e9; GMAC/s = GMAC / seconds. Times are the best
- * of a few runs after one warm-up run (naive: one run). Shared machines are noisy: read ratios.
+ * of a few runs after one warm-up run (naive: one run after a warm-up at 1k, one cold run at 10k). Shared machines are noisy: read ratios.
  *
  *   npm run bench -- maxsim
  *   node --import tsx bench/maxsim.bench.ts --quick     (the 1k corpus only)
