@@ -5,8 +5,8 @@
  */
 import { ColbertError } from './errors.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
-import { explainMaxSim, maxSimShard } from './score/cpu.ts';
-import { TopK } from './score/topk.ts';
+import { explainMaxSim } from './score/cpu.ts';
+import { createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { MemoryStore } from './store/memory.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
 import type { StoredDocument, VectorStore } from './store/types.ts';
@@ -18,6 +18,12 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
   storage?: 'memory';
   /** Storage precision of token vectors: 'fp32' (exact, default), 'fp16', or 'int8' with a per-token scale. */
   precision?: VectorPrecision;
+  /**
+   * Where MaxSim runs: 'auto' (default: WebGPU on a hardware GPU, else the CPU), 'webgpu' (any
+   * adapter, fails with DEVICE_UNAVAILABLE when there is none) or 'cpu'. A GPU that fails later
+   * falls back to the CPU; see {@link Engine.scoring}.
+   */
+  scoring?: ScoringOption;
 }
 
 /** What {@link Engine.info} reports about the running model. */
@@ -27,6 +33,8 @@ export type EngineInfo = Omit<EncoderInfo, 'config'> & {
   prompts: { query: string; document: string };
   /** Most tokens of a document's own text that are encoded (documentLength minus prompt, specials and marker); the rest is truncated. */
   documentTextBudget: number;
+  /** Where MaxSim runs (as of this call) and why not on the GPU, when it is not. */
+  scoring: ScoringStatus;
 };
 
 /** Options for a search. */
@@ -125,6 +133,7 @@ export class Engine {
   private constructor(
     private readonly encoder: Encoder,
     private readonly store: VectorStore,
+    private readonly scorer: Scorer,
   ) {}
 
   /** Loads the model and opens the index. */
@@ -145,8 +154,18 @@ export class Engine {
     if (!VECTOR_PRECISIONS.includes(precision)) {
       throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
     }
-    const encoder = await loadEncoder({ ...options, onProgress: safeProgress });
-    return new Engine(encoder, new MemoryStore({ precision }));
+    // Before the model loads, so that a bad or unavailable scoring option fails fast.
+    const scorer = await createScorer({ scoring: options.scoring ?? 'auto' });
+    let encoder: Encoder;
+    try {
+      encoder = await loadEncoder({ ...options, onProgress: safeProgress });
+    } catch (err) {
+      scorer.dispose();
+      throw err;
+    }
+    // Compile the scoring pipeline while the caller adds documents; a failure falls back inside.
+    void scorer.prepare(precision, encoder.dim).catch(() => undefined);
+    return new Engine(encoder, new MemoryStore({ precision }), scorer);
   }
 
   private check(): void {
@@ -162,7 +181,14 @@ export class Engine {
       documentLength: config.documentLength,
       prompts: { query: config.queryPrompt, document: config.documentPrompt },
       documentTextBudget: this.encoder.tokenizer.documentTextBudget(),
+      scoring: this.scoring(),
     };
+  }
+
+  /** Where MaxSim runs now, and why not on the GPU when it is not. */
+  scoring(): ScoringStatus {
+    const reason = this.scorer.fallbackReason;
+    return reason === undefined ? { device: this.scorer.device } : { device: this.scorer.device, fallbackReason: reason };
   }
 
   /** Encodes and stores documents; an existing id is replaced. */
@@ -253,14 +279,7 @@ export class Engine {
   }
 
   private async rank(query: TokenMatrix, k: number): Promise<Hit[]> {
-    const top = new TopK(k);
-    for await (const shard of this.store.shards()) {
-      const scores = maxSimShard(query, shard);
-      shard.docIds.forEach((id, slot) => {
-        if (id !== null) top.push(id, scores[slot]!);
-      });
-    }
-    const best = top.sorted();
+    const best = await this.scorer.rank(query, () => this.store.shards(), k);
     const metadata = await this.store.metadata(best.map((h) => h.id));
     return best.map((h, i) => (metadata[i] === undefined ? { id: h.id, score: h.score } : { id: h.id, score: h.score, metadata: metadata[i] }));
   }
@@ -340,6 +359,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.scorer.dispose();
     await Promise.all([this.encoder.dispose(), this.store.close()]);
   }
 }

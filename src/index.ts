@@ -27,6 +27,7 @@ export type {
 } from './types.ts';
 export type { ModelLayout } from './model/config.ts';
 export type { VectorPrecision } from './store/precision.ts';
+export type { ScoringDevice, ScoringOption, ScoringStatus } from './score/scorer.ts';
 export { detectCapabilities } from './capabilities.ts';
 export type { Capabilities } from './capabilities.ts';
 export { clearModelCache } from './model/files.ts';

@@ -10,6 +10,7 @@ import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, Explain
 import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
+import type { ScoringDevice, ScoringStatus } from './score/scorer.ts';
 
 /**
  * Set by the library build (vite.config.ts) to where onnxruntime-web's runtime files sit next to
@@ -58,6 +59,10 @@ export interface ColbertSearch {
   readonly fallbackReason: string | undefined;
   /** Everything about the model that runs. */
   readonly info: EngineInfo;
+  /** Where MaxSim runs: 'webgpu' or 'cpu' (updated after each search; a failed GPU switches it to 'cpu'). */
+  readonly scoringDevice: ScoringDevice;
+  /** Why MaxSim does not run on the GPU, when it does not. */
+  readonly scoringFallbackReason: string | undefined;
   /** Encodes and indexes documents; an existing id is replaced. */
   add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
   /** Indexes precomputed document matrices (e.g. from PyLate). */
@@ -94,6 +99,13 @@ export interface ColbertSearch {
 abstract class BaseSearch implements ColbertSearch {
   protected closed = false;
   constructor(readonly info: EngineInfo) {}
+  protected abstract get scoring(): ScoringStatus;
+  get scoringDevice(): ScoringDevice {
+    return this.scoring.device;
+  }
+  get scoringFallbackReason(): string | undefined {
+    return this.scoring.fallbackReason;
+  }
   get device(): Device {
     return this.info.device;
   }
@@ -126,6 +138,9 @@ abstract class BaseSearch implements ColbertSearch {
 class InThreadSearch extends BaseSearch {
   constructor(private readonly engine: Engine) {
     super(engine.info());
+  }
+  protected get scoring(): ScoringStatus {
+    return this.engine.scoring();
   }
   async add(docs: DocumentInput[], options?: AddOptions) {
     this.check();
@@ -183,6 +198,19 @@ class WorkerSearch extends BaseSearch {
     private readonly crashed: Promise<never>,
   ) {
     super(info);
+    this.scoringNow = info.scoring;
+  }
+
+  private scoringNow: ScoringStatus;
+  protected get scoring(): ScoringStatus {
+    return this.scoringNow;
+  }
+
+  /** Runs a search, then refreshes where scoring runs (a GPU failure during it falls back to the CPU). */
+  private async ranked(fn: () => Promise<Hit[]>): Promise<Hit[]> {
+    const hits = await this.call(fn);
+    this.scoringNow = await this.call(() => this.remote.scoring());
+    return hits;
   }
 
   /** Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile. */
@@ -202,10 +230,10 @@ class WorkerSearch extends BaseSearch {
     return this.call(() => this.remote.delete(ids));
   }
   search(query: string, options?: SearchOptions) {
-    return this.call(() => this.remote.search(query, options));
+    return this.ranked(() => this.remote.search(query, options));
   }
   searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
-    return this.call(() => this.remote.searchEmbedding(query, options));
+    return this.ranked(() => this.remote.searchEmbedding(query, options));
   }
   encodeQuery(text: string) {
     return this.call(() => this.remote.encodeQuery(text));

@@ -7,6 +7,7 @@ import * as Comlink from 'comlink';
 import { Engine, type AddResult, type EngineInfo, type EngineOptions, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
 import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
+import type { ScoringStatus } from './score/scorer.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 
 /** The object a worker exposes; the main thread reaches it through comlink. */
@@ -22,6 +23,8 @@ export interface EngineHost {
   stats(): Promise<IndexStats>;
   countTokens(texts: string[]): Promise<number[]>;
   explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  /** Where MaxSim runs now (it can fall back to the CPU after a search). */
+  scoring(): Promise<ScoringStatus>;
   close(): Promise<void>;
 }
 
@@ -69,6 +72,7 @@ export function createEngineHost(): EngineHost {
     stats: () => ready().stats(),
     countTokens: (texts) => ready().countTokens(texts),
     explain: (query, target) => ready().explain(query, target),
+    scoring: async () => ready().scoring(),
     async close() {
       await engine?.close();
     },

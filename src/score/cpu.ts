@@ -20,6 +20,7 @@ export function maxSimShard(query: TokenMatrix, shard: ShardView, out = new Floa
   const best = new Float32Array(nq);
   const exact = shard.precision === 'fp32';
   let scratch = new Float32Array(0);
+  const row = new Float32Array(dim);
   for (let doc = 0; doc < docIds.length; doc++) {
     if (docIds[doc] === null) {
       out[doc] = -Infinity;
@@ -38,14 +39,13 @@ export function maxSimShard(query: TokenMatrix, shard: ShardView, out = new Floa
       first = from;
     } else {
       if (scratch.length < (to - from) * dim) scratch = new Float32Array((to - from) * dim * 2);
-      const row = new Float32Array(dim);
       for (let r = from; r < to; r++) scratch.set(decodeRow(shard, r, dim, row), (r - from) * dim);
       vectors = scratch;
       first = 0;
     }
     best.fill(-Infinity);
-    for (let row = first; row < first + (to - from); row++) {
-      const d = row * dim;
+    for (let r = first; r < first + (to - from); r++) {
+      const d = r * dim;
       for (let i = 0; i < nq; i++) {
         const qo = i * dim;
         let s0 = 0;

@@ -1,0 +1,230 @@
+/**
+ * MaxSim on WebGPU (SwiftShader here) against the CPU oracle, in Debian Chromium:
+ * - the scorers directly (a test bundle of src/score and the memory store, built below): every
+ *   stored precision, zero-token, single-token and deleted documents, appends that upload only new
+ *   rows, an index split across many small buffers, a query longer than one shader pass, all inside
+ *   a validation error scope; and a device lost mid-session, after which queries still answer;
+ * - the public API in its worker: `scoring: 'webgpu'` vs `'cpu'` on the Cranfield collection for
+ *   every precision, and what `'auto'` picks on a software adapter.
+ * In CI a missing WebGPU adapter fails these tests; elsewhere they skip with the reason.
+ */
+import { expect, test, type Page } from '@playwright/test';
+import { resolve } from 'node:path';
+import { harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
+import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, SHARED_MISSING } from '../support/shared.ts';
+
+const IN_CI = !!process.env['CI'];
+const BUNDLE_DIR = '.cache/scoring-test';
+const BUNDLE_URL = `/${BUNDLE_DIR}/scoring-entry.js`;
+
+test.beforeAll(async () => {
+  test.setTimeout(120_000);
+  const { build } = await import('vite');
+  await build({
+    configFile: false,
+    root: REPO_ROOT,
+    logLevel: 'warn',
+    build: {
+      outDir: resolve(REPO_ROOT, BUNDLE_DIR),
+      emptyOutDir: true,
+      target: 'es2022',
+      minify: false,
+      lib: { entry: resolve(REPO_ROOT, 'test/browser/scoring-entry.ts'), formats: ['es'], fileName: 'scoring-entry' },
+    },
+  });
+});
+
+test.beforeEach(async ({ page }) => {
+  page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
+  page.on('console', (msg) => (msg.type() === 'error' || msg.text().startsWith('[scoring page]')) && console.log(`[page console] ${msg.text()}`));
+  await page.goto(harnessUrl());
+  const adapter = await page.evaluate(async () => {
+    const a = await navigator.gpu?.requestAdapter();
+    return a ? { ok: true, fallback: Boolean((a.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter), arch: a.info.architecture } : { ok: false };
+  });
+  if (!adapter.ok) {
+    expect(IN_CI, 'no WebGPU adapter in CI: the GPU scoring tests must run there').toBe(false);
+    test.skip(true, 'no WebGPU adapter in this browser');
+  }
+});
+
+/** Compares two full rankings: same ids in the same order, scores within 1e-4. */
+function expectSameRanking(gpu: { id: string; score: number }[], cpu: { id: string; score: number }[], what: string): void {
+  expect(gpu.length, `${what}: hit count`).toBe(cpu.length);
+  expect(gpu.map((h) => h.id), `${what}: ranking`).toEqual(cpu.map((h) => h.id));
+  let worst = 0;
+  gpu.forEach((h, i) => (worst = Math.max(worst, Math.abs(h.score - cpu[i]!.score))));
+  expect(worst, `${what}: largest score difference`).toBeLessThan(1e-4);
+}
+
+interface Ranked {
+  id: string;
+  score: number;
+}
+
+async function directRun(page: Page, precision: string): Promise<{
+  rounds: { gpu: Ranked[]; cpu: Ranked[]; live: number }[];
+  residency: { segments: number; rowBytes: number; uploadedBytes: number }[];
+  appendedBytes: number;
+  device: string;
+  fallbackReason: string | null;
+  validationError: string | null;
+  zeroScores: number[];
+}> {
+  return page.evaluate(
+    async ({ url, precision }) => {
+      const lib = await import(/* @vite-ignore */ url);
+      const dim = 128;
+      const next = lib.mulberry32(precision.length * 101);
+      const device: GPUDevice = await lib.requestScoringDevice();
+      device.pushErrorScope('validation');
+      // 48 KiB segments: a few dozen documents each, so the index spans many buffers.
+      const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxSegmentBytes: 48 * 1024 } });
+      const cpu = new lib.CpuScorer(undefined);
+      const store = new lib.MemoryStore({ precision });
+      const doc = (i: number) => ({ id: `doc-${String(i).padStart(4, '0')}`, matrix: lib.randomMatrix(i % 17 === 0 ? 0 : i % 13 === 1 ? 1 : 2 + Math.floor(next() * 60), dim, next) });
+      await store.put(Array.from({ length: 300 }, (_, i) => doc(i)));
+      await store.delete(['doc-0005', 'doc-0044', 'doc-0102', 'doc-0250']);
+      const rounds: { gpu: Ranked[]; cpu: Ranked[]; live: number }[] = [];
+      const residency: { segments: number; rowBytes: number; uploadedBytes: number }[] = [];
+      const rank = async () => {
+        const live = (await store.stats()).documents;
+        for (const tokens of [32, 40]) {
+          const q = lib.randomMatrix(tokens, dim, next);
+          const gpu = await scorer.rank(q, () => store.shards(), live);
+          const cpuHits = await cpu.rank(q, () => store.shards(), live);
+          rounds.push({ gpu, cpu: cpuHits, live });
+        }
+        residency.push(scorer.residency());
+      };
+      await rank();
+      await rank(); // nothing changed: nothing is uploaded again
+      const added = Array.from({ length: 60 }, (_, i) => doc(300 + i));
+      await store.put(added);
+      await store.delete(['doc-0301', 'doc-0007']);
+      const bytesPer = precision === 'fp32' ? dim * 4 : precision === 'fp16' ? dim * 2 : dim + 4;
+      const appendedBytes = added.reduce((n, d) => n + d.matrix.tokens * bytesPer, 0);
+      await rank();
+      const zeroScores = rounds[0]!.gpu.filter((h: Ranked) => Number(h.id.slice(4)) % 17 === 0).map((h: Ranked) => h.score);
+      const error = await device.popErrorScope();
+      const out = { rounds, residency, appendedBytes, device: scorer.device, fallbackReason: scorer.fallbackReason ?? null, validationError: error ? error.message : null, zeroScores };
+      scorer.dispose();
+      device.destroy();
+      return out;
+    },
+    { url: BUNDLE_URL, precision },
+  );
+}
+
+for (const precision of ['fp32', 'fp16', 'int8']) {
+  test(`${precision}: GPU and CPU agree on random data with empty, single-token and deleted documents, appends and a split index`, async ({ page }) => {
+    test.setTimeout(180_000);
+    const run = await directRun(page, precision);
+    expect(run.validationError).toBeNull();
+    expect(run.device, run.fallbackReason ?? '').toBe('webgpu');
+    expect(run.fallbackReason).toBeNull();
+    run.rounds.forEach((r, i) => expectSameRanking(r.gpu, r.cpu, `${precision} round ${i}`));
+    expect(run.rounds[0]!.live).toBe(296);
+    expect(run.rounds.at(-1)!.live).toBe(354);
+    // Zero-token documents score exactly 0 on the GPU.
+    expect(run.zeroScores.length).toBeGreaterThan(10);
+    expect(new Set(run.zeroScores)).toEqual(new Set([0]));
+    const [first, again, appended] = run.residency;
+    expect(first!.segments).toBeGreaterThan(5);
+    // A second query uploads nothing; an append uploads the new rows (plus 4-byte alignment slack) only.
+    expect(again!.uploadedBytes).toBe(first!.uploadedBytes);
+    expect(appended!.uploadedBytes - again!.uploadedBytes).toBeGreaterThanOrEqual(run.appendedBytes);
+    expect(appended!.uploadedBytes - again!.uploadedBytes).toBeLessThan(run.appendedBytes + 64 * appended!.segments);
+    expect(appended!.rowBytes - first!.rowBytes).toBe(run.appendedBytes);
+  });
+}
+
+test('a device lost mid-session falls back to the CPU, says why, and keeps answering', async ({ page }) => {
+  test.setTimeout(120_000);
+  const run = await page.evaluate(
+    async ({ url }) => {
+      const lib = await import(/* @vite-ignore */ url);
+      const dim = 64;
+      const next = lib.mulberry32(77);
+      const device: GPUDevice = await lib.requestScoringDevice();
+      const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device } });
+      const cpu = new lib.CpuScorer(undefined);
+      const store = new lib.MemoryStore({ precision: 'fp32' });
+      await store.put(Array.from({ length: 80 }, (_, i) => ({ id: `d${i}`, matrix: lib.randomMatrix(1 + (i % 9), dim, next) })));
+      const queries = [0, 1, 2].map(() => lib.randomMatrix(8, dim, next));
+      const before = await scorer.rank(queries[0], () => store.shards(), 10);
+      const deviceBefore = scorer.device;
+      device.destroy(); // what a driver reset or a lost GPU looks like to the page
+      const during = await scorer.rank(queries[1], () => store.shards(), 10);
+      const after = await scorer.rank(queries[2], () => store.shards(), 10);
+      return {
+        deviceBefore,
+        deviceAfter: scorer.device,
+        reason: scorer.fallbackReason ?? null,
+        pairs: [
+          [before, await cpu.rank(queries[0], () => store.shards(), 10)],
+          [during, await cpu.rank(queries[1], () => store.shards(), 10)],
+          [after, await cpu.rank(queries[2], () => store.shards(), 10)],
+        ],
+      };
+    },
+    { url: BUNDLE_URL },
+  );
+  expect(run.deviceBefore).toBe('webgpu');
+  expect(run.deviceAfter).toBe('cpu');
+  expect(run.reason).toMatch(/lost|destroyed/);
+  run.pairs.forEach(([got, want], i) => expectSameRanking(got as Ranked[], want as Ranked[], `query ${i}`));
+});
+
+test('public API: scoring webgpu and cpu give the same Cranfield rankings for every precision; auto skips a software adapter', async ({ page }) => {
+  const missing = libraryBuildMissing() ?? testModelsMissing() ?? (HAVE_SHARED ? null : SHARED_MISSING);
+  test.skip(missing !== null, missing ?? '');
+  test.setTimeout(600_000);
+  const { loadCranfield } = await import('../fixtures/cranfield.ts');
+  const { docs, queries } = await loadCranfield(CRANFIELD_DIR);
+  const run = await page.evaluate(
+    async ({ texts, queryTexts, hubUrl, repo }) => {
+      const entry = '/dist/index.js';
+      const lib = await import(/* @vite-ignore */ entry);
+      const base = { model: repo, hubUrl, device: 'wasm' };
+      const out: Record<string, unknown> = {};
+      const t0 = performance.now();
+      const lap = (what: string) => console.log(`[scoring page] ${what} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const auto = await lib.createSearch({ ...base, scoring: 'auto' });
+      out['auto'] = { device: auto.scoringDevice, reason: auto.scoringFallbackReason ?? null };
+      const matrices = await auto.encodeDocuments(texts.map((t: { text: string }) => t.text));
+      const queryMatrices = [];
+      for (const q of queryTexts) queryMatrices.push(await auto.encodeQuery(q));
+      await auto.close();
+      lap('encoded');
+      for (const precision of ['fp32', 'fp16', 'int8']) {
+        const gpu = await lib.createSearch({ ...base, scoring: 'webgpu', precision });
+        const cpu = await lib.createSearch({ ...base, scoring: 'cpu', precision });
+        const items = () => matrices.map((m: { data: Float32Array }, i: number) => ({ id: texts[i]!.id, embedding: { ...m, data: m.data.slice() } }));
+        await gpu.addEmbeddings(items());
+        await cpu.addEmbeddings(items());
+        const pairs = [];
+        for (const q of queryMatrices) pairs.push([await gpu.searchEmbedding(q, { k: 20 }), await cpu.searchEmbedding(q, { k: 20 })]);
+        out[precision] = { pairs, gpuDevice: gpu.scoringDevice, gpuReason: gpu.scoringFallbackReason ?? null, cpuDevice: cpu.scoringDevice };
+        await gpu.close();
+        await cpu.close();
+        lap(precision);
+      }
+      return out;
+    },
+    // The first 800 abstracts: SwiftShader runs the shader on the CPU, so GPU tests stay near 1000 documents.
+    { texts: docs.filter((d) => d.text.trim() !== '').slice(0, 800).map((d) => ({ id: d.id, text: d.text })), queryTexts: queries.slice(0, 2).map((q) => q.text), hubUrl: testHubUrl(), repo: TEST_HUB_REPO },
+  );
+  const auto = run['auto'] as { device: string; reason: string | null };
+  console.log(`[scoring] auto picked ${auto.device}${auto.reason ? ` (${auto.reason})` : ''}`);
+  if (auto.device === 'cpu') expect(auto.reason).toMatch(/software/);
+  for (const precision of ['fp32', 'fp16', 'int8']) {
+    const r = run[precision] as { pairs: [Ranked[], Ranked[]][]; gpuDevice: string; gpuReason: string | null; cpuDevice: string };
+    expect(r.gpuDevice, `${precision}: ${r.gpuReason ?? ''}`).toBe('webgpu');
+    expect(r.cpuDevice).toBe('cpu');
+    r.pairs.forEach(([gpu, cpu], i) => {
+      expect(gpu).toHaveLength(20);
+      expectSameRanking(gpu, cpu, `${precision} Cranfield query ${i}`);
+    });
+  }
+});
