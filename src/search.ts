@@ -4,7 +4,7 @@
  * same interface; comlink never leaks out of this file.
  */
 import * as Comlink from 'comlink';
-import type { AddResult, Engine, EngineInfo, EngineOptions, IndexStats, SearchOptions } from './engine.ts';
+import type { AddResult, Engine, EngineInfo, EngineOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
 import { ColbertError, toColbertError } from './errors.ts';
 import type { Device, DocumentInput, Dtype, EmbeddingInput, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
@@ -38,6 +38,11 @@ export interface SearchConfig extends Omit<EngineOptions, 'model'> {
   worker?: boolean | Worker;
   /** Loading progress: downloads in bytes, then 'ready' with the device. */
   onProgress?: ProgressCallback;
+  /**
+   * Called when another tab or worker changed this persistent index; by then this search
+   * already sees the change (no reload needed).
+   */
+  onChange?: IndexChangeCallback;
 }
 
 /** Per-call options of {@link ColbertSearch.add}. */
@@ -72,8 +77,17 @@ export interface ColbertSearch {
   encodeQuery(text: string): Promise<TokenMatrix>;
   /** Documents' token matrices (prompt, [D], skiplist applied), not stored. */
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
-  /** Index counts. */
+  /** Index counts, precision, and for persistent indexes bytes on disk, usage, quota and persistence. */
   stats(): Promise<IndexStats>;
+  /** Removes every document. */
+  clear(): Promise<void>;
+  /** The whole index as one portable, checksummed file (manifest, documents, vectors). */
+  exportIndex(): Promise<Uint8Array>;
+  /**
+   * Replaces the index by an exported file, atomically; a damaged file (INDEX_CORRUPT) or one
+   * built by another model (INDEX_MODEL_MISMATCH) changes nothing.
+   */
+  importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   /** Frees the model, the index and the worker. Later calls fail with CLOSED. */
   close(): Promise<void>;
 }
@@ -104,6 +118,9 @@ abstract class BaseSearch implements ColbertSearch {
   abstract encodeQuery(text: string): Promise<TokenMatrix>;
   abstract encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   abstract stats(): Promise<IndexStats>;
+  abstract clear(): Promise<void>;
+  abstract exportIndex(): Promise<Uint8Array>;
+  abstract importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   abstract close(): Promise<void>;
 }
 
@@ -143,6 +160,18 @@ class InThreadSearch extends BaseSearch {
   async stats() {
     this.check();
     return this.engine.stats();
+  }
+  async clear() {
+    this.check();
+    return this.engine.clear();
+  }
+  async exportIndex() {
+    this.check();
+    return this.engine.exportIndex();
+  }
+  async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    this.check();
+    return this.engine.importIndex(file);
   }
   async close() {
     this.closed = true;
@@ -193,6 +222,15 @@ class WorkerSearch extends BaseSearch {
   stats() {
     return this.call(() => this.remote.stats());
   }
+  clear() {
+    return this.call(() => this.remote.clear());
+  }
+  exportIndex() {
+    return this.call(() => this.remote.exportIndex());
+  }
+  importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    return this.call(() => this.remote.importIndex(file));
+  }
   async close() {
     if (this.closed) return;
     try {
@@ -226,6 +264,16 @@ function watchWorker(worker: Worker): Promise<never> {
 }
 
 /**
+ * Asks the browser to keep this origin's storage under pressure (`navigator.storage.persist()`,
+ * a window-only call, hence here and not in the worker). The answer shows in `stats().persisted`.
+ */
+function requestPersistence(): void {
+  const manager = (globalThis.navigator as Navigator | undefined)?.storage;
+  if (typeof manager?.persist !== 'function') return;
+  manager.persist().catch(() => undefined);
+}
+
+/**
  * Loads a model and returns a search instance.
  *
  * @example
@@ -235,8 +283,9 @@ function watchWorker(worker: Worker): Promise<never> {
  */
 export async function createSearch(config: SearchConfig = {}): Promise<ColbertSearch> {
   if (typeof config !== 'object' || config === null) throw new ColbertError('INVALID_ARGUMENT', 'createSearch() takes an options object.');
-  const { worker: workerOption, onProgress, ...rest } = config;
+  const { worker: workerOption, onProgress, onChange, ...rest } = config;
   const options: EngineOptions = { ...rest, model: config.model ?? DEFAULT_MODEL };
+  if ((options.storage ?? (options.name !== undefined ? 'indexeddb' : 'memory')) === 'indexeddb') requestPersistence();
   const wasmPaths = rest.wasmPaths ?? defaultWasmPaths();
   if (wasmPaths !== undefined) options.wasmPaths = wasmPaths;
   // Node 20+ may expose a Worker global, but not the browser's module-worker semantics.
@@ -245,7 +294,7 @@ export async function createSearch(config: SearchConfig = {}): Promise<ColbertSe
   if (useWorker === false) {
     // Loaded on demand so that the worker path keeps the model runtime out of the page's bundle.
     const { Engine } = await import('./engine.ts');
-    return new InThreadSearch(await Engine.create(options, onProgress));
+    return new InThreadSearch(await Engine.create(options, onProgress, onChange));
   }
   if (!hasWorker) {
     throw new ColbertError('UNSUPPORTED_ENVIRONMENT', 'Web Workers are not available here (Node.js?); pass worker: false to run in this thread.');
@@ -261,8 +310,9 @@ export async function createSearch(config: SearchConfig = {}): Promise<ColbertSe
   const crashed = watchWorker(worker);
   const remote = Comlink.wrap<EngineHost>(worker);
   const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+  const change = onChange ? Comlink.proxy(onChange) : undefined;
   try {
-    const info = await Promise.race([remote.init(options, progress), crashed]);
+    const info = await Promise.race([remote.init(options, progress, change), crashed]);
     return new WorkerSearch(info, remote, worker, ownsWorker, crashed);
   } catch (err) {
     remote[Comlink.releaseProxy]();

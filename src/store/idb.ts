@@ -335,6 +335,8 @@ export class IdbStore implements VectorStore {
   /** Opens the one transaction of a write and checks nobody wrote since our generation. */
   private async begin(): Promise<{ tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>; manifest: ManifestRecord }> {
     const tx = this.db.transaction(ALL_STORES, 'readwrite');
+    // Observed by finish(); a write that fails before reaching it must not leave it unhandled.
+    tx.done.catch(() => undefined);
     const manifest = await tx.objectStore('manifest').get(MANIFEST_KEY);
     if (!manifest || manifest.generation !== this.manifest.generation) {
       tx.abort();

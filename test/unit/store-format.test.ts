@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ColbertError } from '../../src/errors.ts';
-import { FORMAT_VERSION, checkFingerprint, type ModelFingerprint } from '../../src/store/manifest.ts';
+import { FORMAT_VERSION, checkFingerprint } from '../../src/store/manifest.ts';
+import { FINGERPRINT } from '../support/store.ts';
 import { readPortable, writePortable } from '../../src/store/portable.ts';
 import { decodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
 import { packMatrix, Shard, ShardSet, snapshotShards, SEGMENT_ROWS, type PackedDocument } from '../../src/store/shards.ts';
@@ -34,15 +35,6 @@ function contents(set: ShardSet): Map<string, number[]> {
   return out;
 }
 
-export const FINGERPRINT: ModelFingerprint = {
-  model: 'test/model',
-  revision: 'main',
-  content: '0123456789abcdef',
-  layout: 'transformers.js',
-  dim: DIM,
-  pooling: 'none',
-  encoding: { queryPrompt: 'q: ', documentPrompt: 'd: ', queryLength: 32, documentLength: 180, queryMarkerId: 1, documentMarkerId: 2, maskId: 3, doQueryExpansion: true, attendToExpansionTokens: false, expansion: 'zero', skiplist: ['.'] },
-};
 
 describe('ShardSet', () => {
   it('plans copy-on-write: the current state is untouched until apply()', () => {
