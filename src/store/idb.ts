@@ -128,8 +128,10 @@ export function storageError(err: unknown, what: string): ColbertError {
   return new ColbertError('STORAGE_FAILED', `${what} failed in IndexedDB (${name ?? 'Error'}: ${message}); it was rolled back. Reload the page and try again.`, { name }, { cause: err });
 }
 
-/** Runs `fn` holding this index's write lock, across tabs and workers (Web Locks), else in this context. */
+/** Where Web Locks are missing (Node), writes are serialised per index name in this context only. */
 const localLocks = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` holding this index's write lock, across tabs and workers (Web Locks), else in this context. */
 async function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const locks = (globalThis.navigator as Navigator | undefined)?.locks;
   if (locks?.request) return locks.request(`${DB_PREFIX}${name}`, fn) as Promise<T>;
@@ -143,7 +145,8 @@ function newChannel(name: string): BroadcastChannel | undefined {
   return typeof BroadcastChannel === 'undefined' ? undefined : new BroadcastChannel(`${DB_PREFIX}${name}`);
 }
 
-function staleRecord(rec: StagedRecord, precision: VectorPrecision): PackedDocument & { hash: string } {
+/** A staged record as a packed document at the store's precision. */
+function stagedDocument(rec: StagedRecord, precision: VectorPrecision): PackedDocument & { hash: string } {
   const n = rec.tokens * rec.dim;
   const vectors = precision === 'fp32' ? new Float32Array(rec.vectors) : precision === 'fp16' ? new Uint16Array(rec.vectors) : new Int8Array(rec.vectors);
   if (vectors.length !== n) throw new ColbertError('INDEX_CORRUPT', `The staged encoding of "${rec.id}" has the wrong size.`, { id: rec.id });
@@ -413,7 +416,7 @@ export class IdbStore implements VectorStore {
         const records = await Promise.all(need.map((i) => staging.get(i.id)));
         const staged = new Map<string, PackedDocument & { hash: string }>();
         records.forEach((rec) => {
-          if (rec) staged.set(rec.id, staleRecord(rec, this.precision));
+          if (rec) staged.set(rec.id, stagedDocument(rec, this.precision));
         });
         const adds = resolveCommit(items, this.precision, (id, hash) => (staged.get(id)?.hash === hash ? staged.get(id) : undefined), (id) => this.docs.get(id)?.hash);
         const plan = this.set.plan(adds, [], dim ?? this.set.dim);
