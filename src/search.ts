@@ -43,6 +43,11 @@ export interface SearchConfig extends Omit<EngineOptions, 'model'> {
    * already sees the change (no reload needed).
    */
   onChange?: IndexChangeCallback;
+  /**
+   * For a persistent index, ask the browser not to evict this origin's storage under pressure
+   * (`navigator.storage.persist()`; Firefox may ask the user). Default true.
+   */
+  persist?: boolean;
 }
 
 /** Per-call options of {@link ColbertSearch.add}. */
@@ -283,9 +288,9 @@ function requestPersistence(): void {
  */
 export async function createSearch(config: SearchConfig = {}): Promise<ColbertSearch> {
   if (typeof config !== 'object' || config === null) throw new ColbertError('INVALID_ARGUMENT', 'createSearch() takes an options object.');
-  const { worker: workerOption, onProgress, onChange, ...rest } = config;
+  const { worker: workerOption, onProgress, onChange, persist, ...rest } = config;
   const options: EngineOptions = { ...rest, model: config.model ?? DEFAULT_MODEL };
-  if ((options.storage ?? (options.name !== undefined ? 'indexeddb' : 'memory')) === 'indexeddb') requestPersistence();
+  if (persist !== false && (options.storage ?? (options.name !== undefined ? 'indexeddb' : 'memory')) === 'indexeddb') requestPersistence();
   const wasmPaths = rest.wasmPaths ?? defaultWasmPaths();
   if (wasmPaths !== undefined) options.wasmPaths = wasmPaths;
   // Node 20+ may expose a Worker global, but not the browser's module-worker semantics.
