@@ -13,8 +13,19 @@ import { ColbertError } from '../errors.ts';
 import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
 import type { CommitItem, IndexSnapshot, ShardView } from './types.ts';
 
-/** Rows per segment before a new one is started (fp32 128-d: 8 MiB of vectors). */
+/** Most rows per segment. */
 export const SEGMENT_ROWS = 16384;
+/**
+ * Target bytes of packed vectors per segment: a segment is one IndexedDB record, rewritten when
+ * rows are appended to it, and records of several MiB are slow to clone (fake-indexeddb read an
+ * 8 MiB record 50x slower than four of 2 MiB).
+ */
+export const SEGMENT_BYTES = 2 << 20;
+
+/** Rows per segment at a precision and dimension (fp32 128-d: 4096; fp16: 8192; int8: 15,887). */
+export function segmentRows(precision: VectorPrecision, dim: number): number {
+  return Math.max(256, Math.min(SEGMENT_ROWS, Math.floor(SEGMENT_BYTES / bytesPerToken(precision, dim))));
+}
 
 let keyCounter = 0;
 /** A process-unique shard key (see the residency rules on {@link ShardView}). */
@@ -134,7 +145,7 @@ export class Shard {
     }
     const need = this.rows + rows;
     if (need <= this.capacityRows) return;
-    const capacity = Math.max(need, Math.min(SEGMENT_ROWS, this.capacityRows * 2));
+    const capacity = Math.max(need, Math.min(segmentRows(this.precision, this.dim), this.capacityRows * 2));
     const packed = allocatePacked(this.precision, capacity, this.dim);
     packed.vectors.set(this.packed.vectors.subarray(0, this.rows * this.dim) as never);
     if (packed.scales) packed.scales.set(this.packed.scales!.subarray(0, this.rows));
@@ -317,13 +328,14 @@ export class ShardSet {
     for (const id of removes) drop(id);
     for (const doc of adds) drop(doc.id);
     let tail: Shard | undefined;
+    const limit = adds.length ? segmentRows(this.precision, plan.dim!) : 0;
     for (const doc of adds) {
       if (!tail) {
         const last = [...plan.shards.values()].sort((a, b) => b.segment - a.segment)[0];
-        tail = last && last.rows + doc.tokens <= SEGMENT_ROWS ? writable(last.segment) : undefined;
+        tail = last && last.rows + doc.tokens <= limit ? writable(last.segment) : undefined;
       }
-      if (!tail || tail.rows + doc.tokens > Math.max(SEGMENT_ROWS, doc.tokens)) {
-        tail = Shard.create(this.keyPrefix, plan.nextSegment++, plan.dim!, this.precision, Math.min(SEGMENT_ROWS, Math.max(doc.tokens, 1024)));
+      if (!tail || (tail.rows > 0 && tail.rows + doc.tokens > limit)) {
+        tail = Shard.create(this.keyPrefix, plan.nextSegment++, plan.dim!, this.precision, Math.min(limit, Math.max(doc.tokens, 1024)));
         plan.shards.set(tail.segment, tail);
       }
       const slot = tail.append(doc);

@@ -9,7 +9,7 @@ import { FORMAT_VERSION, checkFingerprint } from '../../src/store/manifest.ts';
 import { FINGERPRINT } from '../support/store.ts';
 import { readPortable, writePortable } from '../../src/store/portable.ts';
 import { decodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
-import { packMatrix, Shard, ShardSet, snapshotShards, SEGMENT_ROWS, type PackedDocument } from '../../src/store/shards.ts';
+import { packMatrix, segmentRows, Shard, ShardSet, snapshotShards, type PackedDocument } from '../../src/store/shards.ts';
 import type { IndexSnapshot } from '../../src/store/types.ts';
 import { mulberry32 } from '../fixtures/make-models.ts';
 
@@ -67,11 +67,13 @@ describe('ShardSet', () => {
     expect(set.locate('d')?.slot).toBe(0);
   });
 
-  it('starts a new segment past SEGMENT_ROWS and gives an oversized document its own', () => {
+  it('starts a new segment past the segment size and gives an oversized document its own', () => {
+    expect(segmentRows('fp32', 128)).toBe(4096);
+    const rows = segmentRows('int8', DIM);
     const set = new ShardSet('int8', DIM, 't');
-    set.apply(set.plan([doc('big', SEGMENT_ROWS + 5, 1, 'int8'), doc('small', 3, 2, 'int8')]));
-    expect(set.list().map((s) => s.docIds)).toEqual([['big'], ['small']]);
-    expect(set.tokens).toBe(SEGMENT_ROWS + 8);
+    set.apply(set.plan([doc('a', rows - 10, 1, 'int8'), doc('b', 10, 2, 'int8'), doc('big', rows + 5, 3, 'int8'), doc('small', 3, 4, 'int8')]));
+    expect(set.list().map((s) => s.docIds)).toEqual([['a', 'b'], ['big'], ['small']]);
+    expect(set.tokens).toBe(2 * rows + 8);
   });
 
   it('round-trips a segment through its stored records at every precision', () => {
