@@ -28,7 +28,7 @@ import type { IndexSnapshot } from './types.ts';
 /** The file's first 8 bytes. */
 export const PORTABLE_MAGIC = 'CBWEBIDX';
 
-/** Suggested file extension and MIME type for exported indexes. */
+/** Suggested file extension for exported indexes. */
 export const PORTABLE_EXTENSION = '.cbwidx';
 
 interface SectionHeader {
