@@ -216,14 +216,18 @@ export class IdbStore implements VectorStore {
       throw storageError(err, `Opening index "${name}"`);
     }
     try {
-      const tx = db.transaction('manifest', 'readwrite');
-      let manifest = (await tx.store.get(MANIFEST_KEY)) as ManifestRecord | undefined;
+      let manifest = (await db.get('manifest', MANIFEST_KEY)) as ManifestRecord | undefined;
       if (!manifest) {
-        const now = Date.now();
-        manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0 };
-        await tx.store.put(manifest, MANIFEST_KEY);
+        // A new index: create its manifest unless another context just did.
+        const tx = db.transaction('manifest', 'readwrite');
+        manifest = (await tx.store.get(MANIFEST_KEY)) as ManifestRecord | undefined;
+        if (!manifest) {
+          const now = Date.now();
+          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0 };
+          await tx.store.put(manifest, MANIFEST_KEY);
+        }
+        await tx.done;
       }
-      await tx.done;
       checkManifest(manifest, `Index "${name}"`);
       checkFingerprint(manifest.fingerprint, options.fingerprint, `Index "${name}"`);
       if (options.precision !== undefined && options.precision !== manifest.precision) {
@@ -231,7 +235,7 @@ export class IdbStore implements VectorStore {
       }
       store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange);
       await store.reload();
-      await store.dropStaleStaging();
+      if (await db.count('staging')) await store.dropStaleStaging();
       return store;
     } catch (err) {
       store?.channel?.close();
