@@ -7,16 +7,31 @@ import { ColbertError } from './errors.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
 import { createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
+import { hashText } from './checksum.ts';
+import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
+import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
 import { MemoryStore } from './store/memory.ts';
+import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
-import type { StoredDocument, VectorStore } from './store/types.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
+import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
 /** Options the engine takes: the model options plus storage. */
 export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
-  /** Where the index lives. Only 'memory' for now. */
-  storage?: 'memory';
-  /** Storage precision of token vectors: 'fp32' (exact, default), 'fp16', or 'int8' with a per-token scale. */
+  /**
+   * Name of a persistent index: opened if it exists (never re-encoding anything), created if not.
+   * Several names live side by side. Giving a name makes `storage` default to 'indexeddb'.
+   */
+  name?: string;
+  /**
+   * Where the index lives: 'indexeddb' (persistent, crash-safe; needs IndexedDB) or 'memory'
+   * (gone on reload). Default 'indexeddb' when `name` is given, else 'memory'.
+   */
+  storage?: IndexStorage;
+  /**
+   * Storage precision of token vectors: 'fp32' (exact, default), 'fp16', or 'int8' with a
+   * per-token scale. An existing persistent index keeps the precision it was created with.
+   */
   precision?: VectorPrecision;
   /**
    * Where MaxSim runs: 'auto' (default: WebGPU on a hardware GPU, else the CPU), 'webgpu' (any
@@ -25,6 +40,19 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
    */
   scoring?: ScoringOption;
 }
+
+/** Where an index lives. */
+export type IndexStorage = 'indexeddb' | 'memory';
+
+/** What another tab or worker changed in this search's persistent index (the index is already up to date). */
+export interface IndexChange {
+  name: string;
+  documents: number;
+  tokens: number;
+}
+
+/** Called when another tab or worker changed the index. */
+export type IndexChangeCallback = (change: IndexChange) => void;
 
 /** What {@link Engine.info} reports about the running model. */
 export type EngineInfo = Omit<EncoderInfo, 'config'> & {
@@ -45,18 +73,41 @@ export interface SearchOptions {
 
 /** What `add` reports. */
 export interface AddResult {
-  /** Documents now stored by this call (new or replaced). */
+  /** Documents now stored by this call (new or replaced; an identical document already stored is not counted). */
   added: number;
-  /** Token vectors stored by this call. */
+  /** Token vectors encoded by this call (add) or stored by it (addEmbeddings). */
   tokens: number;
+  /**
+   * Documents not encoded because their encoding was found: stored already with the same text
+   * and metadata (left as they are), or staged by an earlier, interrupted `add` of the same text.
+   */
+  skipped: number;
 }
 
-/** Index counts. */
+/** Index counts and storage figures. */
 export interface IndexStats {
   documents: number;
   tokens: number;
-  /** Bytes of token vectors held in the index. */
+  /** Bytes of token vectors held in the index (live and not yet compacted). */
   vectorBytes: number;
+  storage: IndexStorage;
+  /** The index name (persistent indexes). */
+  name?: string;
+  precision: VectorPrecision;
+  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated). */
+  bytesOnDisk?: number;
+  /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
+  usage?: number;
+  /** Bytes this origin may use, from `navigator.storage.estimate()`, where known. */
+  quota?: number;
+  /** Whether the browser granted persistent storage (not evicted under pressure), where known. */
+  persisted?: boolean;
+}
+
+/** What `importIndex` reports. */
+export interface ImportResult {
+  documents: number;
+  tokens: number;
 }
 
 /** How many documents are encoded per progress step and per store write. */
@@ -134,13 +185,21 @@ export class Engine {
     private readonly encoder: Encoder,
     private readonly store: VectorStore,
     private readonly scorer: Scorer,
+    private readonly fingerprint: ModelFingerprint,
+    private readonly storage: IndexStorage,
+    private readonly name: string | undefined,
   ) {}
 
-  /** Loads the model and opens the index. */
-  static async create(options: EngineOptions, onProgress?: ProgressCallback): Promise<Engine> {
+  /** Loads the model and opens the index. `onChange` hears about other tabs' writes to a persistent index. */
+  static async create(options: EngineOptions, onProgress?: ProgressCallback, onChange?: IndexChangeCallback): Promise<Engine> {
     if (!isPlainObject(options)) throw new ColbertError('INVALID_ARGUMENT', 'Options must be an object.');
-    const storage = options.storage ?? 'memory';
-    if (storage !== 'memory') throw new ColbertError('INVALID_ARGUMENT', `Unknown storage ${JSON.stringify(storage)}; use 'memory'.`, { storage });
+    const storage = options.storage ?? (options.name !== undefined ? 'indexeddb' : 'memory');
+    if (storage !== 'memory' && storage !== 'indexeddb') throw new ColbertError('INVALID_ARGUMENT', `Unknown storage ${JSON.stringify(storage)}; use 'indexeddb' or 'memory'.`, { storage });
+    const name = storage === 'indexeddb' || options.name !== undefined ? checkIndexName(options.name ?? 'default') : undefined;
+    // Fail before downloading a model when the index cannot live here.
+    if (storage === 'indexeddb' && !hasIndexedDB()) {
+      throw new ColbertError('UNSUPPORTED_ENVIRONMENT', "storage: 'indexeddb' needs IndexedDB, which this environment lacks (Node.js?). Use storage: 'memory'; exportIndex()/importIndex() work there too.", { storage });
+    }
     const safeProgress: ProgressCallback | undefined = onProgress
       ? (p) => {
           try {
@@ -150,22 +209,40 @@ export class Engine {
           }
         }
       : undefined;
-    const precision = options.precision ?? 'fp32';
-    if (!VECTOR_PRECISIONS.includes(precision)) {
+    const precision = options.precision;
+    if (precision !== undefined && !VECTOR_PRECISIONS.includes(precision)) {
       throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
     }
     // Before the model loads, so that a bad or unavailable scoring option fails fast.
     const scorer = await createScorer({ scoring: options.scoring ?? 'auto' });
-    let encoder: Encoder;
+    let encoder: Encoder | undefined;
     try {
       encoder = await loadEncoder({ ...options, onProgress: safeProgress });
+      const fingerprint = fingerprintOf(encoder.info, encoder.dim);
+      const store: VectorStore =
+        storage === 'memory'
+          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint })
+          : await IdbStore.open({
+              name: name!,
+              fingerprint,
+              ...(precision !== undefined ? { precision } : {}),
+              onChange: (change) => {
+                try {
+                  onChange?.({ name: name!, ...change });
+                } catch {
+                  // A failing listener must not break the store.
+                }
+              },
+            });
+      // Compile the scoring pipeline for the index's own precision (an existing index keeps the
+      // one it was created with) while the caller adds documents; a failure falls back inside.
+      void scorer.prepare(store.precision, encoder.dim).catch(() => undefined);
+      return new Engine(encoder, store, scorer, fingerprint, storage, name);
     } catch (err) {
       scorer.dispose();
+      await encoder?.dispose();
       throw err;
     }
-    // Compile the scoring pipeline while the caller adds documents; a failure falls back inside.
-    void scorer.prepare(precision, encoder.dim).catch(() => undefined);
-    return new Engine(encoder, new MemoryStore({ precision }), scorer);
   }
 
   private check(): void {
@@ -192,32 +269,51 @@ export class Engine {
   }
 
   /** Encodes and stores documents; an existing id is replaced. */
+  /**
+   * Encodes and stores documents; an existing id is replaced. The batch becomes visible whole or
+   * not at all. Encodings are staged chunk by chunk as they are computed, so calling `add` again
+   * with the same documents after an interruption (closed tab, killed worker, full quota) skips
+   * what was already encoded; documents stored already with the same text and metadata are left
+   * as they are. Progress reports `skipped` for both.
+   */
   async add(docs: readonly DocumentInput[], onProgress?: ProgressCallback): Promise<AddResult> {
     this.check();
     if (!Array.isArray(docs)) throw new ColbertError('INVALID_ARGUMENT', 'add() takes an array of { id, text, metadata? }.');
     const items = docs.map((doc, index) => {
       if (!isPlainObject(doc)) throw new ColbertError('INVALID_ARGUMENT', `Item ${index} must be an object { id, text, metadata? }.`, { index });
       const id = checkId(doc['id'], index);
-      return { id, text: checkText(doc['text'], `Document "${id}" text`), metadata: checkMetadata(doc['metadata'], id) };
+      const text = checkText(doc['text'], `Document "${id}" text`);
+      return { id, text, hash: hashText(text), metadata: checkMetadata(doc['metadata'], id) };
     });
     checkUnique(items.map((d) => d.id));
-    // Encode everything first, then store in one atomic put: a failure leaves the index unchanged.
-    const encoded: StoredDocument[] = [];
+    const ids = items.map((d) => d.id);
+    const [states, stored] = await Promise.all([this.store.lookup(ids, items.map((d) => d.hash)), this.store.metadata(ids)]);
+    this.check();
+    const sameMeta = (i: number) => JSON.stringify(stored[i] ?? null) === JSON.stringify(items[i]!.metadata ?? null);
+    const unchanged = items.filter((_, i) => states[i] === 'live' && sameMeta(i));
+    const toEncode = items.filter((_, i) => states[i] === 'none');
+    const skipped = items.length - toEncode.length;
+    let done = skipped;
     let tokens = 0;
-    for (let start = 0; start < items.length; start += ADD_CHUNK) {
-      const chunk = items.slice(start, start + ADD_CHUNK);
+    onProgress?.({ status: 'encode', done, total: items.length, tokens, skipped });
+    // Encode and stage chunk by chunk: nothing is visible until the one commit below.
+    for (let start = 0; start < toEncode.length; start += ADD_CHUNK) {
+      const chunk = toEncode.slice(start, start + ADD_CHUNK);
       const matrices = await this.encoder.encodeDocuments(chunk.map((d) => d.text));
       this.check();
-      chunk.forEach((d, i) => {
-        const matrix = matrices[i]!;
-        tokens += matrix.tokens;
-        encoded.push(d.metadata === undefined ? { id: d.id, matrix } : { id: d.id, matrix, metadata: d.metadata });
-      });
-      onProgress?.({ status: 'encode', done: encoded.length, total: items.length, tokens });
+      await this.store.stage(chunk.map((d, i) => ({ id: d.id, hash: d.hash, matrix: matrices[i]! })));
+      done += chunk.length;
+      tokens += matrices.reduce((n, m) => n + m.tokens, 0);
+      onProgress?.({ status: 'encode', done, total: items.length, tokens, skipped });
     }
-    await this.store.put(encoded);
-    onProgress?.({ status: 'store', done: encoded.length, total: items.length });
-    return { added: encoded.length, tokens };
+    const keep = new Set(unchanged.map((d) => d.id));
+    const commit = items
+      .filter((d) => !keep.has(d.id))
+      .map((d): CommitItem => (d.metadata === undefined ? { id: d.id, hash: d.hash, text: d.text } : { id: d.id, hash: d.hash, text: d.text, metadata: d.metadata }));
+    this.check();
+    await this.store.commit(commit);
+    onProgress?.({ status: 'store', done: items.length, total: items.length });
+    return { added: commit.length, tokens, skipped };
   }
 
   /** Stores precomputed document matrices (for example from PyLate); dims must match the model. */
@@ -233,7 +329,45 @@ export class Engine {
     });
     checkUnique(docs.map((d) => d.id));
     await this.store.put(docs);
-    return { added: docs.length, tokens: docs.reduce((n, d) => n + d.matrix.tokens, 0) };
+    return { added: docs.length, tokens: docs.reduce((n, d) => n + d.matrix.tokens, 0), skipped: 0 };
+  }
+
+  /** Removes every document of the index (and staged encodings). */
+  async clear(): Promise<void> {
+    this.check();
+    await this.store.clear();
+  }
+
+  /**
+   * The whole index as one portable, versioned file (manifest, documents with their metadata and
+   * texts, vectors; checksummed), for `importIndex` here or anywhere else.
+   */
+  async exportIndex(): Promise<Uint8Array> {
+    this.check();
+    return writePortable(await this.store.snapshot());
+  }
+
+  /**
+   * Replaces the whole index by an exported file, atomically. The file is verified completely
+   * first: a damaged or truncated one is INDEX_CORRUPT, one built by another model
+   * INDEX_MODEL_MISMATCH, and the index is then left unchanged. Vectors are converted when the
+   * file's precision differs from this index's.
+   */
+  async importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult> {
+    this.check();
+    let bytes: Uint8Array;
+    if (file instanceof Uint8Array) bytes = file;
+    else if (file instanceof ArrayBuffer) bytes = new Uint8Array(file);
+    else if (typeof Blob !== 'undefined' && file instanceof Blob) bytes = new Uint8Array(await file.arrayBuffer());
+    else throw new ColbertError('INVALID_ARGUMENT', 'importIndex() takes a Uint8Array, an ArrayBuffer or a Blob holding an exported index.');
+    const snapshot = readPortable(bytes);
+    checkFingerprint(snapshot.manifest.fingerprint, this.fingerprint, 'This index file');
+    if (snapshot.manifest.dim !== this.encoder.dim) {
+      throw new ColbertError('DIMENSION_MISMATCH', `This index file holds dim ${snapshot.manifest.dim}; the model produces ${this.encoder.dim}.`, { dim: snapshot.manifest.dim, expected: this.encoder.dim });
+    }
+    await this.store.restore(snapshot);
+    const stats = await this.store.stats();
+    return { documents: stats.documents, tokens: stats.tokens };
   }
 
   /** Removes documents; every id must be stored, else nothing is removed (UNKNOWN_ID). */
@@ -350,9 +484,23 @@ export class Engine {
   }
 
   /** Document count, token count and vector bytes. */
+  /** Counts, vector bytes, and for persistent indexes the bytes on disk and the origin's quota. */
   async stats(): Promise<IndexStats> {
     this.check();
-    return this.store.stats();
+    const stats: IndexStats = { ...(await this.store.stats()), storage: this.storage, precision: this.store.precision };
+    if (this.name !== undefined) stats.name = this.name;
+    const manager = (globalThis.navigator as Navigator | undefined)?.storage;
+    if (this.storage === 'indexeddb' && manager) {
+      try {
+        const estimate = await manager.estimate?.();
+        if (estimate?.usage !== undefined) stats.usage = estimate.usage;
+        if (estimate?.quota !== undefined) stats.quota = estimate.quota;
+        if (manager.persisted) stats.persisted = await manager.persisted();
+      } catch {
+        // Figures the browser will not give are left out.
+      }
+    }
+    return stats;
   }
 
   /** Frees the model and the index. Later calls fail with CLOSED. */
@@ -362,4 +510,31 @@ export class Engine {
     this.scorer.dispose();
     await Promise.all([this.encoder.dispose(), this.store.close()]);
   }
+}
+
+/** What identifies a model's vectors for a stored index (see ./store/manifest.ts). */
+export function fingerprintOf(info: EncoderInfo, dim: number): ModelFingerprint {
+  const c = info.config;
+  const fingerprint: ModelFingerprint = {
+    model: info.model,
+    content: info.contentHash,
+    layout: info.layout,
+    dim,
+    pooling: 'none',
+    encoding: {
+      queryPrompt: c.queryPrompt,
+      documentPrompt: c.documentPrompt,
+      queryLength: c.queryLength,
+      documentLength: c.documentLength,
+      queryMarkerId: c.queryMarkerId,
+      documentMarkerId: c.documentMarkerId,
+      maskId: c.maskId,
+      doQueryExpansion: c.doQueryExpansion,
+      attendToExpansionTokens: c.attendToExpansionTokens,
+      expansion: info.expansion,
+      skiplist: [...c.skiplistWords],
+    },
+  };
+  if (info.revision !== undefined) fingerprint.revision = info.revision;
+  return fingerprint;
 }

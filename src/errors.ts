@@ -24,6 +24,11 @@ export const ERROR_MESSAGES = Object.freeze({
   WORKER_FAILED: 'The Web Worker that runs the model failed to start or crashed.',
   UNSUPPORTED_ENVIRONMENT: 'This environment lacks a feature the requested mode needs.',
   TEXT_MISMATCH: 'The text given for an indexed document does not produce the tokens it was indexed with.',
+  INDEX_MODEL_MISMATCH: 'The index was built with a different model or encoding settings; open it with the model that built it, or use another index name.',
+  INDEX_CORRUPT: 'The stored index or index file is damaged or truncated (a checksum or size does not match); nothing was changed. Rebuild or re-export it.',
+  INDEX_FORMAT_UNSUPPORTED: 'The index or index file was written by a newer colbert-web format; upgrade colbert-web to read it.',
+  QUOTA_EXCEEDED: "The browser's storage quota is used up; the write was rolled back and nothing was lost. Free space (delete indexes or site data) and try again.",
+  STORAGE_FAILED: 'IndexedDB failed (blocked, closed by the browser, or an I/O error); the write was rolled back. Reload the page and try again.',
   INTERNAL: 'An internal invariant was broken; please report this as a bug.',
 } as const);
 

@@ -4,7 +4,7 @@
  * same interface; comlink never leaks out of this file.
  */
 import * as Comlink from 'comlink';
-import type { AddResult, Engine, EngineInfo, EngineOptions, IndexStats, SearchOptions } from './engine.ts';
+import type { AddResult, Engine, EngineInfo, EngineOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
 import { ColbertError, toColbertError } from './errors.ts';
 import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
@@ -39,6 +39,16 @@ export interface SearchConfig extends Omit<EngineOptions, 'model'> {
   worker?: boolean | Worker;
   /** Loading progress: downloads in bytes, then 'ready' with the device. */
   onProgress?: ProgressCallback;
+  /**
+   * Called when another tab or worker changed this persistent index; by then this search
+   * already sees the change (no reload needed).
+   */
+  onChange?: IndexChangeCallback;
+  /**
+   * For a persistent index, ask the browser not to evict this origin's storage under pressure
+   * (`navigator.storage.persist()`; Firefox may ask the user). Default true.
+   */
+  persist?: boolean;
 }
 
 /** Per-call options of {@link ColbertSearch.add}. */
@@ -77,7 +87,7 @@ export interface ColbertSearch {
   encodeQuery(text: string): Promise<TokenMatrix>;
   /** Documents' token matrices (prompt, [D], skiplist applied), not stored. */
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
-  /** Index counts. */
+  /** Index counts, precision, and for persistent indexes bytes on disk, usage, quota and persistence. */
   stats(): Promise<IndexStats>;
   /**
    * Tokens each text takes on its own (no prompt, specials or marker; not truncated). Compare
@@ -92,6 +102,15 @@ export interface ColbertSearch {
    * any text without indexing it.
    */
   explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  /** Removes every document. */
+  clear(): Promise<void>;
+  /** The whole index as one portable, checksummed file (manifest, documents, vectors). */
+  exportIndex(): Promise<Uint8Array>;
+  /**
+   * Replaces the index by an exported file, atomically; a damaged file (INDEX_CORRUPT) or one
+   * built by another model (INDEX_MODEL_MISMATCH) changes nothing.
+   */
+  importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   /** Frees the model, the index and the worker. Later calls fail with CLOSED. */
   close(): Promise<void>;
 }
@@ -131,6 +150,9 @@ abstract class BaseSearch implements ColbertSearch {
   abstract stats(): Promise<IndexStats>;
   abstract countTokens(texts: string[]): Promise<number[]>;
   abstract explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  abstract clear(): Promise<void>;
+  abstract exportIndex(): Promise<Uint8Array>;
+  abstract importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   abstract close(): Promise<void>;
 }
 
@@ -181,6 +203,18 @@ class InThreadSearch extends BaseSearch {
   async explain(query: string, target: ExplainTarget) {
     this.check();
     return this.engine.explain(query, target);
+  }
+  async clear() {
+    this.check();
+    return this.engine.clear();
+  }
+  async exportIndex() {
+    this.check();
+    return this.engine.exportIndex();
+  }
+  async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    this.check();
+    return this.engine.importIndex(file);
   }
   async close() {
     this.closed = true;
@@ -250,6 +284,15 @@ class WorkerSearch extends BaseSearch {
   explain(query: string, target: ExplainTarget) {
     return this.call(() => this.remote.explain(query, target));
   }
+  clear() {
+    return this.call(() => this.remote.clear());
+  }
+  exportIndex() {
+    return this.call(() => this.remote.exportIndex());
+  }
+  importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    return this.call(() => this.remote.importIndex(file));
+  }
   async close() {
     if (this.closed) return;
     try {
@@ -283,6 +326,16 @@ function watchWorker(worker: Worker): Promise<never> {
 }
 
 /**
+ * Asks the browser to keep this origin's storage under pressure (`navigator.storage.persist()`,
+ * a window-only call, hence here and not in the worker). The answer shows in `stats().persisted`.
+ */
+function requestPersistence(): void {
+  const manager = (globalThis.navigator as Navigator | undefined)?.storage;
+  if (typeof manager?.persist !== 'function') return;
+  manager.persist().catch(() => undefined);
+}
+
+/**
  * Loads a model and returns a search instance.
  *
  * @example
@@ -292,8 +345,9 @@ function watchWorker(worker: Worker): Promise<never> {
  */
 export async function createSearch(config: SearchConfig = {}): Promise<ColbertSearch> {
   if (typeof config !== 'object' || config === null) throw new ColbertError('INVALID_ARGUMENT', 'createSearch() takes an options object.');
-  const { worker: workerOption, onProgress, ...rest } = config;
+  const { worker: workerOption, onProgress, onChange, persist, ...rest } = config;
   const options: EngineOptions = { ...rest, model: config.model ?? DEFAULT_MODEL };
+  if (persist !== false && (options.storage ?? (options.name !== undefined ? 'indexeddb' : 'memory')) === 'indexeddb') requestPersistence();
   const wasmPaths = rest.wasmPaths ?? defaultWasmPaths();
   if (wasmPaths !== undefined) options.wasmPaths = wasmPaths;
   // Node 20+ may expose a Worker global, but not the browser's module-worker semantics.
@@ -302,7 +356,7 @@ export async function createSearch(config: SearchConfig = {}): Promise<ColbertSe
   if (useWorker === false) {
     // Loaded on demand so that the worker path keeps the model runtime out of the page's bundle.
     const { Engine } = await import('./engine.ts');
-    return new InThreadSearch(await Engine.create(options, onProgress));
+    return new InThreadSearch(await Engine.create(options, onProgress, onChange));
   }
   if (!hasWorker) {
     throw new ColbertError('UNSUPPORTED_ENVIRONMENT', 'Web Workers are not available here (Node.js?); pass worker: false to run in this thread.');
@@ -318,8 +372,9 @@ export async function createSearch(config: SearchConfig = {}): Promise<ColbertSe
   const crashed = watchWorker(worker);
   const remote = Comlink.wrap<EngineHost>(worker);
   const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+  const change = onChange ? Comlink.proxy(onChange) : undefined;
   try {
-    const info = await Promise.race([remote.init(options, progress), crashed]);
+    const info = await Promise.race([remote.init(options, progress, change), crashed]);
     return new WorkerSearch(info, remote, worker, ownsWorker, crashed);
   } catch (err) {
     remote[Comlink.releaseProxy]();

@@ -66,7 +66,7 @@ export type Progress =
   | { status: 'download'; file: string; loaded: number; total: number | null }
   | { status: 'cached'; file: string; bytes: number }
   | { status: 'load'; stage: 'tokenizer' | 'config' | 'session'; device?: Device; dtype?: Dtype }
-  | { status: 'encode'; done: number; total: number; tokens: number }
+  | { status: 'encode'; done: number; total: number; tokens: number; skipped?: number }
   | { status: 'store'; done: number; total: number }
   | { status: 'ready'; device: Device; dtype: Dtype; fallbackReason?: string };
 

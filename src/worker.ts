@@ -4,7 +4,7 @@
  * setups call `exposeEngine()` in their own worker file.
  */
 import * as Comlink from 'comlink';
-import { Engine, type AddResult, type EngineInfo, type EngineOptions, type IndexStats, type SearchOptions } from './engine.ts';
+import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
 import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { ScoringStatus } from './score/scorer.ts';
@@ -12,7 +12,7 @@ import { installErrorTransfer } from './worker-protocol.ts';
 
 /** The object a worker exposes; the main thread reaches it through comlink. */
 export interface EngineHost {
-  init(options: EngineOptions, onProgress?: ProgressCallback): Promise<EngineInfo>;
+  init(options: EngineOptions, onProgress?: ProgressCallback, onChange?: IndexChangeCallback): Promise<EngineInfo>;
   add(docs: DocumentInput[], onProgress?: ProgressCallback): Promise<AddResult>;
   addEmbeddings(items: EmbeddingInput[]): Promise<AddResult>;
   delete(ids: string[]): Promise<number>;
@@ -25,6 +25,9 @@ export interface EngineHost {
   explain(query: string, target: ExplainTarget): Promise<Explanation>;
   /** Where MaxSim runs now (it can fall back to the CPU after a search). */
   scoring(): Promise<ScoringStatus>;
+  clear(): Promise<void>;
+  exportIndex(): Promise<Uint8Array>;
+  importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   close(): Promise<void>;
 }
 
@@ -42,15 +45,18 @@ function releaseCallback(callback: ProgressCallback | undefined): void {
 /** Builds the host object around a lazily created engine. */
 export function createEngineHost(): EngineHost {
   let engine: Engine | undefined;
+  let changeCallback: IndexChangeCallback | undefined;
   const ready = (): Engine => {
     if (!engine) throw new ColbertError('CLOSED', 'The engine is not initialised (or was closed).');
     return engine;
   };
   return {
-    async init(options, onProgress) {
+    async init(options, onProgress, onChange) {
       if (engine) throw new ColbertError('INVALID_ARGUMENT', 'This worker already serves an engine; use one worker per search instance.');
       try {
-        engine = await Engine.create(options, onProgress);
+        // onChange stays proxied for the engine's lifetime; close() releases it.
+        changeCallback = onChange;
+        engine = await Engine.create(options, onProgress, onChange);
         return engine.info();
       } finally {
         releaseCallback(onProgress);
@@ -73,8 +79,19 @@ export function createEngineHost(): EngineHost {
     countTokens: (texts) => ready().countTokens(texts),
     explain: (query, target) => ready().explain(query, target),
     scoring: async () => ready().scoring(),
+    clear: () => ready().clear(),
+    exportIndex: async () => {
+      const file = await ready().exportIndex();
+      return Comlink.transfer(file, [file.buffer as ArrayBuffer]);
+    },
+    importIndex: (file) => ready().importIndex(file),
     async close() {
-      await engine?.close();
+      try {
+        await engine?.close();
+      } finally {
+        releaseCallback(changeCallback as ProgressCallback | undefined);
+        changeCallback = undefined;
+      }
     },
   };
 }

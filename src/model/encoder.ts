@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-web';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { bytesOf, crc32 } from '../checksum.ts';
 import { ColbertError, toColbertError } from '../errors.ts';
 import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
 import { detectCapabilities, type Capabilities } from '../capabilities.ts';
@@ -53,6 +54,12 @@ export interface EncoderInfo {
   fallbackReason?: string;
   config: EncodingConfig;
   expansion: ExpansionMode;
+  /**
+   * CRC-32 (hex) of what decides the vectors besides the graph: the tokenizer and the Dense head
+   * (colbert-export: the tokenizer and its config). The same for every dtype of one model, so an
+   * index built on WASM/q8 opens on WebGPU/fp32.
+   */
+  contentHash: string;
 }
 
 const TJS_SUFFIX: Record<Dtype, string> = {
@@ -304,6 +311,20 @@ async function noOnnxError(source: ModelSource, layout: ModelLayout, tried: stri
   );
 }
 
+/** See {@link EncoderInfo.contentHash}. */
+function modelContentHash(tokenizerJson: Record<string, unknown>, rest: readonly DenseLayer[] | Record<string, unknown> | null): string {
+  let crc = crc32(new TextEncoder().encode(JSON.stringify(tokenizerJson)));
+  if (Array.isArray(rest)) {
+    for (const layer of rest as readonly DenseLayer[]) {
+      crc = crc32(bytesOf(layer.weight), crc);
+      if (layer.bias) crc = crc32(bytesOf(layer.bias), crc);
+    }
+  } else if (rest) {
+    crc = crc32(new TextEncoder().encode(JSON.stringify(rest)), crc);
+  }
+  return crc.toString(16).padStart(8, '0');
+}
+
 /**
  * Loads a model: configs, tokenizer, Dense head, and an ONNX session on the best available device.
  * Reports progress (downloads in bytes, then 'ready'); throws coded errors for every failure.
@@ -354,6 +375,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     throw toColbertError(err, 'MODEL_CONFIG_INVALID', 'The tokenizer could not be built');
   }
   const head = layout === 'transformers.js' ? await loadDenseHead(source, fetchOptions) : [];
+  const contentHash = modelContentHash(tokenizerJson, layout === 'transformers.js' ? head : st);
 
   let fallbackReason = plan.skipped;
   const tried: string[] = [];
@@ -367,7 +389,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
       options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
       try {
         const session = await createSession(bytes, device);
-        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, config: tokenizer.config, expansion };
+        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, config: tokenizer.config, expansion, contentHash };
         if (source.revision !== undefined) info.revision = source.revision;
         if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
         const encoder = await Encoder.create(session, tokenizer, head, info, options.maxBatchTokens ?? 8192);

@@ -1,105 +1,45 @@
 /**
- * An in-memory {@link VectorStore}: documents are appended to fixed-capacity shards; deletes leave
- * tombstones that compaction reclaims once they outweigh the live rows.
+ * An in-memory {@link VectorStore} (`storage: 'memory'`): the shared shard format of ./shards.ts
+ * held in this thread only; nothing survives a reload. Deletes leave tombstones that compaction
+ * reclaims once they outweigh the live rows.
  */
 import { ColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
-import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type VectorPrecision } from './precision.ts';
-import type { ShardView, StoreStats, StoredDocument, VectorStore } from './types.ts';
-
-/** Rows per shard before a new one is opened. */
-const SHARD_ROWS = 1 << 16;
-
-let nextShardKey = 0;
-
-class Shard {
-  readonly key = `mem-${nextShardKey++}`;
-  docIds: (string | null)[] = [];
-  offsets: Uint32Array;
-  packed: PackedRows;
-  tokenIds: Int32Array;
-  rows = 0;
-  liveRows = 0;
-
-  constructor(
-    readonly dim: number,
-    readonly precision: VectorPrecision,
-    capacityRows: number,
-  ) {
-    this.packed = allocatePacked(precision, capacityRows, dim);
-    this.tokenIds = new Int32Array(capacityRows);
-    this.offsets = new Uint32Array(17);
-  }
-
-  get capacityRows(): number {
-    return this.tokenIds.length;
-  }
-
-  /** Appends a document; `m.data` holds floats (encoded here) unless `packed` gives stored rows to copy. */
-  append(id: string, m: TokenMatrix, packed?: { from: PackedRows; row: number }): number {
-    const slot = this.docIds.length;
-    if (this.offsets.length < slot + 2) {
-      const grown = new Uint32Array(this.offsets.length * 2);
-      grown.set(this.offsets);
-      this.offsets = grown;
-    }
-    if (packed) {
-      const { from, row } = packed;
-      this.packed.vectors.set(from.vectors.subarray(row * this.dim, (row + m.tokens) * this.dim) as never, this.rows * this.dim);
-      if (from.scales) this.packed.scales!.set(from.scales.subarray(row, row + m.tokens), this.rows);
-    } else {
-      encodeRows(m.data, m.tokens, this.dim, this.packed, this.rows);
-    }
-    this.tokenIds.set(m.ids.subarray(0, m.tokens), this.rows);
-    this.rows += m.tokens;
-    this.liveRows += m.tokens;
-    this.docIds.push(id);
-    this.offsets[slot + 1] = this.rows;
-    return slot;
-  }
-
-  /** A view trimmed to the used part (no copy). */
-  view(): ShardView {
-    const { vectors, scales } = this.packed;
-    const view: ShardView = {
-      key: this.key,
-      dim: this.dim,
-      precision: this.precision,
-      docIds: this.docIds,
-      offsets: this.offsets.subarray(0, this.docIds.length + 1),
-      vectors: vectors.subarray(0, this.rows * this.dim),
-    };
-    if (scales) view.scales = scales.subarray(0, this.rows);
-    return view;
-  }
-}
-
-interface Location {
-  shard: Shard;
-  slot: number;
-}
+import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
+import { decodeRows, type VectorPrecision } from './precision.ts';
+import { checkBatchDim, packMatrix, resolveCommit, shardsFromSnapshot, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
+import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
   /** Storage precision of token vectors. Default 'fp32'. */
   precision?: VectorPrecision;
+  /** The model whose vectors this store holds; needed only by {@link MemoryStore.snapshot}. */
+  fingerprint?: ModelFingerprint;
+}
+
+interface DocInfo {
+  hash: string;
+  metadata?: Metadata;
+  text?: string;
 }
 
 /** Non-persistent store; `storage: 'memory'`. */
 export class MemoryStore implements VectorStore {
   readonly precision: VectorPrecision;
-  private shardList: Shard[] = [];
-  private readonly where = new Map<string, Location>();
-  private readonly meta = new Map<string, Metadata>();
-  private dimension: number | null = null;
+  private readonly set: ShardSet;
+  private readonly docs = new Map<string, DocInfo>();
+  private readonly staging = new Map<string, PackedDocument & { hash: string; dim: number }>();
+  private readonly createdAt = Date.now();
   private closed = false;
 
-  constructor(options: MemoryStoreOptions = {}) {
+  constructor(private readonly options: MemoryStoreOptions = {}) {
     this.precision = options.precision ?? 'fp32';
+    this.set = new ShardSet(this.precision, null, 'mem');
   }
 
   get dim(): number | null {
-    return this.dimension;
+    return this.set.dim;
   }
 
   private check(): void {
@@ -107,87 +47,67 @@ export class MemoryStore implements VectorStore {
   }
 
   async put(docs: readonly StoredDocument[]): Promise<void> {
+    await this.commit(docs.map((d) => (d.metadata === undefined ? { id: d.id, hash: '', matrix: d.matrix } : { id: d.id, hash: '', matrix: d.matrix, metadata: d.metadata })));
+  }
+
+  async lookup(ids: readonly string[], hashes: readonly string[]): Promise<DocumentState[]> {
+    this.check();
+    return ids.map((id, i) => (this.docs.get(id)?.hash === hashes[i] && hashes[i] !== '' ? 'live' : this.staging.get(id)?.hash === hashes[i] ? 'staged' : 'none'));
+  }
+
+  async stage(docs: readonly StagedDocument[]): Promise<void> {
+    this.check();
+    checkBatchDim(docs.map((d) => ({ id: d.id, dim: d.matrix.dim })), this.set.dim);
+    for (const { id, hash, matrix: m } of docs) {
+      this.staging.set(id, { id, hash, dim: m.dim, tokens: m.tokens, packed: packMatrix(m.data, m.tokens, m.dim, this.precision), tokenIds: m.ids });
+    }
+  }
+
+  async commit(items: readonly CommitItem[]): Promise<void> {
     this.check();
     // Validate everything before touching anything, so a bad batch changes nothing.
-    const dim = this.dimension ?? docs[0]?.matrix.dim ?? null;
-    for (const doc of docs) {
-      if (doc.matrix.dim !== dim) {
-        throw new ColbertError('DIMENSION_MISMATCH', `Document "${doc.id}" has dim ${doc.matrix.dim}; this index holds dim ${String(dim)}.`, { id: doc.id, dim: doc.matrix.dim, expected: dim });
-      }
+    const dim = checkBatchDim(items.flatMap((i) => (i.matrix ? [{ id: i.id, dim: i.matrix.dim }] : [])), this.set.dim);
+    const adds = resolveCommit(items, this.precision, (id, hash) => (this.staging.get(id)?.hash === hash ? this.staging.get(id) : undefined), (id) => this.docs.get(id)?.hash);
+    if (!items.length) return;
+    const planDim = dim ?? this.set.dim ?? items.map((i) => this.staging.get(i.id)?.dim).find((d) => d !== undefined) ?? null;
+    this.set.apply(this.set.plan(adds, [], planDim));
+    for (const item of items) {
+      const info: DocInfo = { hash: item.hash };
+      if (item.metadata !== undefined) info.metadata = item.metadata;
+      if (item.text !== undefined) info.text = item.text;
+      this.docs.set(item.id, info);
+      this.staging.delete(item.id);
     }
-    if (dim === null) return;
-    this.dimension = dim;
-    for (const doc of docs) {
-      this.remove(doc.id);
-      const shard = this.shardFor(doc.matrix.tokens, dim);
-      const slot = shard.append(doc.id, doc.matrix);
-      this.where.set(doc.id, { shard, slot });
-      if (doc.metadata !== undefined) this.meta.set(doc.id, doc.metadata);
-    }
-  }
-
-  private shardFor(rows: number, dim: number): Shard {
-    const last = this.shardList[this.shardList.length - 1];
-    if (last && last.rows + rows <= last.capacityRows) return last;
-    const shard = new Shard(dim, this.precision, Math.max(SHARD_ROWS, rows));
-    this.shardList.push(shard);
-    return shard;
-  }
-
-  private remove(id: string): boolean {
-    const loc = this.where.get(id);
-    if (!loc) return false;
-    const { shard, slot } = loc;
-    shard.docIds[slot] = null;
-    shard.liveRows -= shard.offsets[slot + 1]! - shard.offsets[slot]!;
-    this.where.delete(id);
-    this.meta.delete(id);
-    return true;
   }
 
   async delete(ids: readonly string[]): Promise<string[]> {
     this.check();
-    const removed = ids.filter((id) => this.remove(id));
-    this.compact();
+    const removed = ids.filter((id) => this.docs.has(id));
+    this.set.apply(this.set.plan([], removed));
+    for (const id of removed) this.docs.delete(id);
     return removed;
   }
 
-  /** Rewrites shards whose deleted rows outnumber the live ones (ids stay stable). */
-  private compact(): void {
-    const keep: Shard[] = [];
-    for (const shard of this.shardList) {
-      if (shard.liveRows * 2 >= shard.rows) {
-        keep.push(shard);
-        continue;
-      }
-      if (shard.liveRows === 0 && !shard.docIds.some((id) => id !== null)) continue;
-      const fresh = new Shard(shard.dim, shard.precision, Math.max(1, shard.liveRows));
-      shard.docIds.forEach((id, slot) => {
-        if (id === null) return;
-        const from = shard.offsets[slot]!;
-        const to = shard.offsets[slot + 1]!;
-        // Stored rows are copied as they are: compaction never re-quantizes.
-        const matrix: TokenMatrix = { data: new Float32Array(0), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.subarray(from, to) };
-        this.where.set(id, { shard: fresh, slot: fresh.append(id, matrix, { from: shard.packed, row: from }) });
-      });
-      keep.push(fresh);
-    }
-    this.shardList = keep;
+  async clear(): Promise<void> {
+    this.check();
+    this.set.clear();
+    this.docs.clear();
+    this.staging.clear();
   }
 
   async has(ids: readonly string[]): Promise<boolean[]> {
     this.check();
-    return ids.map((id) => this.where.has(id));
+    return ids.map((id) => this.docs.has(id));
   }
 
   async metadata(ids: readonly string[]): Promise<(Metadata | undefined)[]> {
     this.check();
-    return ids.map((id) => this.meta.get(id));
+    return ids.map((id) => this.docs.get(id)?.metadata);
   }
 
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     this.check();
-    const loc = this.where.get(id);
+    const loc = this.set.locate(id);
     if (!loc) return undefined;
     const { shard, slot } = loc;
     const from = shard.offsets[slot]!;
@@ -197,24 +117,47 @@ export class MemoryStore implements VectorStore {
 
   async *shards(): AsyncIterable<ShardView> {
     this.check();
-    for (const shard of [...this.shardList]) yield shard.view();
+    for (const shard of this.set.list()) yield shard.view();
   }
 
   async stats(): Promise<StoreStats> {
     this.check();
-    let tokens = 0;
-    let rows = 0;
-    for (const shard of this.shardList) {
-      tokens += shard.liveRows;
-      rows += shard.rows;
+    return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes };
+  }
+
+  async snapshot(): Promise<IndexSnapshot> {
+    this.check();
+    const fingerprint = this.options.fingerprint;
+    if (!fingerprint) throw new ColbertError('INTERNAL', 'This memory store was created without a model fingerprint, so it cannot be exported.');
+    const { ids, shards } = snapshotShards(this.set);
+    const now = Date.now();
+    return {
+      manifest: { format: FORMAT_VERSION, fingerprint, precision: this.precision, dim: this.set.dim ?? fingerprint.dim, documents: ids.length, tokens: this.set.tokens, createdAt: this.createdAt, updatedAt: now },
+      documents: ids.map((id) => ({ id, ...this.docs.get(id)! })),
+      shards,
+    };
+  }
+
+  async restore(snapshot: IndexSnapshot): Promise<void> {
+    this.check();
+    const shards = shardsFromSnapshot(snapshot, this.precision, 'mem');
+    this.set.clear();
+    this.set.load(shards);
+    this.set.dim = snapshot.manifest.dim;
+    this.docs.clear();
+    this.staging.clear();
+    for (const d of snapshot.documents) {
+      const info: DocInfo = { hash: d.hash };
+      if (d.metadata !== undefined) info.metadata = d.metadata;
+      if (d.text !== undefined) info.text = d.text;
+      this.docs.set(d.id, info);
     }
-    return { documents: this.where.size, tokens, vectorBytes: rows * bytesPerToken(this.precision, this.dimension ?? 0) };
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.shardList = [];
-    this.where.clear();
-    this.meta.clear();
+    this.set.clear();
+    this.docs.clear();
+    this.staging.clear();
   }
 }

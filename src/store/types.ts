@@ -4,7 +4,8 @@
  * record per token.
  */
 import type { Metadata, TokenMatrix } from '../types.ts';
-import type { PackedRows } from './precision.ts';
+import type { IndexManifest } from './manifest.ts';
+import type { PackedRows, VectorPrecision } from './precision.ts';
 
 /** A document as the engine hands it to a store. */
 export interface StoredDocument {
@@ -37,14 +38,70 @@ export interface StoreStats {
   tokens: number;
   /** Bytes of token vectors held (live and not yet compacted). */
   vectorBytes: number;
+  /** Bytes this index occupies in IndexedDB (vectors, ids, metadata, texts); absent in memory. */
+  bytesOnDisk?: number;
+}
+
+/** A document encoded during an `add`, staged (invisible to search) until its batch commits. */
+export interface StagedDocument {
+  id: string;
+  /** Content hash of the text it was encoded from. */
+  hash: string;
+  matrix: TokenMatrix;
+}
+
+/**
+ * One document of a batch to commit. With `matrix`, those vectors are stored; without, the
+ * staged encoding with the same id and hash is used, or, when the live document already has
+ * this hash, its rows are kept and only metadata and text change.
+ */
+export interface CommitItem {
+  id: string;
+  hash: string;
+  metadata?: Metadata;
+  /** The document text, kept beside the vectors (never read by search). */
+  text?: string;
+  matrix?: TokenMatrix;
+}
+
+/** What a store already holds for an id and a content hash. */
+export type DocumentState = 'live' | 'staged' | 'none';
+
+/** A whole index as plain data: what export writes and import reads (see ./portable.ts). */
+export interface IndexSnapshot {
+  manifest: IndexManifest;
+  /** Every live document in shard order (shard `i` holds the next `shards[i].docIds.length`). */
+  documents: { id: string; hash: string; metadata?: Metadata; text?: string }[];
+  /** Shards without tombstones. */
+  shards: (PackedRows & { docIds: string[]; offsets: Uint32Array; tokenIds: Int32Array; dim: number })[];
+}
+
+/** A change another context (tab, worker) made to a persistent index. */
+export interface StoreChange {
+  documents: number;
+  tokens: number;
 }
 
 /** A document index backend. Every mutating call is atomic: it applies whole or not at all. */
 export interface VectorStore {
   /** Token vector dimension, fixed by the first document stored (null while empty). */
   readonly dim: number | null;
+  /** Storage precision of the vectors. */
+  readonly precision: VectorPrecision;
   /** Adds documents; an id already stored is replaced. */
   put(docs: readonly StoredDocument[]): Promise<void>;
+  /** For each id: 'live' when stored from text with this hash, 'staged' when encoded and waiting, else 'none'. */
+  lookup(ids: readonly string[], hashes: readonly string[]): Promise<DocumentState[]>;
+  /** Keeps encoded documents of an unfinished batch, invisible to search, so a retry can skip them. */
+  stage(docs: readonly StagedDocument[]): Promise<void>;
+  /** Makes a batch live in one atomic step (see {@link CommitItem}). */
+  commit(items: readonly CommitItem[]): Promise<void>;
+  /** Removes every document (and staged encodings). */
+  clear(): Promise<void>;
+  /** The whole index as plain data, for export (texts included). */
+  snapshot(): Promise<IndexSnapshot>;
+  /** Replaces the whole index by a snapshot, atomically; the manifest's model was checked by the caller. */
+  restore(snapshot: IndexSnapshot): Promise<void>;
   /** Removes documents by id; returns the ids that were stored (unknown ids are ignored here). */
   delete(ids: readonly string[]): Promise<string[]>;
   /** Which of `ids` are stored. */

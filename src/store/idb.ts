@@ -1,0 +1,646 @@
+/**
+ * A persistent, crash-safe {@link VectorStore} in IndexedDB (`storage: 'indexeddb'`), one
+ * database per named index, typed with idb's `DBSchema`.
+ *
+ * Object stores:
+ * - `manifest`: the model fingerprint, precision, format version, counts and a generation number
+ *   bumped by every write (how other tabs notice a change);
+ * - `segments` / `vectors`: the shards of ./shards.ts, split into the small mutable part
+ *   (doc ids, tombstones, offsets) and the large append-only packed rows (ArrayBuffers);
+ * - `docs`: per document its content hash and metadata (loaded on open, never per query);
+ * - `texts`: the document texts, read only by export;
+ * - `staging`: encodings of an unfinished `add`, invisible to search, reused when it is retried.
+ *
+ * Invariants:
+ * - every change is ONE readwrite transaction: a closed tab, a killed worker or a full quota
+ *   leaves the index as it was before or after, never half;
+ * - writes are serialised across tabs and workers by a Web Lock per index; each write checks
+ *   the generation first and reloads what another context changed;
+ * - the shards are held once in memory, loaded segment by segment; a search reads one small
+ *   manifest record to see whether another context wrote meanwhile, never the whole store.
+ */
+import { deleteDB, openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
+import { ColbertError, isColbertError } from '../errors.ts';
+import type { Metadata, TokenMatrix } from '../types.ts';
+import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
+import { decodeRows, type VectorPrecision } from './precision.ts';
+import {
+  checkBatchDim,
+  packMatrix,
+  resolveCommit,
+  Shard,
+  ShardSet,
+  shardsFromSnapshot,
+  snapshotShards,
+  type PackedDocument,
+  type SegmentData,
+  type SegmentMeta,
+  type ShardPlan,
+} from './shards.ts';
+import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreChange, StoreStats, StoredDocument, VectorStore } from './types.ts';
+
+/** Databases of this library are named `colbert-web:<index name>`. */
+export const DB_PREFIX = 'colbert-web:';
+/** Staged encodings older than this are dropped on open (milliseconds). */
+const STAGING_TTL = 7 * 24 * 3600 * 1000;
+
+interface ManifestRecord extends IndexManifest {
+  name: string;
+  /** Bumped by every committed write. */
+  generation: number;
+  /** Segment numbers are never reused, so a (segment, version) pair names one set of rows for good. */
+  nextSegment: number;
+}
+
+interface DocRecord {
+  id: string;
+  hash: string;
+  tokens: number;
+  /** Length of the stored text in UTF-16 units (0 without text). */
+  textLength: number;
+  metadata?: Metadata;
+}
+
+interface StagedRecord {
+  id: string;
+  hash: string;
+  dim: number;
+  tokens: number;
+  vectors: ArrayBuffer;
+  scales?: ArrayBuffer;
+  tokenIds: ArrayBuffer;
+  stagedAt: number;
+}
+
+interface IndexSchema extends DBSchema {
+  manifest: { key: string; value: ManifestRecord };
+  segments: { key: number; value: SegmentMeta };
+  vectors: { key: number; value: SegmentData };
+  docs: { key: string; value: DocRecord };
+  texts: { key: string; value: string };
+  staging: { key: string; value: StagedRecord };
+}
+
+type Db = IDBPDatabase<IndexSchema>;
+const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging'];
+const MANIFEST_KEY = 'manifest';
+
+/** Options of {@link IdbStore.open}. */
+export interface IdbStoreOptions {
+  /** Index name (any non-empty string). */
+  name: string;
+  /** The model that will read and write the vectors; a stored index built by another is refused. */
+  fingerprint: ModelFingerprint;
+  /** Precision for a new index; an existing one keeps its own (a different explicit value is an error). */
+  precision?: VectorPrecision;
+  /** Called after another tab or worker changed this index (the store has already reloaded it). */
+  onChange?: (change: StoreChange) => void;
+}
+
+/** True when IndexedDB exists here. */
+export function hasIndexedDB(): boolean {
+  return typeof indexedDB !== 'undefined';
+}
+
+function requireIndexedDB(): void {
+  if (!hasIndexedDB()) {
+    throw new ColbertError('UNSUPPORTED_ENVIRONMENT', "IndexedDB is not available here (Node.js without a shim?). Use storage: 'memory'; exportIndex()/importIndex() still work there.");
+  }
+}
+
+/** Checks an index name. */
+export function checkIndexName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+    throw new ColbertError('INVALID_ARGUMENT', `An index name must be a non-empty string of at most 200 characters; got ${JSON.stringify(name)}.`, { name });
+  }
+  return name;
+}
+
+/** Turns an IndexedDB failure into a coded error (quota first: it is the one callers can fix). */
+export function storageError(err: unknown, what: string): ColbertError {
+  if (isColbertError(err)) return err;
+  const name = (err as { name?: string } | null)?.name;
+  const inner = (err as { inner?: { name?: string } } | null)?.inner?.name;
+  if (name === 'QuotaExceededError' || inner === 'QuotaExceededError') {
+    return new ColbertError('QUOTA_EXCEEDED', `${what} needs more storage than the browser allows this site; it was rolled back and nothing was lost. Free space (deleteIndex(), site data) or use a smaller precision, then try again.`, { name }, { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new ColbertError('STORAGE_FAILED', `${what} failed in IndexedDB (${name ?? 'Error'}: ${message}); it was rolled back. Reload the page and try again.`, { name }, { cause: err });
+}
+
+/** Where Web Locks are missing (Node), writes are serialised per index name in this context only. */
+const localLocks = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` holding this index's write lock, across tabs and workers (Web Locks), else in this context. */
+async function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+  if (locks?.request) return locks.request(`${DB_PREFIX}${name}`, fn) as Promise<T>;
+  const before = localLocks.get(name) ?? Promise.resolve();
+  const run = before.then(fn, fn);
+  localLocks.set(name, run.catch(() => undefined));
+  return run;
+}
+
+function newChannel(name: string): BroadcastChannel | undefined {
+  return typeof BroadcastChannel === 'undefined' ? undefined : new BroadcastChannel(`${DB_PREFIX}${name}`);
+}
+
+/** A staged record as a packed document at the store's precision. */
+function stagedDocument(rec: StagedRecord, precision: VectorPrecision): PackedDocument & { hash: string } {
+  const n = rec.tokens * rec.dim;
+  const vectors = precision === 'fp32' ? new Float32Array(rec.vectors) : precision === 'fp16' ? new Uint16Array(rec.vectors) : new Int8Array(rec.vectors);
+  if (vectors.length !== n) throw new ColbertError('INDEX_CORRUPT', `The staged encoding of "${rec.id}" has the wrong size.`, { id: rec.id });
+  const packed = rec.scales ? { precision, vectors, scales: new Float32Array(rec.scales) } : { precision, vectors };
+  return { id: rec.id, hash: rec.hash, tokens: rec.tokens, packed, tokenIds: new Int32Array(rec.tokenIds) };
+}
+
+/** Applies a shard plan's segment changes inside a transaction. */
+function writePlan(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, plan: ShardPlan, pending: Promise<unknown>[]): void {
+  const segments = tx.objectStore('segments');
+  const vectors = tx.objectStore('vectors');
+  for (const segment of plan.removed) pending.push(segments.delete(segment), vectors.delete(segment));
+  for (const segment of plan.rowsChanged) {
+    const shard = plan.shards.get(segment)!;
+    pending.push(segments.put(shard.toMeta(), segment), vectors.put(shard.toData(), segment));
+  }
+  for (const segment of plan.metaChanged) pending.push(segments.put(plan.shards.get(segment)!.toMeta(), segment));
+}
+
+/** The persistent store. Create with {@link IdbStore.open}. */
+export class IdbStore implements VectorStore {
+  readonly precision: VectorPrecision;
+  private readonly set: ShardSet;
+  private docs = new Map<string, DocRecord>();
+  private manifest: ManifestRecord;
+  private closed = false;
+  /** Why the connection was lost (deleted or upgraded elsewhere, or killed by the browser). */
+  private lost: string | undefined;
+  private readonly channel: BroadcastChannel | undefined;
+  private refreshing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly db: Db,
+    readonly name: string,
+    manifest: ManifestRecord,
+    private readonly onChange: ((change: StoreChange) => void) | undefined,
+  ) {
+    this.manifest = manifest;
+    this.precision = manifest.precision;
+    this.set = new ShardSet(manifest.precision, manifest.dim, `idb:${name}`);
+    this.channel = newChannel(name);
+    if (this.channel) this.channel.onmessage = (event: MessageEvent) => void this.onMessage(event.data);
+  }
+
+  /** Opens (or creates) the named index; refuses one built with another model. */
+  static async open(options: IdbStoreOptions): Promise<IdbStore> {
+    requireIndexedDB();
+    const name = checkIndexName(options.name);
+    let store: IdbStore | undefined;
+    let db: Db;
+    try {
+      db = await openDB<IndexSchema>(DB_PREFIX + name, FORMAT_VERSION, {
+        upgrade(database, oldVersion) {
+          // Format migrations go here, one step per version: `if (oldVersion < 2) { ... }`.
+          if (oldVersion < 1) for (const s of ALL_STORES) database.createObjectStore(s);
+        },
+        blocking() {
+          // Another context deletes or upgrades this index: let it, and fail our later calls clearly.
+          store?.lose('the index was deleted or upgraded in another tab or worker');
+          db.close();
+        },
+        terminated() {
+          store?.lose('the browser closed the database connection');
+        },
+      });
+    } catch (err) {
+      throw storageError(err, `Opening index "${name}"`);
+    }
+    try {
+      let manifest = (await db.get('manifest', MANIFEST_KEY)) as ManifestRecord | undefined;
+      if (!manifest) {
+        // A new index: create its manifest unless another context just did.
+        const tx = db.transaction('manifest', 'readwrite');
+        manifest = (await tx.store.get(MANIFEST_KEY)) as ManifestRecord | undefined;
+        if (!manifest) {
+          const now = Date.now();
+          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0 };
+          await tx.store.put(manifest, MANIFEST_KEY);
+        }
+        await tx.done;
+      }
+      checkManifest(manifest, `Index "${name}"`);
+      checkFingerprint(manifest.fingerprint, options.fingerprint, `Index "${name}"`);
+      if (options.precision !== undefined && options.precision !== manifest.precision) {
+        throw new ColbertError('INVALID_ARGUMENT', `Index "${name}" stores ${manifest.precision} vectors; it cannot be opened with precision '${options.precision}'. Leave precision out to use the stored one, or use another index name.`, { stored: manifest.precision, requested: options.precision });
+      }
+      store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange);
+      await store.reload();
+      if (await db.count('staging')) await store.dropStaleStaging();
+      return store;
+    } catch (err) {
+      store?.channel?.close();
+      db.close();
+      throw storageError(err, `Opening index "${name}"`);
+    }
+  }
+
+  get dim(): number | null {
+    return this.set.dim;
+  }
+
+  private lose(reason: string): void {
+    this.lost ??= reason;
+  }
+
+  private check(): void {
+    if (this.closed) throw new ColbertError('CLOSED', 'The store was closed.');
+    if (this.lost) throw new ColbertError('STORAGE_FAILED', `Index "${this.name}" is no longer usable: ${this.lost}. Create the search again.`, { reason: this.lost });
+  }
+
+  /** Loads what changed since our generation: segments whose rows changed are read again, one at a time. */
+  private async reload(): Promise<void> {
+    const tx = this.db.transaction(['manifest', 'segments', 'vectors', 'docs'], 'readonly');
+    const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
+    if (!manifest) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost its manifest.`);
+    if (manifest.generation === this.manifest.generation) return;
+    const metas = await tx.objectStore('segments').getAll();
+    const shards: Shard[] = [];
+    for (const meta of metas.sort((a, b) => a.segment - b.segment)) {
+      const known = this.set.shards.get(meta.segment);
+      if (known && known.version === meta.version && known.rows === meta.rows) {
+        // Same rows (only tombstones may differ): keep the arrays and the key.
+        shards.push(new Shard(known.key, meta.segment, meta.dim, meta.precision, [...meta.docIds], new Uint32Array(meta.offsets), known.packed, known.tokenIds, meta.rows, meta.liveRows, meta.version));
+        continue;
+      }
+      const data = await tx.objectStore('vectors').get(meta.segment);
+      if (!data) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" has no vectors for segment ${meta.segment}.`, { segment: meta.segment });
+      shards.push(Shard.fromRecord(`idb:${this.name}`, meta, data));
+    }
+    const docs = await tx.objectStore('docs').getAll();
+    await tx.done;
+    this.set.load(shards);
+    this.set.dim = manifest.dim;
+    this.set.nextSegment = manifest.nextSegment;
+    this.docs = new Map(docs.map((d) => [d.id, d]));
+    this.manifest = manifest;
+  }
+
+  /** Reloads when another context wrote since (one small read when nothing changed). */
+  private async fresh(): Promise<void> {
+    this.check();
+    this.refreshing ??= this.reload().finally(() => (this.refreshing = undefined));
+    try {
+      await this.refreshing;
+    } catch (err) {
+      throw storageError(err, `Reading index "${this.name}"`);
+    }
+  }
+
+  private async onMessage(data: unknown): Promise<void> {
+    if (this.closed || this.lost) return;
+    const message = data as { type?: string } | null;
+    if (message?.type === 'deleted') {
+      this.lose('the index was deleted');
+      return;
+    }
+    if (message?.type !== 'changed') return;
+    try {
+      await this.fresh();
+      this.onChange?.({ documents: this.set.documents, tokens: this.set.tokens });
+    } catch {
+      // The next call reports the problem; a notification has no caller to tell.
+    }
+  }
+
+  /** Drops staged encodings that are committed already or older than a week. */
+  private async dropStaleStaging(): Promise<void> {
+    const tx = this.db.transaction('staging', 'readwrite');
+    const now = Date.now();
+    for (let cursor = await tx.store.openCursor(); cursor; cursor = await cursor.continue()) {
+      const rec = cursor.value;
+      if (this.docs.get(rec.id)?.hash === rec.hash || now - rec.stagedAt > STAGING_TTL) await cursor.delete();
+    }
+    await tx.done;
+  }
+
+  /**
+   * Runs a write: holds the index's lock, catches up with other contexts, then runs `fn`, whose
+   * transaction must check the generation it read and commit everything at once.
+   */
+  private write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    this.check();
+    return withLock(this.name, async () => {
+      await this.fresh();
+      try {
+        return await fn();
+      } catch (err) {
+        throw storageError(err, what);
+      }
+    });
+  }
+
+  /** Opens the one transaction of a write and checks nobody wrote since our generation. */
+  private async begin(): Promise<{ tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>; manifest: ManifestRecord }> {
+    const tx = this.db.transaction(ALL_STORES, 'readwrite');
+    // Observed by finish(); a write that fails before reaching it must not leave it unhandled.
+    tx.done.catch(() => undefined);
+    const manifest = await tx.objectStore('manifest').get(MANIFEST_KEY);
+    if (!manifest || manifest.generation !== this.manifest.generation) {
+      tx.abort();
+      throw new ColbertError('STORAGE_FAILED', `Index "${this.name}" changed in another context during a write; nothing was written. Try again.`);
+    }
+    return { tx, manifest };
+  }
+
+  /** Waits for every request and the commit; aborts (rolling everything back) on the first failure. */
+  private async finish(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, pending: Promise<unknown>[]): Promise<void> {
+    try {
+      await Promise.all([...pending, tx.done]);
+    } catch (err) {
+      try {
+        tx.abort();
+      } catch {
+        // Already aborted.
+      }
+      // A request may fail with AbortError while the transaction's own error is the real cause.
+      throw tx.error ?? err;
+    }
+  }
+
+  private nextManifest(manifest: ManifestRecord, set: { documents: number; tokens: number }, nextSegment: number): ManifestRecord {
+    return { ...manifest, documents: set.documents, tokens: set.tokens, nextSegment, generation: manifest.generation + 1, updatedAt: Date.now() };
+  }
+
+  private committed(manifest: ManifestRecord): void {
+    this.manifest = manifest;
+    this.channel?.postMessage({ type: 'changed', generation: manifest.generation });
+  }
+
+  async put(docs: readonly StoredDocument[]): Promise<void> {
+    await this.commit(docs.map((d) => (d.metadata === undefined ? { id: d.id, hash: '', matrix: d.matrix } : { id: d.id, hash: '', matrix: d.matrix, metadata: d.metadata })));
+  }
+
+  async lookup(ids: readonly string[], hashes: readonly string[]): Promise<DocumentState[]> {
+    await this.fresh();
+    const out: DocumentState[] = ids.map((id, i) => (hashes[i] !== '' && this.docs.get(id)?.hash === hashes[i] ? 'live' : 'none'));
+    const tx = this.db.transaction('staging', 'readonly');
+    const staged = await Promise.all(ids.map((id, i) => (out[i] === 'none' ? tx.store.getKey(id).then(async (key) => (key === undefined ? undefined : (await tx.store.get(id))?.hash)) : undefined)));
+    await tx.done;
+    return out.map((state, i) => (state === 'none' && staged[i] !== undefined && staged[i] === hashes[i] ? 'staged' : state));
+  }
+
+  async stage(docs: readonly StagedDocument[]): Promise<void> {
+    this.check();
+    checkBatchDim(docs.map((d) => ({ id: d.id, dim: d.matrix.dim })), this.set.dim);
+    const now = Date.now();
+    const records = docs.map(({ id, hash, matrix: m }): StagedRecord => {
+      const packed = packMatrix(m.data, m.tokens, m.dim, this.precision);
+      const rec: StagedRecord = { id, hash, dim: m.dim, tokens: m.tokens, vectors: packed.vectors.buffer as ArrayBuffer, tokenIds: m.ids.slice(0, m.tokens).buffer as ArrayBuffer, stagedAt: now };
+      if (packed.scales) rec.scales = packed.scales.buffer as ArrayBuffer;
+      return rec;
+    });
+    // Staging is invisible to search, so it needs no lock: each chunk is its own transaction.
+    const tx = this.db.transaction('staging', 'readwrite');
+    try {
+      await this.finish(tx as never, records.map((r) => tx.store.put(r, r.id)));
+    } catch (err) {
+      throw storageError(err, `Storing encoded documents of index "${this.name}"`);
+    }
+  }
+
+  async commit(items: readonly CommitItem[]): Promise<void> {
+    if (!items.length) return;
+    const dim = checkBatchDim(items.flatMap((i) => (i.matrix ? [{ id: i.id, dim: i.matrix.dim }] : [])), this.set.dim);
+    await this.write(`Adding ${items.length} document(s) to index "${this.name}"`, async () => {
+      const { tx, manifest } = await this.begin();
+      const pending: Promise<unknown>[] = [];
+      try {
+        const staging = tx.objectStore('staging');
+        const need = items.filter((i) => !i.matrix && this.docs.get(i.id)?.hash !== i.hash);
+        const records = await Promise.all(need.map((i) => staging.get(i.id)));
+        const staged = new Map<string, PackedDocument & { hash: string }>();
+        records.forEach((rec) => {
+          if (rec) staged.set(rec.id, stagedDocument(rec, this.precision));
+        });
+        const adds = resolveCommit(items, this.precision, (id, hash) => (staged.get(id)?.hash === hash ? staged.get(id) : undefined), (id) => this.docs.get(id)?.hash);
+        const plan = this.set.plan(adds, [], dim ?? this.set.dim);
+        writePlan(tx, plan, pending);
+        const docRecords = new Map<string, DocRecord>();
+        const docsStore = tx.objectStore('docs');
+        const texts = tx.objectStore('texts');
+        for (const item of items) {
+          const loc = plan.moves.get(item.id);
+          const tokens = loc ? plan.shards.get(loc.segment)!.document(loc.slot).tokens : this.docs.get(item.id)!.tokens;
+          const rec: DocRecord = { id: item.id, hash: item.hash, tokens, textLength: item.text?.length ?? 0 };
+          if (item.metadata !== undefined) rec.metadata = item.metadata;
+          docRecords.set(item.id, rec);
+          pending.push(docsStore.put(rec, item.id));
+          pending.push(item.text !== undefined ? texts.put(item.text, item.id) : texts.delete(item.id));
+          pending.push(staging.delete(item.id));
+        }
+        const documents = new Set([...this.docs.keys(), ...docRecords.keys()]).size;
+        let tokens = 0;
+        for (const s of plan.shards.values()) tokens += s.liveRows;
+        const next = this.nextManifest(manifest, { documents, tokens }, plan.nextSegment);
+        pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+        await this.finish(tx, pending);
+        this.set.apply(plan);
+        for (const [id, rec] of docRecords) this.docs.set(id, rec);
+        this.committed(next);
+      } catch (err) {
+        pending.forEach((p) => p.catch(() => undefined));
+        try {
+          tx.abort();
+        } catch {
+          // Already finished or aborted.
+        }
+        throw tx.error ?? err;
+      }
+    });
+  }
+
+  async delete(ids: readonly string[]): Promise<string[]> {
+    return this.write(`Deleting from index "${this.name}"`, async () => {
+      const removed = ids.filter((id) => this.docs.has(id));
+      if (!removed.length) return [];
+      const { tx, manifest } = await this.begin();
+      const pending: Promise<unknown>[] = [];
+      const plan = this.set.plan([], removed);
+      writePlan(tx, plan, pending);
+      for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
+      let tokens = 0;
+      for (const s of plan.shards.values()) tokens += s.liveRows;
+      const next = this.nextManifest(manifest, { documents: this.docs.size - removed.length, tokens }, plan.nextSegment);
+      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+      await this.finish(tx, pending);
+      this.set.apply(plan);
+      for (const id of removed) this.docs.delete(id);
+      this.committed(next);
+      return removed;
+    });
+  }
+
+  async clear(): Promise<void> {
+    await this.write(`Clearing index "${this.name}"`, async () => {
+      const { tx, manifest } = await this.begin();
+      const pending: Promise<unknown>[] = ALL_STORES.filter((s) => s !== 'manifest').map((s) => tx.objectStore(s).clear());
+      const next = this.nextManifest(manifest, { documents: 0, tokens: 0 }, manifest.nextSegment);
+      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+      await this.finish(tx, pending);
+      this.set.clear();
+      this.set.nextSegment = next.nextSegment;
+      this.docs.clear();
+      this.committed(next);
+    });
+  }
+
+  async has(ids: readonly string[]): Promise<boolean[]> {
+    await this.fresh();
+    return ids.map((id) => this.docs.has(id));
+  }
+
+  async metadata(ids: readonly string[]): Promise<(Metadata | undefined)[]> {
+    await this.fresh();
+    return ids.map((id) => this.docs.get(id)?.metadata);
+  }
+
+  async matrix(id: string): Promise<TokenMatrix | undefined> {
+    await this.fresh();
+    const loc = this.set.locate(id);
+    if (!loc) return undefined;
+    const { shard, slot } = loc;
+    const from = shard.offsets[slot]!;
+    const to = shard.offsets[slot + 1]!;
+    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+  }
+
+  async *shards(): AsyncIterable<ShardView> {
+    await this.fresh();
+    for (const shard of this.set.list()) yield shard.view();
+  }
+
+  async stats(): Promise<StoreStats> {
+    await this.fresh();
+    let bytes = 0;
+    for (const s of this.set.shards.values()) bytes += s.vectorBytes + s.rows * 4 + (s.docIds.length + 1) * 4;
+    for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? JSON.stringify(d.metadata).length * 2 : 0);
+    return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes, bytesOnDisk: bytes };
+  }
+
+  async snapshot(): Promise<IndexSnapshot> {
+    await this.fresh();
+    const { ids, shards } = snapshotShards(this.set);
+    const tx = this.db.transaction('texts', 'readonly');
+    const texts = await Promise.all(ids.map((id) => (this.docs.get(id)!.textLength ? tx.store.get(id) : undefined)));
+    await tx.done;
+    const { name: _name, generation: _generation, nextSegment: _next, ...manifest } = this.manifest;
+    return {
+      manifest: { ...manifest, documents: ids.length, tokens: this.set.tokens },
+      documents: ids.map((id, i) => {
+        const d = this.docs.get(id)!;
+        const out: IndexSnapshot['documents'][number] = { id, hash: d.hash };
+        if (d.metadata !== undefined) out.metadata = d.metadata;
+        if (texts[i] !== undefined) out.text = texts[i];
+        return out;
+      }),
+      shards,
+    };
+  }
+
+  async restore(snapshot: IndexSnapshot): Promise<void> {
+    await this.write(`Importing into index "${this.name}"`, async () => {
+      const { tx, manifest } = await this.begin();
+      const shards = shardsFromSnapshot(snapshot, this.precision, `idb:${this.name}`, manifest.nextSegment);
+      const pending: Promise<unknown>[] = ALL_STORES.filter((s) => s !== 'manifest').map((s) => tx.objectStore(s).clear());
+      for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+      const docs = new Map<string, DocRecord>();
+      const byId = new Map<string, number>();
+      for (const shard of shards) shard.docIds.forEach((id, slot) => byId.set(id!, shard.offsets[slot + 1]! - shard.offsets[slot]!));
+      for (const d of snapshot.documents) {
+        const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0 };
+        if (d.metadata !== undefined) rec.metadata = d.metadata;
+        docs.set(d.id, rec);
+        pending.push(tx.objectStore('docs').put(rec, d.id));
+        if (d.text !== undefined) pending.push(tx.objectStore('texts').put(d.text, d.id));
+      }
+      let tokens = 0;
+      for (const s of shards) tokens += s.liveRows;
+      const next = this.nextManifest(manifest, { documents: docs.size, tokens }, manifest.nextSegment + shards.length);
+      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+      await this.finish(tx, pending);
+      this.set.clear();
+      this.set.load(shards);
+      this.set.dim = next.dim;
+      this.set.nextSegment = next.nextSegment;
+      this.docs = docs;
+      this.committed(next);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.channel?.close();
+    this.db.close();
+    this.set.clear();
+    this.docs.clear();
+  }
+}
+
+/** One stored index, as {@link listIndexes} reports it. */
+export interface IndexSummary {
+  name: string;
+  /** The model that built it (repo id, URL or path). */
+  model: string;
+  precision: VectorPrecision;
+  dim: number;
+  documents: number;
+  tokens: number;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The indexes stored in this origin's IndexedDB, by name. Needs no model. */
+export async function listIndexes(): Promise<IndexSummary[]> {
+  requireIndexedDB();
+  let names: string[];
+  try {
+    names = (await indexedDB.databases()).map((d) => d.name ?? '').filter((n) => n.startsWith(DB_PREFIX));
+  } catch (err) {
+    throw storageError(err, 'Listing indexes');
+  }
+  const out: IndexSummary[] = [];
+  for (const dbName of names.sort()) {
+    let db: IDBPDatabase<IndexSchema> | undefined;
+    try {
+      db = await openDB<IndexSchema>(dbName);
+      if (!db.objectStoreNames.contains('manifest')) continue;
+      const m = await db.get('manifest', MANIFEST_KEY);
+      if (!m) continue;
+      out.push({ name: m.name, model: m.fingerprint.model, precision: m.precision, dim: m.dim, documents: m.documents, tokens: m.tokens, createdAt: m.createdAt, updatedAt: m.updatedAt });
+    } catch (err) {
+      throw storageError(err, `Reading index "${dbName.slice(DB_PREFIX.length)}"`);
+    } finally {
+      db?.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * Deletes a stored index for good (no-op when it does not exist). Open searches on it, in any
+ * tab or worker, close their connection and fail later calls with STORAGE_FAILED.
+ */
+export async function deleteIndex(name: string): Promise<void> {
+  requireIndexedDB();
+  checkIndexName(name);
+  const channel = newChannel(name);
+  channel?.postMessage({ type: 'deleted' });
+  channel?.close();
+  try {
+    await withLock(name, () => deleteDB(DB_PREFIX + name));
+  } catch (err) {
+    throw storageError(err, `Deleting index "${name}"`);
+  }
+}

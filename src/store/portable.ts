@@ -1,0 +1,201 @@
+/**
+ * The portable index file: one versioned binary holding the manifest, the documents (ids,
+ * hashes, metadata, texts) and the packed vectors, each section with a CRC-32, so an index built
+ * once (in a browser, or in Node at build time) ships as a static file. Pure bytes in, bytes out:
+ * no IndexedDB, runs anywhere.
+ *
+ * Layout (all integers little-endian):
+ * ```
+ * 0   "CBWEBIDX"                      magic, 8 bytes
+ * 8   u32 format version              FORMAT_VERSION of ./manifest.ts
+ * 12  u32 H                           header length in bytes
+ * 16  header: UTF-8 JSON              { manifest, totalBytes, sections: [{ kind, offset, length, crc, ... }] }
+ * 16+H u32 CRC-32 of the header
+ * ... sections at 8-byte aligned offsets:
+ *     'documents': UTF-8 JSON array [{ id, hash, metadata?, text? }] in shard order
+ *     'shard':     u32 offsets[docs + 1] | i32 tokenIds[rows] | vectors (precision) | f32 scales[rows] (int8),
+ *                  each part 4-byte aligned
+ * ```
+ * Reading checks the magic, the version, every checksum and every size before returning
+ * anything, so a corrupted or truncated file is rejected whole (INDEX_CORRUPT), never half-read.
+ */
+import { bytesOf, crc32 } from '../checksum.ts';
+import { ColbertError } from '../errors.ts';
+import { checkManifest, FORMAT_VERSION, type IndexManifest } from './manifest.ts';
+import type { PackedVectors, VectorPrecision } from './precision.ts';
+import type { IndexSnapshot } from './types.ts';
+
+/** The file's first 8 bytes. */
+export const PORTABLE_MAGIC = 'CBWEBIDX';
+
+/** Suggested file extension for exported indexes. */
+export const PORTABLE_EXTENSION = '.cbwidx';
+
+interface SectionHeader {
+  kind: 'documents' | 'shard';
+  offset: number;
+  length: number;
+  crc: number;
+  /** shard only */
+  docs?: number;
+  rows?: number;
+}
+
+interface FileHeader {
+  manifest: IndexManifest;
+  totalBytes: number;
+  sections: SectionHeader[];
+}
+
+const align = (n: number, to: number): number => Math.ceil(n / to) * to;
+
+function checkLittleEndian(): void {
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+    throw new ColbertError('UNSUPPORTED_ENVIRONMENT', 'Portable index files are little-endian; this host is big-endian.');
+  }
+}
+
+function elementBytes(precision: VectorPrecision): number {
+  return precision === 'fp32' ? 4 : precision === 'fp16' ? 2 : 1;
+}
+
+/** Byte offsets of a shard section's parts, relative to the section. */
+function shardParts(docs: number, rows: number, dim: number, precision: VectorPrecision) {
+  const offsets = 0;
+  const tokenIds = align(offsets + (docs + 1) * 4, 4);
+  const vectors = align(tokenIds + rows * 4, 4);
+  const scales = align(vectors + rows * dim * elementBytes(precision), 4);
+  const end = precision === 'int8' ? scales + rows * 4 : scales;
+  return { offsets, tokenIds, vectors, scales, end };
+}
+
+/** Serialises a snapshot into one portable file. */
+export function writePortable(snapshot: IndexSnapshot): Uint8Array {
+  checkLittleEndian();
+  const { manifest } = snapshot;
+  const encoder = new TextEncoder();
+  const docsBytes = encoder.encode(JSON.stringify(snapshot.documents));
+  // Checksums are laid out at their widest (10 digits) and filled in once the sections are written.
+  const sections: SectionHeader[] = [{ kind: 'documents', offset: 0, length: docsBytes.length, crc: 0xffffffff }];
+  for (const s of snapshot.shards) {
+    const rows = s.tokenIds.length;
+    sections.push({ kind: 'shard', offset: 0, length: shardParts(s.docIds.length, rows, manifest.dim, manifest.precision).end, crc: 0xffffffff, docs: s.docIds.length, rows });
+  }
+  // The header holds the section offsets, which depend on its own length: lay out until stable.
+  let headerBytes = new Uint8Array(0);
+  let total = 0;
+  for (;;) {
+    let at = align(16 + headerBytes.length + 4, 8);
+    for (const section of sections) {
+      section.offset = at;
+      at = align(at + section.length, 8);
+    }
+    total = at;
+    const next = encoder.encode(JSON.stringify({ manifest, totalBytes: total, sections } satisfies FileHeader));
+    if (next.length === headerBytes.length) break;
+    headerBytes = next;
+  }
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  out.set(encoder.encode(PORTABLE_MAGIC), 0);
+  view.setUint32(8, FORMAT_VERSION, true);
+  view.setUint32(12, headerBytes.length, true);
+  out.set(docsBytes, sections[0]!.offset);
+  sections[0]!.crc = crc32(docsBytes);
+  snapshot.shards.forEach((s, i) => {
+    const section = sections[i + 1]!;
+    const parts = shardParts(s.docIds.length, s.tokenIds.length, manifest.dim, manifest.precision);
+    const put = (array: Uint32Array | Int32Array | PackedVectors | Float32Array, at: number) => out.set(bytesOf(array), section.offset + at);
+    put(s.offsets, parts.offsets);
+    put(s.tokenIds, parts.tokenIds);
+    put(s.vectors, parts.vectors);
+    if (s.scales) put(s.scales, parts.scales);
+    section.crc = crc32(out.subarray(section.offset, section.offset + section.length));
+  });
+  // The real checksums have at most as many digits as the placeholders: pad with JSON whitespace.
+  const final = encoder.encode(JSON.stringify({ manifest, totalBytes: total, sections } satisfies FileHeader));
+  if (final.length > headerBytes.length) throw new ColbertError('INTERNAL', 'The portable header grew after checksumming.');
+  const padded = new Uint8Array(headerBytes.length).fill(0x20);
+  padded.set(final);
+  out.set(padded, 16);
+  view.setUint32(16 + padded.length, crc32(padded), true);
+  return out;
+}
+
+function corrupt(message: string, details?: Record<string, unknown>): ColbertError {
+  return new ColbertError('INDEX_CORRUPT', `This index file is damaged or truncated: ${message}. Nothing was imported; export the index again.`, details);
+}
+
+/** Reads and fully verifies a portable file; throws INDEX_CORRUPT / INDEX_FORMAT_UNSUPPORTED. */
+export function readPortable(file: Uint8Array): IndexSnapshot {
+  checkLittleEndian();
+  // Typed-array views need aligned offsets: work on an aligned copy when the input is not.
+  const bytes = file.byteOffset % 8 === 0 ? file : file.slice();
+  if (bytes.length < 20) throw corrupt(`it has ${bytes.length} bytes`);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  if (decoder.decode(bytes.subarray(0, 8)) !== PORTABLE_MAGIC) throw corrupt('it does not start with the colbert-web index signature');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint32(8, true);
+  if (version === 0) throw corrupt('its format version is 0');
+  if (version > FORMAT_VERSION) {
+    throw new ColbertError('INDEX_FORMAT_UNSUPPORTED', `This index file has format version ${version}; this colbert-web reads up to ${FORMAT_VERSION}. Upgrade colbert-web.`, { format: version, supported: FORMAT_VERSION });
+  }
+  const headerLength = view.getUint32(12, true);
+  if (16 + headerLength + 4 > bytes.length) throw corrupt('the header runs past the end of the file');
+  const headerBytes = bytes.subarray(16, 16 + headerLength);
+  if (crc32(headerBytes) !== view.getUint32(16 + headerLength, true)) throw corrupt('the header checksum does not match');
+  let header: FileHeader;
+  try {
+    header = JSON.parse(decoder.decode(headerBytes)) as FileHeader;
+  } catch {
+    throw corrupt('the header is not valid JSON');
+  }
+  if (header.totalBytes !== bytes.length) throw corrupt(`it has ${bytes.length} bytes where its header says ${header.totalBytes}`, { expected: header.totalBytes, actual: bytes.length });
+  const manifest = checkManifest(header.manifest, 'This index file');
+  const { dim, precision } = manifest;
+  if (!Array.isArray(header.sections) || header.sections[0]?.kind !== 'documents') throw corrupt('the section table is malformed');
+  for (const s of header.sections) {
+    if (!Number.isInteger(s.offset) || !Number.isInteger(s.length) || s.offset < 0 || s.offset % 4 !== 0 || s.offset + s.length > bytes.length) throw corrupt('a section lies outside the file');
+    if (crc32(bytes.subarray(s.offset, s.offset + s.length)) !== s.crc) throw corrupt(`the checksum of a ${s.kind} section does not match`, { section: s.kind, offset: s.offset });
+  }
+  // Alignment padding is zero: then every byte of the file is checked by something.
+  const covered = [{ from: 0, to: 16 + headerLength + 4 }, ...header.sections.map((s) => ({ from: s.offset, to: s.offset + s.length }))].sort((a, b) => a.from - b.from);
+  for (let i = 0; i < covered.length; i++) {
+    const end = i + 1 < covered.length ? covered[i + 1]!.from : bytes.length;
+    if (end < covered[i]!.to) throw corrupt('sections overlap');
+    for (let at = covered[i]!.to; at < end; at++) if (bytes[at] !== 0) throw corrupt('padding between sections is not zero');
+  }
+  const docsSection = header.sections[0];
+  let documents: IndexSnapshot['documents'];
+  try {
+    documents = JSON.parse(decoder.decode(bytes.subarray(docsSection.offset, docsSection.offset + docsSection.length))) as IndexSnapshot['documents'];
+  } catch {
+    throw corrupt('the documents section is not valid JSON');
+  }
+  if (!Array.isArray(documents) || documents.some((d) => typeof d?.id !== 'string' || typeof d.hash !== 'string')) throw corrupt('the documents section is malformed');
+  const shards: IndexSnapshot['shards'] = [];
+  let next = 0;
+  for (const s of header.sections.slice(1)) {
+    const docs = s.docs ?? -1;
+    const rows = s.rows ?? -1;
+    if (s.kind !== 'shard' || !Number.isInteger(docs) || !Number.isInteger(rows) || docs < 0 || rows < 0) throw corrupt('a shard section is malformed');
+    const parts = shardParts(docs, rows, dim, precision);
+    if (parts.end !== s.length || next + docs > documents.length) throw corrupt('a shard section has the wrong size');
+    const base = bytes.byteOffset + s.offset;
+    const offsets = new Uint32Array(bytes.buffer, base + parts.offsets, docs + 1);
+    const tokenIds = new Int32Array(bytes.buffer, base + parts.tokenIds, rows);
+    const n = rows * dim;
+    const vectors: PackedVectors =
+      precision === 'fp32' ? new Float32Array(bytes.buffer, base + parts.vectors, n) : precision === 'fp16' ? new Uint16Array(bytes.buffer, base + parts.vectors, n) : new Int8Array(bytes.buffer, base + parts.vectors, n);
+    if (offsets[0] !== 0 || offsets[docs] !== rows) throw corrupt('shard offsets do not cover its rows');
+    for (let i = 0; i < docs; i++) if (offsets[i + 1]! < offsets[i]!) throw corrupt('shard offsets go backwards');
+    const docIds = documents.slice(next, next + docs).map((d) => d.id);
+    next += docs;
+    const shard: IndexSnapshot['shards'][number] = { precision, vectors, docIds, offsets, tokenIds, dim };
+    if (precision === 'int8') shard.scales = new Float32Array(bytes.buffer, base + parts.scales, rows);
+    shards.push(shard);
+  }
+  if (next !== documents.length) throw corrupt(`the shards hold ${next} documents but the file lists ${documents.length}`);
+  if (new Set(documents.map((d) => d.id)).size !== documents.length) throw corrupt('a document id appears twice');
+  return { manifest, documents, shards };
+}

@@ -1,0 +1,484 @@
+/**
+ * The shard format both stores share: documents' token vectors packed into large typed arrays at
+ * one precision (./precision.ts), with per-document offsets, token ids, doc ids and tombstones.
+ *
+ * A {@link ShardSet} holds the shards of one index and plans every change copy-on-write: a
+ * {@link ShardPlan} describes the next state without touching the current one, so a store can
+ * persist it first (IndexedDB) and {@link ShardSet.apply} it only once that succeeded. Rules:
+ * - rows of a shard are only ever appended in place; rows past `rows` are scratch until applied;
+ * - a shard whose deleted rows outnumber its live rows is rewritten into a new segment (new key);
+ * - document ids are external and stable: nothing is renumbered.
+ */
+import { ColbertError } from '../errors.ts';
+import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
+import type { CommitItem, IndexSnapshot, ShardView } from './types.ts';
+
+/** Most rows per segment. */
+export const SEGMENT_ROWS = 16384;
+/**
+ * Target bytes of packed vectors per segment: a segment is one IndexedDB record, rewritten when
+ * rows are appended to it, and records of several MiB are slow to clone (fake-indexeddb read an
+ * 8 MiB record 50x slower than four of 2 MiB).
+ */
+export const SEGMENT_BYTES = 2 << 20;
+
+/** Rows per segment at a precision and dimension (fp32 128-d: 4096; fp16: 8192; int8: 15,887). */
+export function segmentRows(precision: VectorPrecision, dim: number): number {
+  return Math.max(256, Math.min(SEGMENT_ROWS, Math.floor(SEGMENT_BYTES / bytesPerToken(precision, dim))));
+}
+
+let keyCounter = 0;
+/** A process-unique shard key (see the residency rules on {@link ShardView}). */
+function newKey(prefix: string): string {
+  return `${prefix}-${keyCounter++}`;
+}
+
+/** One document's rows at the store's precision, ready to append. */
+export interface PackedDocument {
+  id: string;
+  tokens: number;
+  /** `tokens` rows at the store's precision (exact size, or longer with `row` as the start). */
+  packed: PackedRows;
+  /** First row of this document in `packed`. Default 0. */
+  row?: number;
+  /** Tokenizer id of each row (-1 where unknown). */
+  tokenIds: Int32Array;
+}
+
+/** Encodes a float token matrix into exact-size packed rows. */
+export function packMatrix(data: Float32Array, tokens: number, dim: number, precision: VectorPrecision): PackedRows {
+  const packed = allocatePacked(precision, tokens, dim);
+  encodeRows(data, tokens, dim, packed, 0);
+  return packed;
+}
+
+/** The small, mutable part of a segment as stored: who owns which rows, and tombstones. */
+export interface SegmentMeta {
+  segment: number;
+  dim: number;
+  precision: VectorPrecision;
+  rows: number;
+  liveRows: number;
+  /** Doc id per slot; null marks a deleted slot (tombstone). */
+  docIds: (string | null)[];
+  /** Uint32 offsets, one per slot plus one, as an exact-size buffer. */
+  offsets: ArrayBuffer;
+  /** Bumped whenever the rows change, so another tab knows to reload the vectors. */
+  version: number;
+}
+
+/** The large, append-only part of a segment as stored: the packed rows. */
+export interface SegmentData {
+  segment: number;
+  /** `rows * dim` elements of the precision's array type. */
+  vectors: ArrayBuffer;
+  /** int8 only: one Float32 scale per row. */
+  scales?: ArrayBuffer;
+  /** Int32 token id per row. */
+  tokenIds: ArrayBuffer;
+}
+
+function packedArray(precision: VectorPrecision, buffer: ArrayBuffer): PackedVectors {
+  if (precision === 'fp32') return new Float32Array(buffer);
+  if (precision === 'fp16') return new Uint16Array(buffer);
+  return new Int8Array(buffer);
+}
+
+/** An exact-size copy of the first `n` elements (or the array itself when it is exactly that). */
+function exact<T extends PackedVectors | Uint32Array | Int32Array | Float32Array>(array: T, n: number): ArrayBuffer {
+  if (array.length === n && array.byteOffset === 0 && array.buffer.byteLength === array.byteLength) return array.buffer as ArrayBuffer;
+  return array.slice(0, n).buffer as ArrayBuffer;
+}
+
+/** One shard in memory: a segment's rows with spare capacity to append into. */
+export class Shard {
+  constructor(
+    /** Storage identity for scorers; kept while rows are only appended. */
+    public key: string,
+    readonly segment: number,
+    readonly dim: number,
+    readonly precision: VectorPrecision,
+    public docIds: (string | null)[],
+    public offsets: Uint32Array,
+    public packed: PackedRows,
+    public tokenIds: Int32Array,
+    public rows: number,
+    public liveRows: number,
+    public version: number,
+  ) {}
+
+  /** An empty shard with room for `capacityRows` rows. */
+  static create(keyPrefix: string, segment: number, dim: number, precision: VectorPrecision, capacityRows: number): Shard {
+    return new Shard(newKey(keyPrefix), segment, dim, precision, [], new Uint32Array(17), allocatePacked(precision, capacityRows, dim), new Int32Array(capacityRows), 0, 0, 0);
+  }
+
+  /** Rebuilds a shard from its stored parts (the buffers are used as they are, not copied). */
+  static fromRecord(keyPrefix: string, meta: SegmentMeta, data: SegmentData): Shard {
+    const { dim, precision, rows } = meta;
+    const vectors = packedArray(precision, data.vectors);
+    const tokenIds = new Int32Array(data.tokenIds);
+    const offsets = new Uint32Array(meta.offsets);
+    const scales = data.scales ? new Float32Array(data.scales) : undefined;
+    if (vectors.length !== rows * dim || tokenIds.length !== rows || offsets.length !== meta.docIds.length + 1 || (precision === 'int8') !== (scales !== undefined) || (scales && scales.length !== rows) || offsets[meta.docIds.length] !== rows) {
+      throw new ColbertError('INDEX_CORRUPT', `Segment ${meta.segment} of the stored index is inconsistent (rows, offsets and vectors disagree). Delete the index and rebuild or re-import it.`, { segment: meta.segment });
+    }
+    const packed: PackedRows = scales ? { precision, vectors, scales } : { precision, vectors };
+    return new Shard(newKey(keyPrefix), meta.segment, dim, precision, [...meta.docIds], offsets, packed, tokenIds, rows, meta.liveRows, meta.version);
+  }
+
+  get capacityRows(): number {
+    return this.tokenIds.length;
+  }
+
+  /** A copy that shares the row arrays (appending writes past `rows`, invisible to this one). */
+  clone(): Shard {
+    return new Shard(this.key, this.segment, this.dim, this.precision, [...this.docIds], this.offsets, this.packed, this.tokenIds, this.rows, this.liveRows, this.version);
+  }
+
+  /** Grows the arrays (by copying) when `rows` more rows or one more slot do not fit. */
+  private reserve(rows: number): void {
+    const slots = this.docIds.length + 2;
+    if (this.offsets.length < slots) {
+      const grown = new Uint32Array(Math.max(slots, this.offsets.length * 2));
+      grown.set(this.offsets.subarray(0, this.docIds.length + 1));
+      this.offsets = grown;
+    }
+    const need = this.rows + rows;
+    if (need <= this.capacityRows) return;
+    const capacity = Math.max(need, Math.min(segmentRows(this.precision, this.dim), this.capacityRows * 2));
+    const packed = allocatePacked(this.precision, capacity, this.dim);
+    packed.vectors.set(this.packed.vectors.subarray(0, this.rows * this.dim) as never);
+    if (packed.scales) packed.scales.set(this.packed.scales!.subarray(0, this.rows));
+    const tokenIds = new Int32Array(capacity);
+    tokenIds.set(this.tokenIds.subarray(0, this.rows));
+    this.packed = packed;
+    this.tokenIds = tokenIds;
+  }
+
+  /** Appends one document's packed rows (copied as they are: never re-quantized); returns its slot. */
+  append(doc: PackedDocument): number {
+    const { tokens, packed } = doc;
+    const row = doc.row ?? 0;
+    if (packed.precision !== this.precision) throw new ColbertError('INTERNAL', `Cannot append ${packed.precision} rows to a ${this.precision} shard.`);
+    this.reserve(tokens);
+    const d = this.dim;
+    this.packed.vectors.set(packed.vectors.subarray(row * d, (row + tokens) * d) as never, this.rows * d);
+    if (packed.scales) this.packed.scales!.set(packed.scales.subarray(row, row + tokens), this.rows);
+    this.tokenIds.set(doc.tokenIds.subarray(0, tokens), this.rows);
+    const slot = this.docIds.length;
+    this.rows += tokens;
+    this.liveRows += tokens;
+    this.docIds.push(doc.id);
+    this.offsets[slot + 1] = this.rows;
+    return slot;
+  }
+
+  /** Marks a slot deleted; returns the rows it held. */
+  tombstone(slot: number): number {
+    const n = this.offsets[slot + 1]! - this.offsets[slot]!;
+    this.docIds[slot] = null;
+    this.liveRows -= n;
+    return n;
+  }
+
+  /** Document `slot` as a packed document that points into this shard's arrays (no copy). */
+  document(slot: number): PackedDocument {
+    const from = this.offsets[slot]!;
+    const to = this.offsets[slot + 1]!;
+    return { id: this.docIds[slot]!, tokens: to - from, packed: this.packed, row: from, tokenIds: this.tokenIds.subarray(from, to) };
+  }
+
+  /** A read-only view trimmed to the used part (no copy). */
+  view(): ShardView {
+    const { vectors, scales } = this.packed;
+    const view: ShardView = {
+      key: this.key,
+      dim: this.dim,
+      precision: this.precision,
+      docIds: this.docIds,
+      offsets: this.offsets.subarray(0, this.docIds.length + 1),
+      vectors: vectors.subarray(0, this.rows * this.dim),
+    };
+    if (scales) view.scales = scales.subarray(0, this.rows);
+    return view;
+  }
+
+  /** The small stored part. */
+  toMeta(): SegmentMeta {
+    return {
+      segment: this.segment,
+      dim: this.dim,
+      precision: this.precision,
+      rows: this.rows,
+      liveRows: this.liveRows,
+      docIds: [...this.docIds],
+      offsets: exact(this.offsets, this.docIds.length + 1),
+      version: this.version,
+    };
+  }
+
+  /** The large stored part, as exact-size buffers (a copy only where spare capacity exists). */
+  toData(): SegmentData {
+    const data: SegmentData = {
+      segment: this.segment,
+      vectors: exact(this.packed.vectors, this.rows * this.dim),
+      tokenIds: exact(this.tokenIds, this.rows),
+    };
+    if (this.packed.scales) data.scales = exact(this.packed.scales, this.rows);
+    return data;
+  }
+
+  /** Bytes the rows occupy (live and deleted). */
+  get vectorBytes(): number {
+    return this.rows * bytesPerToken(this.precision, this.dim);
+  }
+}
+
+/** Where a document lives. */
+export interface Location {
+  segment: number;
+  slot: number;
+}
+
+/** The next state of a {@link ShardSet}, computed without changing the current one. */
+export interface ShardPlan {
+  /** Every shard of the next state, by segment. */
+  shards: Map<number, Shard>;
+  /** Location changes: a new location, or null for a removed document. */
+  moves: Map<string, Location | null>;
+  /** Segments whose rows changed (appended, or new): write meta and data. */
+  rowsChanged: Set<number>;
+  /** Segments where only tombstones changed: write meta only. */
+  metaChanged: Set<number>;
+  /** Segments that no longer exist. */
+  removed: Set<number>;
+  nextSegment: number;
+  dim: number | null;
+}
+
+/** All shards of one index, with the id -> location map; changes go through {@link plan}/{@link apply}. */
+export class ShardSet {
+  shards = new Map<number, Shard>();
+  readonly where = new Map<string, Location>();
+  nextSegment = 0;
+
+  constructor(
+    readonly precision: VectorPrecision,
+    public dim: number | null,
+    private readonly keyPrefix: string,
+  ) {}
+
+  /** Replaces the whole state by stored segments (ascending segment order). */
+  load(shards: readonly Shard[]): void {
+    this.shards = new Map(shards.map((s) => [s.segment, s]));
+    this.where.clear();
+    for (const shard of shards) {
+      shard.docIds.forEach((id, slot) => {
+        if (id !== null) this.where.set(id, { segment: shard.segment, slot });
+      });
+      this.nextSegment = Math.max(this.nextSegment, shard.segment + 1);
+      this.dim ??= shard.dim;
+    }
+  }
+
+  /** Shards in segment order. */
+  list(): Shard[] {
+    return [...this.shards.values()].sort((a, b) => a.segment - b.segment);
+  }
+
+  get documents(): number {
+    return this.where.size;
+  }
+
+  get tokens(): number {
+    let n = 0;
+    for (const s of this.shards.values()) n += s.liveRows;
+    return n;
+  }
+
+  get vectorBytes(): number {
+    let n = 0;
+    for (const s of this.shards.values()) n += s.vectorBytes;
+    return n;
+  }
+
+  /**
+   * Plans removing `removes` (ignoring unknown ids), then adding `adds` (an id already stored is
+   * replaced), then compacting every shard whose deleted rows outnumber its live ones.
+   */
+  plan(adds: readonly PackedDocument[], removes: readonly string[] = [], dim: number | null = this.dim): ShardPlan {
+    if (adds.length && dim === null) throw new ColbertError('INTERNAL', 'A shard plan that adds documents needs the dimension.');
+    const plan: ShardPlan = { shards: new Map(this.shards), moves: new Map(), rowsChanged: new Set(), metaChanged: new Set(), removed: new Set(), nextSegment: this.nextSegment, dim: this.dim ?? (adds.length ? dim : null) };
+    const locate = (id: string): Location | undefined => (plan.moves.has(id) ? plan.moves.get(id) ?? undefined : this.where.get(id));
+    const writable = (segment: number): Shard => {
+      let shard = plan.shards.get(segment)!;
+      if (shard === this.shards.get(segment)) {
+        shard = shard.clone();
+        plan.shards.set(segment, shard);
+      }
+      return shard;
+    };
+    const drop = (id: string) => {
+      const loc = locate(id);
+      if (!loc) return;
+      writable(loc.segment).tombstone(loc.slot);
+      if (!plan.rowsChanged.has(loc.segment)) plan.metaChanged.add(loc.segment);
+      plan.moves.set(id, null);
+    };
+    for (const id of removes) drop(id);
+    for (const doc of adds) drop(doc.id);
+    let tail: Shard | undefined;
+    const limit = adds.length ? segmentRows(this.precision, plan.dim!) : 0;
+    for (const doc of adds) {
+      if (!tail) {
+        const last = [...plan.shards.values()].sort((a, b) => b.segment - a.segment)[0];
+        tail = last && last.rows + doc.tokens <= limit ? writable(last.segment) : undefined;
+      }
+      if (!tail || (tail.rows > 0 && tail.rows + doc.tokens > limit)) {
+        tail = Shard.create(this.keyPrefix, plan.nextSegment++, plan.dim!, this.precision, Math.min(limit, Math.max(doc.tokens, 1024)));
+        plan.shards.set(tail.segment, tail);
+      }
+      const slot = tail.append(doc);
+      plan.rowsChanged.add(tail.segment);
+      plan.metaChanged.delete(tail.segment);
+      plan.moves.set(doc.id, { segment: tail.segment, slot });
+    }
+    this.compact(plan);
+    // A stored segment whose rows changed gets a new version, so other tabs reload its vectors.
+    for (const segment of plan.rowsChanged) {
+      const before = this.shards.get(segment);
+      if (before) plan.shards.get(segment)!.version = before.version + 1;
+    }
+    return plan;
+  }
+
+  private compact(plan: ShardPlan): void {
+    for (const [segment, shard] of [...plan.shards]) {
+      if (shard.liveRows * 2 >= shard.rows && shard.docIds.some((id) => id !== null)) continue;
+      if (!plan.metaChanged.has(segment) && !plan.rowsChanged.has(segment)) continue;
+      plan.shards.delete(segment);
+      plan.metaChanged.delete(segment);
+      plan.rowsChanged.delete(segment);
+      if (this.shards.has(segment)) plan.removed.add(segment);
+      if (!shard.docIds.some((id) => id !== null)) continue;
+      const fresh = Shard.create(this.keyPrefix, plan.nextSegment++, shard.dim, shard.precision, Math.max(1, shard.liveRows));
+      shard.docIds.forEach((id, slot) => {
+        if (id === null) return;
+        plan.moves.set(id, { segment: fresh.segment, slot: fresh.append(shard.document(slot)) });
+      });
+      plan.shards.set(fresh.segment, fresh);
+      plan.rowsChanged.add(fresh.segment);
+    }
+  }
+
+  /** Makes a plan the current state. */
+  apply(plan: ShardPlan): void {
+    this.shards = plan.shards;
+    for (const [id, loc] of plan.moves) {
+      if (loc) this.where.set(id, loc);
+      else this.where.delete(id);
+    }
+    this.nextSegment = plan.nextSegment;
+    this.dim = plan.dim;
+  }
+
+  /** The location of a stored document. */
+  locate(id: string): { shard: Shard; slot: number } | undefined {
+    const loc = this.where.get(id);
+    return loc ? { shard: this.shards.get(loc.segment)!, slot: loc.slot } : undefined;
+  }
+
+  /** Empties the set. */
+  clear(): void {
+    this.shards = new Map();
+    this.where.clear();
+    this.nextSegment = 0;
+  }
+}
+
+/** Stored rows converted to another precision (via float32; exact when `to` is the same). */
+export function convertPacked(packed: PackedRows, from: number, rows: number, dim: number, to: VectorPrecision): PackedRows {
+  if (packed.precision === to) {
+    const out = allocatePacked(to, rows, dim);
+    out.vectors.set(packed.vectors.subarray(from * dim, (from + rows) * dim) as never);
+    if (out.scales) out.scales.set(packed.scales!.subarray(from, from + rows));
+    return out;
+  }
+  return packMatrix(decodeRows(packed, from, rows, dim), rows, dim, to);
+}
+
+/** Checks that every matrix of a batch has the index's dimension (or, while empty, the first one's). */
+export function checkBatchDim(dims: readonly { id: string; dim: number }[], current: number | null): number | null {
+  const dim = current ?? dims[0]?.dim ?? null;
+  for (const d of dims) {
+    if (d.dim !== dim) {
+      throw new ColbertError('DIMENSION_MISMATCH', `Document "${d.id}" has dim ${d.dim}; this index holds dim ${String(dim)}.`, { id: d.id, dim: d.dim, expected: dim });
+    }
+  }
+  return dim;
+}
+
+/**
+ * Turns a commit batch into the rows to append: a matrix is packed, else the staged encoding is
+ * used, else (same hash as the live document) the live rows stay and only metadata changes.
+ */
+export function resolveCommit(
+  items: readonly CommitItem[],
+  precision: VectorPrecision,
+  staged: (id: string, hash: string) => PackedDocument | undefined,
+  liveHash: (id: string) => string | undefined,
+): PackedDocument[] {
+  const adds: PackedDocument[] = [];
+  for (const item of items) {
+    if (item.matrix) {
+      const m = item.matrix;
+      adds.push({ id: item.id, tokens: m.tokens, packed: packMatrix(m.data, m.tokens, m.dim, precision), tokenIds: m.ids });
+      continue;
+    }
+    const doc = staged(item.id, item.hash);
+    if (doc) adds.push(doc);
+    else if (liveHash(item.id) !== item.hash) {
+      throw new ColbertError('INTERNAL', `Document "${item.id}" has neither vectors nor a staged encoding to commit.`, { id: item.id });
+    }
+  }
+  return adds;
+}
+
+/** The live documents of a set as tombstone-free shards (views where a shard has no tombstones). */
+export function snapshotShards(set: ShardSet): { ids: string[]; shards: IndexSnapshot['shards'] } {
+  const ids: string[] = [];
+  const shards: IndexSnapshot['shards'] = [];
+  for (let shard of set.list()) {
+    if (!shard.docIds.some((id) => id !== null)) continue;
+    if (shard.docIds.includes(null)) {
+      const fresh = Shard.create('snapshot', shard.segment, shard.dim, shard.precision, Math.max(1, shard.liveRows));
+      shard.docIds.forEach((id, slot) => {
+        if (id !== null) fresh.append(shard.document(slot));
+      });
+      shard = fresh;
+    }
+    const view = shard.view();
+    const docIds = shard.docIds as string[];
+    ids.push(...docIds);
+    const out: IndexSnapshot['shards'][number] = { precision: view.precision, vectors: view.vectors, docIds, offsets: view.offsets, tokenIds: shard.tokenIds.subarray(0, shard.rows), dim: shard.dim };
+    if (view.scales) out.scales = view.scales;
+    shards.push(out);
+  }
+  return { ids, shards };
+}
+
+/** Shards (segments `firstSegment`, +1, ...) rebuilt from a snapshot at `precision` (converted when it differs). */
+export function shardsFromSnapshot(snapshot: IndexSnapshot, precision: VectorPrecision, keyPrefix: string, firstSegment = 0): Shard[] {
+  return snapshot.shards.map((s, i) => {
+    const segment = firstSegment + i;
+    const rows = s.tokenIds.length;
+    const packed = convertPacked(s, 0, rows, s.dim, precision);
+    const shard = Shard.create(keyPrefix, segment, s.dim, precision, Math.max(1, rows));
+    s.docIds.forEach((id, slot) => {
+      const from = s.offsets[slot]!;
+      const to = s.offsets[slot + 1]!;
+      shard.append({ id, tokens: to - from, packed, row: from, tokenIds: s.tokenIds.subarray(from, to) });
+    });
+    return shard;
+  });
+}
