@@ -191,6 +191,28 @@ export async function fetchModelJSON(source: ModelSource, path: string, options:
   }
 }
 
+/**
+ * Reads bytes stored under `key` (a URL) by {@link putCachedBytes}; null when absent or when
+ * Cache Storage is unavailable (Node, opaque origins).
+ */
+export async function getCachedBytes(key: string): Promise<Uint8Array | null> {
+  const cache = await openCache(true);
+  const hit = await cache?.match(key);
+  return hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+}
+
+/** Stores bytes under `key` (a URL) in the model cache; false when it could not (no Cache Storage, quota). */
+export async function putCachedBytes(key: string, bytes: Uint8Array): Promise<boolean> {
+  const cache = await openCache(true);
+  if (!cache) return false;
+  try {
+    await cache.put(key, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream' } }));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes every cached model file (browsers). Resolves to true when a cache was deleted. */
 export async function clearModelCache(): Promise<boolean> {
   if (typeof caches === 'undefined') return false;
