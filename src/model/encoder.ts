@@ -152,6 +152,9 @@ export class Encoder {
         ? 'last_hidden_state'
         : session.outputNames[0];
     if (outputName === undefined) throw new ColbertError('MODEL_LOAD_FAILED', 'The ONNX graph has no outputs.');
+    // A graph whose output is "output" holds the Dense head and the norm (colbert-export, or this
+    // library's converter writing the transformers.js layout): the JS head must not run again.
+    if (outputName === 'output') head = [];
     // One warm-up pass learns the hidden size (and compiles WebGPU kernels before the first real call).
     const probe = tokenizer.encodeDocument('warm up');
     const probeOut = await runSession(session, [probe], probe.inputIds.length, outputName);
