@@ -88,11 +88,11 @@ async function main(): Promise<void> {
   const head = [{ weight: dense, inFeatures: FULL.hidden_size, outFeatures: FULL.dim, bias: null, activation: 'identity' as const }];
   console.log(`full-shape checkpoint: ${(weights.byteLength / 1e6).toFixed(0)} MB safetensors, generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-  // Synthetic retrieval set: 24 documents of 150 tokens over a 2,000-id vocabulary slice (so they
-  // share tokens), 8 queries of 24 tokens sampled from documents 0..7.
+  // Synthetic retrieval set: 16 documents of 80 tokens over a 1,000-id vocabulary slice (so they
+  // share tokens), 8 queries of 16 tokens sampled from documents 0..7.
   const next = mulberry32(99);
-  const docs = Array.from({ length: 24 }, () => [50281, ...Array.from({ length: 149 }, () => 1000 + Math.floor(next() * 2000))]);
-  const queries = Array.from({ length: 8 }, (_, q) => [50281, ...Array.from({ length: 23 }, () => docs[q]![1 + Math.floor(next() * 149)]!)]);
+  const docs = Array.from({ length: 16 }, () => [50281, ...Array.from({ length: 79 }, () => 1000 + Math.floor(next() * 1000))]);
+  const queries = Array.from({ length: 8 }, (_, q) => [50281, ...Array.from({ length: 15 }, () => docs[q]![1 + Math.floor(next() * 79)]!)]);
 
   const rows: { dtype: ConvertDtype; mb: number; convertS: number; meanCos: number; minCos: number; top1: number; top5: number }[] = [];
   let fp32Docs: Float32Array[] = [];
