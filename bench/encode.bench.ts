@@ -148,7 +148,7 @@ async function main(): Promise<void> {
   }
   const base = speed['fp32/1']!;
   console.log(`\nWASM (onnxruntime-web ${ort.env.versions.web ?? ''}, Node), batch ${BATCH} x ${SEQ} tokens, ${TIMED_RUNS} timed call(s) after one warm-up, best of two rounds (second in reverse order); baseline = fp32 on 1 thread, same run.`);
-  console.log('1T cpu = tokens per CPU-second of the single-threaded process: the one-core speed, robust to other load on a shared machine.');
+  console.log('1T cpu = tokens per CPU-second of the whole 1-thread process (Node GC and page-fault time included): less disturbed by other load than wall time, but not a clean kernel speed.');
   console.log('dtype  size MB  convert s  tok/s 1T (x fp32)  tok/1T-cpu-s (x fp32)  tok/s 2T (x fp32)  cos mean  cos min  top1 agree  top5 overlap');
   for (const r of rows) {
     const s1 = speed[`${r.dtype}/1`]!;
