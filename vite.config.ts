@@ -6,6 +6,7 @@
  * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any
  *   sub-path), with a service worker for offline use and, where ../shared exists, the offline
  *   test model and the Cranfield corpus (demo/build-plugins.ts).
+ * - `vite build --mode cli`: the `colbert-web` command (dist/cli.js, Node).
  */
 import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
 import { readFileSync } from 'node:fs';
@@ -53,6 +54,19 @@ const isolation: Plugin = {
 };
 
 export default defineConfig(({ mode }) => {
+  if (mode === 'cli') {
+    // `colbert-web convert`: a Node ESM file, node built-ins left as imports, no browser runtime.
+    return {
+      build: {
+        ssr: resolve(import.meta.dirname, 'src/cli.ts'),
+        outDir: 'dist',
+        emptyOutDir: false,
+        target: 'node20',
+        sourcemap: false,
+        rollupOptions: { output: { entryFileNames: 'cli.js', banner: '#!/usr/bin/env node' } },
+      },
+    };
+  }
   if (mode === 'demo') {
     return {
       root: resolve(import.meta.dirname, 'demo'),

@@ -66,6 +66,12 @@ export type Progress =
   | { status: 'download'; file: string; loaded: number; total: number | null }
   | { status: 'cached'; file: string; bytes: number }
   | { status: 'load'; stage: 'tokenizer' | 'config' | 'session'; device?: Device; dtype?: Dtype }
+  /**
+   * Converting a safetensors-only checkpoint to ONNX in this thread/worker: 'start' (before the
+   * weights download), 'done' (with the ONNX size in bytes), or 'cached' (a conversion from an
+   * earlier visit was found in Cache Storage; nothing was downloaded or converted).
+   */
+  | { status: 'convert'; stage: 'start' | 'done' | 'cached'; dtype: Dtype; bytes?: number }
   | { status: 'encode'; done: number; total: number; tokens: number; skipped?: number }
   | { status: 'store'; done: number; total: number }
   | { status: 'ready'; device: Device; dtype: Dtype; fallbackReason?: string };

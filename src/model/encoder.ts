@@ -9,7 +9,9 @@ import { ColbertError, toColbertError } from '../errors.ts';
 import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
 import { detectCapabilities, type Capabilities } from '../capabilities.ts';
 import { detectLayout, resolveEncodingConfig, type EncodingConfig, type EncodingOverrides, type ModelLayout } from './config.ts';
-import { fetchModelFile, fetchModelJSON, fileLocation, resolveModelSource, type FetchOptions, type ModelSource } from './files.ts';
+import { fetchModelFile, fetchModelJSON, fileLocation, getCachedBytes, putCachedBytes, resolveModelSource, type FetchOptions, type ModelSource } from './files.ts';
+import { CONVERTER_VERSION, convertFromSource, isConvertDtype, isConvertible } from './convert/convert.ts';
+import type { ConvertDtype } from './convert/quantize.ts';
 import { loadDenseHead, projectAndNormalize, type DenseLayer } from './head.ts';
 import { ColbertTokenizer, type EncodedText } from './tokenize.ts';
 
@@ -31,6 +33,12 @@ export interface EncoderOptions extends EncodingOverrides {
   expansion?: ExpansionMode;
   /** Keep downloads in Cache Storage. Default true. */
   cache?: boolean;
+  /**
+   * Convert a safetensors-only ModernBERT checkpoint to ONNX when the repository has no ONNX
+   * export (in the worker; the result is kept in Cache Storage when `cache` is on, so later loads
+   * skip the conversion). Default true; false raises MODEL_NO_ONNX instead.
+   */
+  convert?: boolean;
   /** Where onnxruntime-web finds its `.wasm`/`.mjs` files (a URL prefix or per-file URLs). Default: next to the bundled library. */
   wasmPaths?: string | { wasm?: string; mjs?: string };
   /** WASM threads. Default: min(4, cores) when cross-origin isolated, else 1. */
@@ -52,6 +60,8 @@ export interface EncoderInfo {
   file: string;
   /** Why the preferred device was not used, when it was not. */
   fallbackReason?: string;
+  /** Set when the ONNX graph was converted from the checkpoint's safetensors: `cached` when an earlier conversion was reused. */
+  converted?: { cached: boolean };
   config: EncodingConfig;
   expansion: ExpansionMode;
   /**
@@ -149,6 +159,9 @@ export class Encoder {
         ? 'last_hidden_state'
         : session.outputNames[0];
     if (outputName === undefined) throw new ColbertError('MODEL_LOAD_FAILED', 'The ONNX graph has no outputs.');
+    // A graph whose output is "output" holds the Dense head and the norm (colbert-export, or this
+    // library's converter writing the transformers.js layout): the JS head must not run again.
+    if (outputName === 'output') head = [];
     // One warm-up pass learns the hidden size (and compiles WebGPU kernels before the first real call).
     const probe = tokenizer.encodeDocument('warm up');
     const probeOut = await runSession(session, [probe], probe.inputIds.length, outputName);
@@ -405,6 +418,10 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
       }
     }
   }
+  if (options.convert !== false && isConvertible(modelConfig)) {
+    const converted = await loadConverted(source, plan, caps, options, { tokenizer, layout, expansion, fetchOptions, fallbackReason, contentHash });
+    if (converted) return converted;
+  }
   if (options.dtype !== undefined) {
     throw new ColbertError(
       'MODEL_NOT_FOUND',
@@ -413,4 +430,78 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     );
   }
   throw await noOnnxError(source, layout, tried, fetchOptions);
+}
+
+/** The converter dtype for a device: the caller's choice when the converter has it, else fp32 on WebGPU and q8 on WASM. */
+function convertDtypeFor(option: EncoderOptions['dtype'], device: Device): ConvertDtype {
+  const chosen = typeof option === 'string' ? option : option?.[device];
+  if (chosen !== undefined && isConvertDtype(chosen)) return chosen;
+  if (chosen !== undefined) {
+    throw new ColbertError('INVALID_ARGUMENT', `The converter writes fp32, fp16, q8 or q4, not ${JSON.stringify(chosen)}.`, { dtype: chosen });
+  }
+  return device === 'webgpu' ? 'fp32' : 'q8';
+}
+
+/** Where a conversion is cached: the checkpoint's own URL (revision included) plus converter version and dtype. */
+function conversionKey(source: ModelSource, dtype: ConvertDtype): string {
+  return `${fileLocation(source, 'model.safetensors')}?colbert-web-converted=${encodeURIComponent(`${CONVERTER_VERSION}.${dtype}`)}`;
+}
+
+/**
+ * Converts (or reuses a cached conversion of) a safetensors-only checkpoint and starts it on the
+ * best device. The head is inside the converted graph. Resolves to null when the source has no
+ * model.safetensors after all.
+ */
+async function loadConverted(
+  source: ModelSource,
+  plan: { devices: Device[] },
+  caps: Capabilities,
+  options: EncoderOptions,
+  ctx: { tokenizer: ColbertTokenizer; layout: ModelLayout; expansion: ExpansionMode; fetchOptions: FetchOptions; fallbackReason: string | undefined; contentHash: string },
+): Promise<Encoder | null> {
+  let fallbackReason = ctx.fallbackReason;
+  const useCache = (options.cache ?? true) && source.kind !== 'path';
+  for (const device of plan.devices) {
+    const dtype = convertDtypeFor(options.dtype, device);
+    const key = conversionKey(source, dtype);
+    let bytes = useCache ? await getCachedBytes(key) : null;
+    const cached = bytes !== null;
+    if (bytes) options.onProgress?.({ status: 'convert', stage: 'cached', dtype, bytes: bytes.byteLength });
+    else {
+      options.onProgress?.({ status: 'convert', stage: 'start', dtype });
+      bytes = await convertFromSource(source, dtype, ctx.fetchOptions);
+      if (!bytes) return null;
+      options.onProgress?.({ status: 'convert', stage: 'done', dtype, bytes: bytes.byteLength });
+      if (useCache) await putCachedBytes(key, bytes);
+    }
+    options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
+    try {
+      const session = await createSession(bytes, device);
+      bytes = null;
+      const info: Omit<EncoderInfo, 'dim'> = {
+        model: options.model,
+        layout: ctx.layout,
+        device,
+        dtype,
+        file: 'model.safetensors',
+        converted: { cached },
+        config: ctx.tokenizer.config,
+        expansion: ctx.expansion,
+        contentHash: ctx.contentHash,
+      };
+      if (source.revision !== undefined) info.revision = source.revision;
+      if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
+      const encoder = await Encoder.create(session, ctx.tokenizer, [], info, options.maxBatchTokens ?? 8192);
+      options.onProgress?.({ status: 'ready', device, dtype, ...(fallbackReason !== undefined ? { fallbackReason } : {}) });
+      return encoder;
+    } catch (err) {
+      const error = toColbertError(err, 'MODEL_LOAD_FAILED', `Could not start the converted model on ${device}`);
+      if (device === 'webgpu' && plan.devices.includes('wasm')) {
+        fallbackReason = `WebGPU failed (${error.message}); using WASM`;
+        continue;
+      }
+      throw error;
+    }
+  }
+  return null;
 }

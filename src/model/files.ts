@@ -96,13 +96,21 @@ async function readBody(response: Response, file: string, onProgress: ProgressCa
   if (!response.body) return new Uint8Array(await response.arrayBuffer());
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
+  // With a known length, chunks go straight into one buffer: a large file (model weights) is then
+  // never held twice while it downloads.
+  let preallocated: Uint8Array | null = total !== null && total > 0 ? new Uint8Array(total) : null;
   let loaded = 0;
   let lastReport = 0;
   onProgress?.({ status: 'download', file, loaded: 0, total });
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (preallocated && loaded + value.byteLength <= preallocated.byteLength) preallocated.set(value, loaded);
+    else {
+      if (preallocated) chunks.push(preallocated.subarray(0, loaded));
+      preallocated = null;
+      chunks.push(value);
+    }
     loaded += value.byteLength;
     const now = Date.now();
     if (now - lastReport > 100) {
@@ -111,6 +119,7 @@ async function readBody(response: Response, file: string, onProgress: ProgressCa
     }
   }
   onProgress?.({ status: 'download', file, loaded, total: total ?? loaded });
+  if (preallocated) return loaded === preallocated.byteLength ? preallocated : preallocated.subarray(0, loaded);
   if (chunks.length === 1 && chunks[0]) return chunks[0];
   const out = new Uint8Array(loaded);
   let offset = 0;
@@ -188,6 +197,28 @@ export async function fetchModelJSON(source: ModelSource, path: string, options:
     return value as Record<string, unknown>;
   } catch (err) {
     throw new ColbertError('MODEL_CONFIG_INVALID', `${fileLocation(source, path)} is not valid JSON: ${(err as Error).message}`, { file: path }, { cause: err });
+  }
+}
+
+/**
+ * Reads bytes stored under `key` (a URL) by {@link putCachedBytes}; null when absent or when
+ * Cache Storage is unavailable (Node, opaque origins).
+ */
+export async function getCachedBytes(key: string): Promise<Uint8Array | null> {
+  const cache = await openCache(true);
+  const hit = await cache?.match(key);
+  return hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+}
+
+/** Stores bytes under `key` (a URL) in the model cache; false when it could not (no Cache Storage, quota). */
+export async function putCachedBytes(key: string, bytes: Uint8Array): Promise<boolean> {
+  const cache = await openCache(true);
+  if (!cache) return false;
+  try {
+    await cache.put(key, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream' } }));
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -185,8 +185,8 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
     await expectCode(s.add([{ id: 'a', text: 'b' }]), 'CLOSED');
   });
 
-  it('explains a repository with only safetensors: MODEL_NO_ONNX naming what was found', async () => {
-    const err = await expectCode(createSearch({ model: SAFETENSORS_ONLY, worker: false }), 'MODEL_NO_ONNX');
+  it('explains a repository with only safetensors when conversion is off: MODEL_NO_ONNX naming what was found', async () => {
+    const err = await expectCode(createSearch({ model: SAFETENSORS_ONLY, worker: false, convert: false }), 'MODEL_NO_ONNX');
     expect(err.message).toMatch(/model\.safetensors/);
     expect(err.details).toMatchObject({ found: expect.arrayContaining(['model.safetensors']) });
   });

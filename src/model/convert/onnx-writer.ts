@@ -11,15 +11,36 @@ export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 /** AttributeProto.AttributeType values. */
 const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
 
-/** A growable protobuf byte buffer. */
+/**
+ * Tensor bytes produced on demand: `fill` writes exactly `byteLength` bytes into `dst` when the
+ * final buffer is assembled. Converters use it to transpose or quantize one weight at a time
+ * straight into the model bytes, so a model is never held twice beside its source.
+ */
+export interface LazyBytes {
+  byteLength: number;
+  fill(dst: Uint8Array): void;
+}
+
+type Part = Uint8Array | LazyBytes;
+
+/** A growable protobuf byte buffer; nested messages and large payloads are kept by reference until {@link finish}. */
 class Writer {
   /** Small writes collect here; large byte arrays go to `parts` as they are, uncopied. */
   private chunks: number[] = [];
-  private readonly parts: Uint8Array[] = [];
+  private readonly parts: Part[] = [];
+  private size = 0;
 
   private flush(): void {
-    if (this.chunks.length) this.parts.push(Uint8Array.from(this.chunks));
+    if (this.chunks.length) {
+      this.parts.push(Uint8Array.from(this.chunks));
+      this.size += this.chunks.length;
+    }
     this.chunks = [];
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.size + this.chunks.length;
   }
 
   varint(value: number | bigint): this {
@@ -37,12 +58,13 @@ class Writer {
   int(field: number, value: number | bigint): this {
     return this.tag(field, 0).varint(value);
   }
-  bytes(field: number, data: Uint8Array): this {
-    this.tag(field, 2).varint(data.length);
-    if (data.length < 64) for (let i = 0; i < data.length; i++) this.chunks.push(data[i]!);
+  bytes(field: number, data: Uint8Array | LazyBytes): this {
+    this.tag(field, 2).varint(data.byteLength);
+    if (data instanceof Uint8Array && data.length < 64) for (let i = 0; i < data.length; i++) this.chunks.push(data[i]!);
     else {
       this.flush();
       this.parts.push(data);
+      this.size += data.byteLength;
     }
     return this;
   }
@@ -52,7 +74,12 @@ class Writer {
   message(field: number, build: (w: Writer) => void): this {
     const inner = new Writer();
     build(inner);
-    return this.bytes(field, inner.finish());
+    inner.flush();
+    this.tag(field, 2).varint(inner.size);
+    this.flush();
+    for (const p of inner.parts) this.parts.push(p);
+    this.size += inner.size;
+    return this;
   }
   float(field: number, value: number): this {
     const b = new Uint8Array(4);
@@ -63,11 +90,12 @@ class Writer {
   }
   finish(): Uint8Array {
     this.flush();
-    const out = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+    const out = new Uint8Array(this.size);
     let at = 0;
     for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
+      if (p instanceof Uint8Array) out.set(p, at);
+      else p.fill(out.subarray(at, at + p.byteLength));
+      at += p.byteLength;
     }
     return out;
   }
@@ -81,7 +109,7 @@ export interface TensorSpec {
   name: string;
   dataType: DataTypeCode;
   dims: number[];
-  data: Uint8Array;
+  data: Uint8Array | LazyBytes;
 }
 
 /** An attribute value: numbers become INT (integers) unless listed in `floats`. */
@@ -105,7 +133,7 @@ export interface ValueSpec {
 }
 
 /** Raw bytes of a typed array (little-endian on every platform browsers and Node run on). */
-export function bytesOf(array: Float32Array | Int32Array | Int8Array | Uint8Array | BigInt64Array): Uint8Array {
+export function bytesOf(array: Float32Array | Int32Array | Int8Array | Uint8Array | Uint16Array | BigInt64Array): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
 }
 
@@ -161,7 +189,7 @@ export class GraphBuilder {
     this.outputs.push({ name, elemType, shape });
     return name;
   }
-  initializer(name: string, dataType: DataTypeCode, dims: number[], data: Uint8Array): string {
+  initializer(name: string, dataType: DataTypeCode, dims: number[], data: Uint8Array | LazyBytes): string {
     this.initializers.push({ name, dataType, dims, data });
     return name;
   }
@@ -172,6 +200,19 @@ export class GraphBuilder {
     if (attributes) spec.attributes = attributes;
     this.nodes.push(spec);
     return out;
+  }
+  /**
+   * Adds a node with `count` outputs (fresh names), optionally in another operator domain such as
+   * 'com.microsoft', and returns the output names.
+   */
+  nodeN(opType: string, inputs: string[], count: number, attributes?: Record<string, AttributeValue>, domain?: string): string[] {
+    const base = `${opType.toLowerCase()}_${this.counter++}`;
+    const outputs = Array.from({ length: count }, (_, i) => `${base}_${i}`);
+    const spec: NodeSpec = { opType, inputs, outputs, name: `${opType}_${this.nodes.length}` };
+    if (attributes) spec.attributes = attributes;
+    if (domain) spec.domain = domain;
+    this.nodes.push(spec);
+    return outputs;
   }
   /** An int64 constant initializer (for shape and axes inputs). */
   int64s(name: string, values: number[]): string {
