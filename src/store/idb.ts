@@ -23,7 +23,7 @@ import { deleteDB, openDB, type DBSchema, type IDBPDatabase, type IDBPTransactio
 import { ColbertError, isColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
-import { decodeRows, type VectorPrecision } from './precision.ts';
+import type { VectorPrecision } from './precision.ts';
 import {
   checkBatchDim,
   packMatrix,
@@ -506,12 +506,7 @@ export class IdbStore implements VectorStore {
 
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     await this.fresh();
-    const loc = this.set.locate(id);
-    if (!loc) return undefined;
-    const { shard, slot } = loc;
-    const from = shard.offsets[slot]!;
-    const to = shard.offsets[slot + 1]!;
-    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+    return this.set.matrix(id);
   }
 
   async *shards(): AsyncIterable<ShardView> {

@@ -6,7 +6,7 @@
 import { ColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
-import { decodeRows, type VectorPrecision } from './precision.ts';
+import type { VectorPrecision } from './precision.ts';
 import { checkBatchDim, packMatrix, resolveCommit, shardsFromSnapshot, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
 import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
@@ -107,12 +107,7 @@ export class MemoryStore implements VectorStore {
 
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     this.check();
-    const loc = this.set.locate(id);
-    if (!loc) return undefined;
-    const { shard, slot } = loc;
-    const from = shard.offsets[slot]!;
-    const to = shard.offsets[slot + 1]!;
-    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+    return this.set.matrix(id);
   }
 
   async *shards(): AsyncIterable<ShardView> {

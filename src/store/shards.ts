@@ -11,6 +11,7 @@
  */
 import { ColbertError } from '../errors.ts';
 import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
+import type { TokenMatrix } from '../types.ts';
 import type { CommitItem, IndexSnapshot, ShardView } from './types.ts';
 
 /** Most rows per segment. */
@@ -386,6 +387,16 @@ export class ShardSet {
   locate(id: string): { shard: Shard; slot: number } | undefined {
     const loc = this.where.get(id);
     return loc ? { shard: this.shards.get(loc.segment)!, slot: loc.slot } : undefined;
+  }
+
+  /** A stored document's rows decoded to floats, with its token ids (a copy), or undefined. */
+  matrix(id: string): TokenMatrix | undefined {
+    const loc = this.locate(id);
+    if (!loc) return undefined;
+    const { shard, slot } = loc;
+    const from = shard.offsets[slot]!;
+    const to = shard.offsets[slot + 1]!;
+    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
   }
 
   /** Empties the set. */
