@@ -6,20 +6,7 @@ import type { ShardView } from '../../src/store/types.ts';
 import { allocatePacked, decodeRows, encodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { mulberry32 as rng } from '../fixtures/make-models.ts';
-
-function randomMatrix(tokens: number, dim: number, next: () => number): TokenMatrix {
-  const data = new Float32Array(tokens * dim);
-  for (let i = 0; i < tokens; i++) {
-    let norm = 0;
-    for (let k = 0; k < dim; k++) {
-      const v = next() * 2 - 1;
-      data[i * dim + k] = v;
-      norm += v * v;
-    }
-    for (let k = 0; k < dim; k++) data[i * dim + k]! /= Math.sqrt(norm);
-  }
-  return { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) };
-}
+import { randomMatrix } from '../support/shards.ts';
 
 function shardOf(docs: (TokenMatrix | null)[], dim: number, precision: VectorPrecision = 'fp32'): ShardView {
   const offsets = new Uint32Array(docs.length + 1);
