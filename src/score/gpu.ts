@@ -11,12 +11,13 @@
  *
  * Read-back ({@link GpuScorer.rankShard}): a shard of at most `fullReadbackSlots` slots sends back
  * one float per slot and the CPU picks the top k. A larger one sends back only a candidate set
- * (./topk.wgsl): first the maximum of every block of `blockSlots` slots, from which the CPU takes
- * T, the k-th largest; then every slot scoring >= T, as (slot, score) pairs. Each block maximum is
- * a live document's score, so at least k documents score >= T and every document tying the k-th
- * best score is a candidate: the CPU's top-k (ties by id) is the same as over all scores. When the
- * candidates overflow their buffer, or fewer than k blocks hold a live document, that query reads
- * every score instead.
+ * (./topk.wgsl): first the maximum of every block of slots (`blockSlots`, fewer when k needs at
+ * least 2k blocks), from which the CPU takes T, the k-th largest; then every slot scoring >= T, as
+ * (slot, score) pairs. Each block maximum is a live document's score, so at least k documents
+ * score >= T and every document tying the k-th best score is a candidate: the CPU's top-k (ties by
+ * id) is the same as over all scores. When the candidates overflow their buffer, or fewer than k
+ * blocks hold a live document, or k is so large that blocks would hold fewer than 4 slots, that
+ * query reads every score instead.
  */
 import { bytesPerToken } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
@@ -55,7 +56,7 @@ export interface GpuScorerOptions {
   maxSegmentBytes?: number;
   /** Shards of at most this many document slots read back every score (default 4096: 16 KB). */
   fullReadbackSlots?: number;
-  /** Slots per block of the block-maximum pass (default 256). */
+  /** Most slots per block of the block-maximum pass (default 256; fewer when k needs 2k blocks). */
   blockSlots?: number;
   /**
    * Candidate (slot, score) pairs the candidate buffer holds (default: the larger of 1024 and 8k);
@@ -421,9 +422,12 @@ export class GpuScorer {
     try {
       const qRows = this.rowsPerPass(dim);
       const pipeline = await this.pipeline(precision, dim, qRows);
-      const blocks = Math.ceil(docCount / this.blockSlots);
-      // The candidate path needs k live blocks to pick a threshold, and pays only when the shard is large.
-      const candidates = docCount > this.fullReadbackSlots && k >= 1 && k < docCount && blocks >= k;
+      // At least 2k blocks, so that the k-th block maximum sits near the k-th best score (about
+      // 1.4k candidates on random scores); blocks of fewer than 4 slots would read back as much as
+      // every score, and small shards are cheap to read whole.
+      const block = Math.min(this.blockSlots, Math.floor(docCount / (2 * k)));
+      const blocks = block > 0 ? Math.ceil(docCount / block) : 0;
+      const candidates = docCount > this.fullReadbackSlots && k >= 1 && block >= Math.min(4, this.blockSlots);
       const [blockMaxPipeline, compactPipeline] = candidates ? await Promise.all([this.topkPipeline('block_max'), this.topkPipeline('compact')]) : [];
       const r = this.sync(shard);
       const qBytes = Math.max(4, query.tokens) * dim * 4;
@@ -482,7 +486,7 @@ export class GpuScorer {
       const listBytes = 8 + capacity * 8;
       if (!r.blockMax || r.blockMax.size < blocks * 4) {
         r.blockMax?.destroy();
-        r.blockMax = this.buffer(`shard ${shard.key} block maxima`, Math.ceil(r.scores!.size / 4 / this.blockSlots) * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+        r.blockMax = this.buffer(`shard ${shard.key} block maxima`, Math.ceil(r.scores!.size / 4 / block) * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
       }
       if (!r.candidates || r.candidates.size < listBytes) {
         r.candidates?.destroy();
@@ -497,7 +501,7 @@ export class GpuScorer {
       const compactGridX = Math.min(compactGroups, GRID_X);
       const packed = new ArrayBuffer(TOPK_PARAMS_BYTES);
       const asU32 = new Uint32Array(packed);
-      asU32.set([docCount, this.blockSlots, 0, capacity, blockGridX, compactGridX]);
+      asU32.set([docCount, block, 0, capacity, blockGridX, compactGridX]);
       device.queue.writeBuffer(topkParams, 0, packed);
       const topkGroup = device.createBindGroup({
         label: `colbert-web top-k bind group shard ${shard.key}`,
