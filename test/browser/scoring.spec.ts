@@ -3,7 +3,10 @@
  * - the scorers directly (a test bundle of src/score and the memory store, built below): every
  *   stored precision, zero-token, single-token and deleted documents, appends that upload only new
  *   rows, an index split across many small buffers, a query longer than one shader pass, all inside
- *   a validation error scope; and a device lost mid-session, after which queries still answer;
+ *   a validation error scope; top-k from a small candidate read-back (block maxima, then the slots
+ *   at or above the k-th of them) equal to the full read-back with ties, deletions, an overflowing
+ *   candidate buffer and a mostly deleted shard; and a device lost mid-session, after which
+ *   queries still answer;
  * - the public API in its worker: `scoring: 'webgpu'` vs `'cpu'` on the Cranfield collection for
  *   every precision, and what `'auto'` picks on a software adapter.
  * In CI a missing WebGPU adapter fails these tests; elsewhere they skip with the reason.
