@@ -9,13 +9,21 @@
  * masked by a small per-document live buffer. A shard whose rows shrink (its key would change
  * after compaction, but a shorter view under the same key is also handled) is uploaded afresh.
  *
- * Read-back: one float per document slot (4 bytes; 400 KB for 100k documents), top-k on the CPU.
- * That is a small fraction of the resident rows (64+ tokens x 128 dims per document).
+ * Read-back ({@link GpuScorer.rankShard}): a shard of at most `fullReadbackSlots` slots sends back
+ * one float per slot and the CPU picks the top k. A larger one sends back only a candidate set
+ * (./topk.wgsl): first the maximum of every block of slots (`blockSlots`, fewer when k needs at
+ * least 2k blocks), from which the CPU takes T, the k-th largest; then every slot scoring >= T, as
+ * (slot, score) pairs. Each block maximum is a live document's score, so at least k documents
+ * score >= T and every document tying the k-th best score is a candidate: the CPU's top-k (ties by
+ * id) is the same as over all scores. When the candidates overflow their buffer, or fewer than k
+ * blocks hold a live document, or k is so large that blocks would hold fewer than 4 slots, that
+ * query reads every score instead.
  */
 import { bytesPerToken } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import shaderSource from './maxsim.wgsl?raw';
+import topkSource from './topk.wgsl?raw';
 
 const PRECISION_CODE = { fp32: 0, fp16: 1, int8: 2 } as const;
 /** Bytes per stored element. */
@@ -30,6 +38,10 @@ const GRID_X = 65535;
 const UNIFORM_STRIDE = 256;
 /** Smallest segment allocated, so that one-at-a-time appends do not make one buffer per document. */
 const MIN_SEGMENT_BYTES = 4 << 20;
+/** Threads per workgroup of the top-k passes (a power of two: block_max reduces by halving). */
+const TOPK_WG = 64;
+/** Bytes of the top-k pass parameters. */
+const TOPK_PARAMS_BYTES = 32;
 
 /** Options of {@link GpuScorer.create}. */
 export interface GpuScorerOptions {
@@ -42,6 +54,22 @@ export interface GpuScorerOptions {
    * Tests set a tiny value to force an index across many buffers.
    */
   maxSegmentBytes?: number;
+  /** Shards of at most this many document slots read back every score (default 4096: 16 KB). */
+  fullReadbackSlots?: number;
+  /** Most slots per block of the block-maximum pass (default 256; fewer when k needs 2k blocks). */
+  blockSlots?: number;
+  /**
+   * Candidate (slot, score) pairs the candidate buffer holds (default: the larger of 1024 and 8k);
+   * more candidates than this make that query read every score. Tests force a tiny value.
+   */
+  candidateCapacity?: number;
+}
+
+/** What {@link GpuScorer.rankShard} returns: scores of every slot, or of the listed slots only. */
+export interface ShardScores {
+  /** Slots the scores belong to; absent when `scores` holds every slot in order. */
+  slots?: Uint32Array;
+  scores: Float32Array;
 }
 
 interface Segment {
@@ -71,6 +99,10 @@ interface Resident {
   docs: number;
   scores: GPUBuffer | undefined;
   readback: GPUBuffer | undefined;
+  /** Candidate path: block maxima, candidate list (counter first) and its read-back. */
+  blockMax: GPUBuffer | undefined;
+  candidates: GPUBuffer | undefined;
+  candidateReadback: GPUBuffer | undefined;
 }
 
 /** What {@link GpuScorer.residency} reports. */
@@ -80,6 +112,11 @@ export interface GpuResidency {
   rowBytes: number;
   /** Row and scale bytes written so far, alignment slack included. */
   uploadedBytes: number;
+  /** Bytes mapped back from the GPU so far (scores, block maxima, candidate lists). */
+  readBackBytes: number;
+  /** Shard scorings answered from a candidate set, and those that read every score. */
+  candidateReads: number;
+  fullReads: number;
 }
 
 /** Pipelines per device (a lost device takes its pipelines with it). */
@@ -116,6 +153,14 @@ export class GpuScorer {
   private lostReason: string | undefined;
   private queryBuffer: GPUBuffer | undefined;
   private readonly layout: GPUBindGroupLayout;
+  private readonly topkLayout: GPUBindGroupLayout;
+  private readonly fullReadbackSlots: number;
+  private readonly blockSlots: number;
+  private readonly candidateCapacity: number | undefined;
+  /** Read-back counters (see {@link GpuResidency}). */
+  private readBack = 0;
+  private candidateReads = 0;
+  private fullReads = 0;
   private readonly dummyScales: GPUBuffer;
   /** Largest segment in bytes. */
   readonly maxSegmentBytes: number;
@@ -126,12 +171,15 @@ export class GpuScorer {
 
   private constructor(
     readonly device: GPUDevice,
-    maxSegmentBytes: number | undefined,
+    options: GpuScorerOptions,
     private readonly ownsDevice: boolean,
   ) {
     const { limits } = device;
     const bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    this.maxSegmentBytes = Math.max(4, Math.floor(Math.min(maxSegmentBytes ?? bindLimit, bindLimit) / 4) * 4);
+    this.maxSegmentBytes = Math.max(4, Math.floor(Math.min(options.maxSegmentBytes ?? bindLimit, bindLimit) / 4) * 4);
+    this.fullReadbackSlots = Math.max(0, Math.floor(options.fullReadbackSlots ?? 4096));
+    this.blockSlots = Math.max(1, Math.floor(options.blockSlots ?? 256));
+    this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
     void device.lost.then((info) => {
       this.lostReason ??= `the GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`;
     });
@@ -147,13 +195,22 @@ export class GpuScorer {
         { binding: 6, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
       ],
     });
+    this.topkLayout = device.createBindGroupLayout({
+      label: 'colbert-web top-k bind group layout',
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } },
+        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
+        { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
+        { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+      ],
+    });
     this.dummyScales = device.createBuffer({ label: 'colbert-web maxsim unused scales', size: 16, usage: GPUBufferUsage.STORAGE });
   }
 
   /** A scorer on the given device, or on a new device of its own. Throws when there is no adapter. */
   static async create(options: GpuScorerOptions = {}): Promise<GpuScorer> {
     const device = options.device ?? (await requestScoringDevice());
-    return new GpuScorer(device, options.maxSegmentBytes, options.ownsDevice ?? options.device === undefined);
+    return new GpuScorer(device, options, options.ownsDevice ?? options.device === undefined);
   }
 
   /** Why this scorer cannot run any more (device lost or destroyed), or undefined while it can. */
@@ -186,9 +243,28 @@ export class GpuScorer {
     return pipeline;
   }
 
-  /** Compiles the pipeline for a precision and dim ahead of the first query. */
+  /** A top-k pipeline ('block_max' or 'compact' entry point of ./topk.wgsl), cached per device. */
+  private topkPipeline(entry: 'block_max' | 'compact'): Promise<GPUComputePipeline> {
+    let perDevice = pipelineCache.get(this.device);
+    if (!perDevice) pipelineCache.set(this.device, (perDevice = new Map()));
+    const key = `topk:${entry}`;
+    let pipeline = perDevice.get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ label: 'colbert-web topk.wgsl', code: topkSource });
+      pipeline = this.device.createComputePipelineAsync({
+        label: `colbert-web top-k ${entry}`,
+        layout: this.device.createPipelineLayout({ label: 'colbert-web top-k pipeline layout', bindGroupLayouts: [this.topkLayout] }),
+        compute: { module, entryPoint: `${entry}_main`, constants: { WG: TOPK_WG } },
+      });
+      perDevice.set(key, pipeline);
+      pipeline.catch(() => perDevice.delete(key));
+    }
+    return pipeline;
+  }
+
+  /** Compiles the pipelines for a precision and dim ahead of the first query. */
   async prepare(precision: ShardView['precision'], dim: number): Promise<void> {
-    await this.pipeline(precision, dim, this.rowsPerPass(dim));
+    await Promise.all([this.pipeline(precision, dim, this.rowsPerPass(dim)), this.topkPipeline('block_max'), this.topkPipeline('compact')]);
   }
 
   private buffer(label: string, size: number, usage: number): GPUBuffer {
@@ -197,8 +273,7 @@ export class GpuScorer {
 
   private freeResident(r: Resident): void {
     for (const s of r.segments) for (const b of [s.rows, s.scales, s.offsets, s.live]) if (b !== this.dummyScales) b.destroy();
-    r.scores?.destroy();
-    r.readback?.destroy();
+    for (const b of [r.scores, r.readback, r.blockMax, r.candidates, r.candidateReadback]) b?.destroy();
   }
 
   /** Uploads whatever the view holds beyond what is resident; returns the resident state. */
@@ -211,7 +286,7 @@ export class GpuScorer {
       r = undefined;
     }
     if (!r) {
-      r = { precision, dim, segments: [], docs: 0, scores: undefined, readback: undefined };
+      r = { precision, dim, segments: [], docs: 0, scores: undefined, readback: undefined, blockMax: undefined, candidates: undefined, candidateReadback: undefined };
       this.resident.set(key, r);
     }
     const elem = ELEM_BYTES[precision];
@@ -304,27 +379,56 @@ export class GpuScorer {
   }
 
   /**
-   * Scores every slot of `shard` (deleted -Infinity, zero-token 0), uploading only what is new.
-   * Rejects with {@link GpuScoringError} on a lost device or any GPU error.
+   * Scores every slot of `shard` (deleted -Infinity, zero-token 0), uploading only what is new, and
+   * reads back every score. Rejects with {@link GpuScoringError} on a lost device or any GPU error.
    */
-  scoreShard(query: TokenMatrix, shard: ShardView): Promise<Float32Array> {
-    const run = this.queue.then(() => this.scoreNow(query, shard));
+  async scoreShard(query: TokenMatrix, shard: ShardView): Promise<Float32Array> {
+    return (await this.rankShard(query, shard, Infinity)).scores;
+  }
+
+  /**
+   * Scores `shard` and reads back what the top `k` of it needs: every score for a small shard (or
+   * when k is not below the slot count), else a candidate set holding every slot that scores at
+   * least the k-th best live score (ties included). Rejects with {@link GpuScoringError} on a lost
+   * device or any GPU error.
+   */
+  rankShard(query: TokenMatrix, shard: ShardView, k: number): Promise<ShardScores> {
+    const run = this.queue.then(() => this.scoreNow(query, shard, k));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async scoreNow(query: TokenMatrix, shard: ShardView): Promise<Float32Array> {
+  /** Maps `size` bytes of `buffer` from `offset`, copies them out and unmaps; counts the bytes. */
+  private async mapCopy(buffer: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+    await buffer.mapAsync(GPUMapMode.READ, offset, size);
+    try {
+      return buffer.getMappedRange(offset, size).slice(0);
+    } finally {
+      buffer.unmap();
+      this.readBack += size;
+    }
+  }
+
+  private async scoreNow(query: TokenMatrix, shard: ShardView, k: number): Promise<ShardScores> {
     if (this.lostReason) throw new GpuScoringError(this.lostReason);
     const { device } = this;
     const { dim, precision } = shard;
     const docCount = shard.docIds.length;
-    if (docCount === 0) return new Float32Array(0);
+    if (docCount === 0) return { scores: new Float32Array(0) };
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    let readback: GPUBuffer | undefined;
+    const made: GPUBuffer[] = [];
+    const mapped = new Set<GPUBuffer>();
     try {
       const qRows = this.rowsPerPass(dim);
       const pipeline = await this.pipeline(precision, dim, qRows);
+      // At least 2k blocks, so that the k-th block maximum sits near the k-th best score (about
+      // 1.4k candidates on random scores); blocks of fewer than 4 slots would read back as much as
+      // every score, and small shards are cheap to read whole.
+      const block = Math.min(this.blockSlots, Math.floor(docCount / (2 * k)));
+      const blocks = block > 0 ? Math.ceil(docCount / block) : 0;
+      const candidates = docCount > this.fullReadbackSlots && k >= 1 && block >= Math.min(4, this.blockSlots);
+      const [blockMaxPipeline, compactPipeline] = candidates ? await Promise.all([this.topkPipeline('block_max'), this.topkPipeline('compact')]) : [];
       const r = this.sync(shard);
       const qBytes = Math.max(4, query.tokens) * dim * 4;
       if (!this.queryBuffer || this.queryBuffer.size < qBytes) {
@@ -335,6 +439,7 @@ export class GpuScorer {
       const passes = Math.max(1, Math.ceil(query.tokens / qRows));
       const dispatches = r.segments.length * passes;
       const uniforms = this.buffer('maxsim params', dispatches * UNIFORM_STRIDE, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+      made.push(uniforms);
       const params = new Uint32Array((dispatches * UNIFORM_STRIDE) / 4);
       const encoder = device.createCommandEncoder({ label: 'colbert-web maxsim commands' });
       const pass = encoder.beginComputePass({ label: 'colbert-web maxsim pass' });
@@ -366,19 +471,103 @@ export class GpuScorer {
       }
       pass.end();
       device.queue.writeBuffer(uniforms, 0, params);
-      readback = r.readback!;
-      encoder.copyBufferToBuffer(r.scores!, 0, readback, 0, docCount * 4);
-      device.queue.submit([encoder.finish({ label: 'colbert-web maxsim command buffer' })]);
-      await readback.mapAsync(GPUMapMode.READ, 0, docCount * 4);
-      const scores = new Float32Array(readback.getMappedRange(0, docCount * 4).slice(0));
-      readback.unmap();
-      uniforms.destroy();
-      readback = undefined;
-      return scores;
+      const readAll = async (enc: GPUCommandEncoder): Promise<ShardScores> => {
+        enc.copyBufferToBuffer(r.scores!, 0, r.readback!, 0, docCount * 4);
+        device.queue.submit([enc.finish({ label: 'colbert-web scores read-back command buffer' })]);
+        mapped.add(r.readback!);
+        const scores = new Float32Array(await this.mapCopy(r.readback!, 0, docCount * 4));
+        this.fullReads++;
+        return { scores };
+      };
+      if (!candidates) return await readAll(encoder);
+
+      // Block maxima, read back (4 bytes per block).
+      const capacity = this.candidateCapacity ?? Math.max(1024, 8 * k);
+      const listBytes = 8 + capacity * 8;
+      if (!r.blockMax || r.blockMax.size < blocks * 4) {
+        r.blockMax?.destroy();
+        r.blockMax = this.buffer(`shard ${shard.key} block maxima`, Math.ceil(r.scores!.size / 4 / block) * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      }
+      if (!r.candidates || r.candidates.size < listBytes) {
+        r.candidates?.destroy();
+        r.candidateReadback?.destroy();
+        r.candidates = this.buffer(`shard ${shard.key} top-k candidates`, listBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+        r.candidateReadback = this.buffer(`shard ${shard.key} top-k candidates read-back`, listBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      }
+      const topkParams = this.buffer('top-k params', TOPK_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+      made.push(topkParams);
+      const blockGridX = Math.min(blocks, GRID_X);
+      const compactGroups = Math.ceil(docCount / TOPK_WG);
+      const compactGridX = Math.min(compactGroups, GRID_X);
+      const packed = new ArrayBuffer(TOPK_PARAMS_BYTES);
+      const asU32 = new Uint32Array(packed);
+      asU32.set([docCount, block, 0, capacity, blockGridX, compactGridX]);
+      device.queue.writeBuffer(topkParams, 0, packed);
+      const topkGroup = device.createBindGroup({
+        label: `colbert-web top-k bind group shard ${shard.key}`,
+        layout: this.topkLayout,
+        entries: [
+          { binding: 0, resource: { buffer: r.scores! } },
+          { binding: 1, resource: { buffer: r.blockMax } },
+          { binding: 2, resource: { buffer: r.candidates } },
+          { binding: 3, resource: { buffer: topkParams } },
+        ],
+      });
+      const blockPass = encoder.beginComputePass({ label: 'colbert-web top-k block maxima pass' });
+      blockPass.setPipeline(blockMaxPipeline!);
+      blockPass.setBindGroup(0, topkGroup);
+      blockPass.dispatchWorkgroups(blockGridX, Math.ceil(blocks / GRID_X));
+      blockPass.end();
+      encoder.copyBufferToBuffer(r.blockMax, 0, r.readback!, 0, blocks * 4);
+      device.queue.submit([encoder.finish({ label: 'colbert-web maxsim and block maxima command buffer' })]);
+      mapped.add(r.readback!);
+      const maxima = new Float32Array(await this.mapCopy(r.readback!, 0, blocks * 4));
+      // T: the k-th largest block maximum. Not a finite score: fewer than k blocks hold a live document.
+      const threshold = maxima.sort().reverse()[k - 1]!;
+      if (!Number.isFinite(threshold)) return await readAll(device.createCommandEncoder({ label: 'colbert-web scores read-back commands' }));
+
+      // Every slot scoring >= T, read back with its counter (an 8-byte header: map offsets are multiples of 8), with room for 2k.
+      new Float32Array(packed, 8, 1)[0] = threshold;
+      device.queue.writeBuffer(topkParams, 0, packed);
+      const first = Math.min(capacity, 2 * k);
+      const compact = device.createCommandEncoder({ label: 'colbert-web top-k compaction commands' });
+      compact.clearBuffer(r.candidates, 0, 8);
+      const compactPass = compact.beginComputePass({ label: 'colbert-web top-k compaction pass' });
+      compactPass.setPipeline(compactPipeline!);
+      compactPass.setBindGroup(0, topkGroup);
+      compactPass.dispatchWorkgroups(compactGridX, Math.ceil(compactGroups / GRID_X));
+      compactPass.end();
+      compact.copyBufferToBuffer(r.candidates, 0, r.candidateReadback!, 0, 8 + first * 8);
+      device.queue.submit([compact.finish({ label: 'colbert-web top-k compaction command buffer' })]);
+      mapped.add(r.candidateReadback!);
+      const list = await this.mapCopy(r.candidateReadback!, 0, 8 + first * 8);
+      const found = new Uint32Array(list, 0, 1)[0]!;
+      // More candidates than the buffer holds (many ties at T): this query reads every score.
+      if (found > capacity) return await readAll(device.createCommandEncoder({ label: 'colbert-web scores read-back commands' }));
+      let entries = new Uint32Array(list, 8, 2 * Math.min(found, first));
+      if (found > first) {
+        const rest = device.createCommandEncoder({ label: 'colbert-web top-k candidates read-back commands' });
+        rest.copyBufferToBuffer(r.candidates, 8 + first * 8, r.candidateReadback!, 8 + first * 8, (found - first) * 8);
+        device.queue.submit([rest.finish({ label: 'colbert-web top-k candidates read-back command buffer' })]);
+        const more = new Uint32Array(await this.mapCopy(r.candidateReadback!, 8 + first * 8, (found - first) * 8));
+        const all = new Uint32Array(2 * found);
+        all.set(entries);
+        all.set(more, entries.length);
+        entries = all;
+      }
+      const slots = new Uint32Array(found);
+      const bits = new Uint32Array(found);
+      for (let i = 0; i < found; i++) {
+        slots[i] = entries[2 * i]!;
+        bits[i] = entries[2 * i + 1]!;
+      }
+      this.candidateReads++;
+      return { slots, scores: new Float32Array(bits.buffer) };
     } catch (err) {
-      if (readback && readback.mapState === 'mapped') readback.unmap();
+      for (const b of mapped) if (b.mapState === 'mapped') b.unmap();
       throw new GpuScoringError(this.lostReason ?? `GPU scoring failed: ${(err as Error).message}`);
     } finally {
+      for (const b of made) b.destroy();
       const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]).catch(() => [null, null]);
       const error = validation ?? memory;
       // An error scope caught a GPU error: this call's result cannot be trusted.
@@ -396,7 +585,7 @@ export class GpuScorer {
     }
   }
 
-  /** Buffer segments, bytes of rows resident, and row and scale bytes uploaded so far (for tests and diagnostics). */
+  /** Buffer segments, bytes of rows resident, bytes uploaded and read back so far, and how shards were read (for tests and diagnostics). */
   residency(): GpuResidency {
     let segments = 0;
     let rowBytes = 0;
@@ -404,7 +593,7 @@ export class GpuScorer {
       segments += r.segments.length;
       for (const s of r.segments) rowBytes += (s.rowEnd - s.rowStart) * bytesPerToken(r.precision, r.dim);
     }
-    return { segments, rowBytes, uploadedBytes: this.uploaded };
+    return { segments, rowBytes, uploadedBytes: this.uploaded, readBackBytes: this.readBack, candidateReads: this.candidateReads, fullReads: this.fullReads };
   }
 
   /** Frees every buffer; destroys the device when the scorer created it. */

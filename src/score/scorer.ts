@@ -7,7 +7,7 @@
 import { ColbertError } from '../errors.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
-import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
+import type { GpuResidency, GpuScorer, GpuScorerOptions, ShardScores } from './gpu.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
 
@@ -53,7 +53,7 @@ export interface Scorer {
 /** Options of {@link createScorer}. */
 export interface ScorerOptions {
   scoring?: ScoringOption;
-  /** GPU scorer options (tests force small buffer segments here). */
+  /** GPU scorer options (tests force small buffer segments and the top-k read-back path here). */
   gpu?: GpuScorerOptions;
   /** CPU kernel options (benchmarks compare kernels here). */
   cpu?: KernelOptions;
@@ -64,6 +64,16 @@ function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
   for (let slot = 0; slot < ids.length; slot++) {
     const id = ids[slot];
     if (id !== null && id !== undefined) top.push(id, scores[slot]!);
+  }
+}
+
+/** Offers the live documents of a GPU read-back: every slot, or the candidate slots only. */
+function pushScored(top: TopK, shard: ShardView, read: ShardScores): void {
+  if (!read.slots) return pushLive(top, shard, read.scores);
+  const ids = shard.docIds;
+  for (let i = 0; i < read.slots.length; i++) {
+    const id = ids[read.slots[i]!];
+    if (id !== null && id !== undefined) top.push(id, read.scores[i]!);
   }
 }
 
@@ -134,7 +144,7 @@ class GpuFirstScorer implements Scorer {
         const keys = new Set<string>();
         for await (const shard of shards()) {
           keys.add(shard.key);
-          if (shard.docIds.length) pushLive(top, shard, await gpu.scoreShard(query, shard));
+          if (shard.docIds.length) pushScored(top, shard, await gpu.rankShard(query, shard, k));
         }
         gpu.retain(keys);
         return top.sorted();

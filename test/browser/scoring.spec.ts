@@ -3,7 +3,10 @@
  * - the scorers directly (a test bundle of src/score and the memory store, built below): every
  *   stored precision, zero-token, single-token and deleted documents, appends that upload only new
  *   rows, an index split across many small buffers, a query longer than one shader pass, all inside
- *   a validation error scope; and a device lost mid-session, after which queries still answer;
+ *   a validation error scope; top-k from a small candidate read-back (block maxima, then the slots
+ *   at or above the k-th of them) equal to the full read-back with ties, deletions, an overflowing
+ *   candidate buffer and a mostly deleted shard; and a device lost mid-session, after which
+ *   queries still answer;
  * - the public API in its worker: `scoring: 'webgpu'` vs `'cpu'` on the Cranfield collection for
  *   every precision, and what `'auto'` picks on a software adapter.
  * In CI a missing WebGPU adapter fails these tests; elsewhere they skip with the reason.
@@ -136,6 +139,139 @@ for (const precision of ['fp32', 'fp16', 'int8']) {
     expect(appended!.uploadedBytes - again!.uploadedBytes).toBeGreaterThanOrEqual(run.appendedBytes);
     expect(appended!.uploadedBytes - again!.uploadedBytes).toBeLessThan(run.appendedBytes + 64 * appended!.segments);
     expect(appended!.rowBytes - first!.rowBytes).toBe(run.appendedBytes);
+  });
+}
+
+interface TopkRound {
+  k: number;
+  candidate: Ranked[];
+  full: Ranked[];
+  cpu: Ranked[];
+  /** Bytes the candidate scorer read back for this query, and whether some shard used the candidate path. */
+  readBack: number;
+  candidateRead: boolean;
+  overflow: Ranked[];
+  overflowFullRead: boolean;
+  /** Whether the k-th and (k+1)-th best scores tie (copies cut by id at the k-th place). */
+  tie: boolean;
+}
+
+async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRound[]; slots: number; shards: number; live: number; sparse: { slots: number; candidate: Ranked[]; full: Ranked[]; cpu: Ranked[]; fullRead: boolean }; validationError: string | null; devices: string[] }> {
+  return page.evaluate(
+    async ({ url, precision }) => {
+      const lib = await import(/* @vite-ignore */ url);
+      const dim = 128;
+      const next = lib.mulberry32(precision.length * 31 + 7);
+      const device: GPUDevice = await lib.requestScoringDevice();
+      device.pushErrorScope('validation');
+      // Candidate path on every shard (no small-shard threshold, 8-slot blocks); a full-read-back
+      // scorer on the same device as the reference; one whose candidate buffer always overflows.
+      const candidate = await lib.createScorer({ scoring: 'webgpu', gpu: { device, fullReadbackSlots: 0, blockSlots: 8 } });
+      const full = await lib.createScorer({ scoring: 'webgpu', gpu: { device } });
+      const overflow = await lib.createScorer({ scoring: 'webgpu', gpu: { device, fullReadbackSlots: 0, blockSlots: 8, candidateCapacity: 2 } });
+      const cpu = new lib.CpuScorer(undefined);
+      const store = new lib.MemoryStore({ precision });
+      // 100 distinct documents, each stored three times: copies score exactly alike, so rankings hold ties.
+      const base = Array.from({ length: 100 }, (_, i) => lib.randomMatrix(i % 23 === 0 ? 0 : 1 + Math.floor(next() * 40), dim, next));
+      await store.put(Array.from({ length: 300 }, (_, i) => ({ id: `doc-${String(i).padStart(4, '0')}`, matrix: { ...base[i % 100], data: base[i % 100].data.slice() } })));
+      await store.delete(['doc-0003', 'doc-0104', 'doc-0150', 'doc-0299']);
+      const live = (await store.stats()).documents;
+      let slots = 0;
+      let shards = 0;
+      for await (const shard of store.shards()) {
+        slots += shard.docIds.length;
+        shards++;
+      }
+      const rounds = [];
+      for (let q = 0; q < 3; q++) {
+        const query = lib.randomMatrix(32, dim, next);
+        const all = await full.rank(query, () => store.shards(), live);
+        // k = 1, 10, past the live count, and the first k whose k-th and (k+1)-th scores tie.
+        const tieAt = all.findIndex((h: Ranked, i: number) => i >= 1 && i + 1 < all.length && h.score === all[i + 1]!.score);
+        for (const k of [1, 10, ...(tieAt >= 1 ? [tieAt + 1] : []), live + 5]) {
+          const before = candidate.residency();
+          const got = await candidate.rank(query, () => store.shards(), k);
+          const after = candidate.residency();
+          const overflowBefore = overflow.residency();
+          const overflowed = await overflow.rank(query, () => store.shards(), k);
+          const overflowAfter = overflow.residency();
+          rounds.push({
+            k,
+            candidate: got,
+            full: await full.rank(query, () => store.shards(), k),
+            cpu: await cpu.rank(query, () => store.shards(), k),
+            readBack: after.readBackBytes - before.readBackBytes,
+            candidateRead: after.candidateReads > before.candidateReads,
+            overflow: overflowed,
+            overflowFullRead: overflowAfter.fullReads > overflowBefore.fullReads && overflowAfter.candidateReads === overflowBefore.candidateReads,
+            tie: k < all.length && all[k - 1]!.score === all[k]!.score,
+          });
+        }
+      }
+      // 300 slots of which only the first 20 stay live (the 280 deleted hold one row each, too few to
+      // make the store compact them away): fewer than k blocks hold a live document, so the k-th
+      // block maximum is -Infinity and the query reads every score.
+      const sparseStore = new lib.MemoryStore({ precision });
+      await sparseStore.put(Array.from({ length: 300 }, (_, i) => ({ id: `s-${String(i).padStart(4, '0')}`, matrix: lib.randomMatrix(i < 20 ? 60 : 1, dim, next) })));
+      await sparseStore.delete(Array.from({ length: 280 }, (_, i) => `s-${String(i + 20).padStart(4, '0')}`));
+      let sparseSlots = 0;
+      for await (const shard of sparseStore.shards()) sparseSlots = Math.max(sparseSlots, shard.docIds.length);
+      const query = lib.randomMatrix(32, dim, next);
+      const before = candidate.residency();
+      const sparseGot = await candidate.rank(query, () => sparseStore.shards(), 10);
+      const after = candidate.residency();
+      const sparse = {
+        slots: sparseSlots,
+        candidate: sparseGot,
+        full: await full.rank(query, () => sparseStore.shards(), 10),
+        cpu: await cpu.rank(query, () => sparseStore.shards(), 10),
+        fullRead: after.fullReads > before.fullReads && after.candidateReads === before.candidateReads,
+      };
+      const error = await device.popErrorScope();
+      const devices = [candidate.device, full.device, overflow.device];
+      for (const s of [candidate, full, overflow]) s.dispose();
+      device.destroy();
+      return { rounds, slots, shards, live, sparse, validationError: error ? error.message : null, devices };
+    },
+    { url: BUNDLE_URL, precision },
+  );
+}
+
+for (const precision of ['fp32', 'int8']) {
+  test(`${precision}: top-k from a small GPU candidate read-back equals the full read-back and the CPU, ties and deletions included`, async ({ page }) => {
+    test.setTimeout(180_000);
+    const run = await topkRun(page, precision);
+    expect(run.validationError).toBeNull();
+    expect(run.devices).toEqual(['webgpu', 'webgpu', 'webgpu']);
+    expect(run.live).toBe(296);
+    let ties = 0;
+    for (const r of run.rounds) {
+      const what = `${precision} k=${r.k}`;
+      expect(r.full).toHaveLength(Math.min(r.k, run.live));
+      // Bit-for-bit what the full read-back gives: same ids, same order, same float scores.
+      expect(r.candidate, `${what}: candidate path`).toEqual(r.full);
+      expect(r.overflow, `${what}: overflow fallback`).toEqual(r.full);
+      expectSameRanking(r.candidate, r.cpu, `${what} vs CPU`);
+      expect(r.candidate.some((h) => ['doc-0003', 'doc-0104', 'doc-0150', 'doc-0299'].includes(h.id)), `${what}: deleted documents`).toBe(false);
+      if (r.k < run.live) {
+        // The candidate path ran and read back less than one float per slot.
+        expect(r.candidateRead, `${what}: candidate path used`).toBe(true);
+        expect(r.readBack, `${what}: bytes read back`).toBeLessThan(run.slots * 4);
+        // At least k > 2 candidates never fit a 2-entry buffer: that query reads every score.
+        if (r.k > 2) expect(r.overflowFullRead, `${what}: overflow read every score`).toBe(true);
+        if (r.tie) ties++;
+      } else {
+        expect(r.candidateRead, `${what}: k past the live count reads every score`).toBe(false);
+        expect(r.readBack).toBe(run.slots * 4);
+      }
+    }
+    expect(ties, 'rankings with a tie at the k-th place').toBeGreaterThan(0);
+    // 20 live documents in a shard of 300 slots: a threshold from the block maxima would be -Infinity.
+    expect(run.sparse.slots).toBe(300);
+    expect(run.sparse.fullRead).toBe(true);
+    expect(run.sparse.full).toHaveLength(10);
+    expect(run.sparse.candidate).toEqual(run.sparse.full);
+    expectSameRanking(run.sparse.candidate, run.sparse.cpu, `${precision} mostly deleted`);
   });
 }
 
