@@ -6,11 +6,11 @@
  * the error paths; and createSearch end to end over HTTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectCode } from '../support/errors.ts';
 import { readFile, rm, writeFile, cp } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as ort from 'onnxruntime-web';
 import { createSearch } from '../../src/index.ts';
-import { ColbertError, type ErrorCode } from '../../src/errors.ts';
 import { loadEncoder, type Encoder } from '../../src/model/encoder.ts';
 import { convertCheckpoint } from '../../src/model/convert/convert.ts';
 import { CONVERT_DTYPES } from '../../src/model/convert/quantize.ts';
@@ -29,16 +29,6 @@ const DOCS = [
   'Heat transfer to a blunt body in hypersonic flow, measured in a shock tube over many runs and compared with theory.',
 ];
 
-async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<ColbertError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ColbertError);
-    expect((err as ColbertError).code).toBe(code);
-    return err as ColbertError;
-  }
-  throw new Error(`expected a ColbertError ${code}, but the call succeeded`);
-}
 
 async function readCheckpoint(dir: string): Promise<{ config: Record<string, unknown>; weights: Uint8Array; head: RefDense[] }> {
   const config = JSON.parse(await readFile(resolve(dir, 'config.json'), 'utf8')) as Record<string, unknown>;

@@ -3,9 +3,9 @@
  * models in both export layouts: loading, the recipe's output, ranking, and every coded error.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectCode } from '../support/errors.ts';
 import { resolve } from 'node:path';
 import { createSearch, type ColbertSearch } from '../../src/index.ts';
-import { ColbertError, type ErrorCode } from '../../src/errors.ts';
 import { maxSim } from '../../src/score/cpu.ts';
 import { makeTestModels, referenceVectors } from '../fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
@@ -17,16 +17,6 @@ const EXPORT = resolve(MODELS, 'colbert-export');
 const SAFETENSORS_ONLY = resolve(MODELS, 'safetensors-only');
 const SKIP = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 60, 61, 62, 63, 64, 65, 92, 93, 94, 95]);
 
-async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<ColbertError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ColbertError);
-    expect((err as ColbertError).code).toBe(code);
-    return err as ColbertError;
-  }
-  throw new Error(`expected a ColbertError ${code}, but the call succeeded`);
-}
 
 function rowNorms(m: { data: Float32Array; tokens: number; dim: number }): number[] {
   return Array.from({ length: m.tokens }, (_, i) => Math.hypot(...m.data.subarray(i * m.dim, (i + 1) * m.dim)));

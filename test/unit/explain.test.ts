@@ -11,18 +11,9 @@ import { ColbertError } from '../../src/errors.ts';
 import { resolveEncodingConfig } from '../../src/model/config.ts';
 import { ColbertTokenizer } from '../../src/model/tokenize.ts';
 import { explainMaxSim, maxSim } from '../../src/score/cpu.ts';
-import { makeTestModels } from '../fixtures/make-models.ts';
+import { makeTestModels, pylateConfig } from '../fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR, loadPylateTokenizerFiles } from '../support/shared.ts';
 
-const ST = {
-  prompts: { query: 'search_query: ', document: 'search_document: ' },
-  query_prefix: '[Q] ',
-  document_prefix: '[D] ',
-  query_length: 39,
-  document_length: 519,
-  skiplist_words: [...'!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~'],
-  do_query_expansion: true,
-};
 
 describe('explainMaxSim', () => {
   it('finds each query row\'s best document row and sums to maxSim', () => {
@@ -44,7 +35,7 @@ describe.skipIf(!HAVE_SHARED)(`token spans on the real tokenizer ${HAVE_SHARED ?
   const files = HAVE_SHARED ? loadPylateTokenizerFiles() : { tokenizerJson: {}, tokenizerConfig: {} };
   const make = () => {
     const hf = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
-    return new ColbertTokenizer(hf, resolveEncodingConfig({ sentenceTransformers: ST, tokenizer: files.tokenizerConfig }, hf));
+    return new ColbertTokenizer(hf, resolveEncodingConfig({ sentenceTransformers: pylateConfig(), tokenizer: files.tokenizerConfig }, hf));
   };
 
   it('aligns with encodeDocument and maps every text token to its characters, non-ASCII included', () => {

@@ -7,8 +7,8 @@
 import 'fake-indexeddb/auto';
 import { resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { codeOf } from '../support/errors.ts';
 import { createSearch, deleteIndex, listIndexes, type ColbertSearch, type Progress } from '../../src/index.ts';
-import { ColbertError } from '../../src/errors.ts';
 import { makeTestModels } from '../fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
 
@@ -29,15 +29,6 @@ async function open(options: Parameters<typeof createSearch>[0] = {}): Promise<C
   return s;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ColbertError);
-    return (err as ColbertError).code;
-  }
-  return 'no error';
-}
 
 describe.skipIf(!HAVE_SHARED)(`persistent index through the engine ${HAVE_SHARED ? '' : SHARED_MISSING}`, () => {
   beforeAll(async () => {

@@ -4,6 +4,7 @@
  * at every precision and rejects corruption and truncation whole.
  */
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../support/errors.ts';
 import { ColbertError } from '../../src/errors.ts';
 import { FORMAT_VERSION, checkFingerprint } from '../../src/store/manifest.ts';
 import { FINGERPRINT } from '../support/store.ts';
@@ -120,15 +121,6 @@ function snapshotOf(precision: VectorPrecision): { snapshot: IndexSnapshot; set:
   };
 }
 
-async function codeOf(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ColbertError);
-    return (err as ColbertError).code;
-  }
-  return 'no error';
-}
 
 describe('portable file', () => {
   it('round-trips manifest, documents and vectors at every precision', () => {

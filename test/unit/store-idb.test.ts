@@ -5,6 +5,7 @@
  */
 import 'fake-indexeddb/auto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { codeOf } from '../support/errors.ts';
 import { ColbertError } from '../../src/errors.ts';
 import { deleteIndex, IdbStore, listIndexes } from '../../src/store/idb.ts';
 import type { ModelFingerprint } from '../../src/store/manifest.ts';
@@ -41,15 +42,6 @@ async function contents(store: VectorStore): Promise<Record<string, number[]>> {
   return out;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ColbertError);
-    return (err as ColbertError).code;
-  }
-  return 'no error';
-}
 
 afterEach(async () => {
   await Promise.all(open.splice(0).map((s) => s.close()));
