@@ -582,19 +582,11 @@ export class IdbStore implements VectorStore {
   }
 }
 
-/** One stored index, as {@link listIndexes} reports it. */
-export interface IndexSummary {
-  name: string;
-  /** The model that built it (repo id, URL or path). */
-  model: string;
-  precision: VectorPrecision;
-  dim: number;
-  documents: number;
-  tokens: number;
-  /** Milliseconds since the epoch. */
-  createdAt: number;
-  updatedAt: number;
-}
+/**
+ * One stored index, as {@link listIndexes} reports it: its name, the model that built it (repo id,
+ * URL or path), and its manifest's precision, dim, counts and dates (milliseconds since the epoch).
+ */
+export type IndexSummary = { name: string; model: string } & Pick<IndexManifest, 'precision' | 'dim' | 'documents' | 'tokens' | 'createdAt' | 'updatedAt'>;
 
 /** The indexes stored in this origin's IndexedDB, by name. Needs no model. */
 export async function listIndexes(): Promise<IndexSummary[]> {
