@@ -4,25 +4,31 @@
  *
  * Residency (see ShardView in ../store/types.ts): per shard `key` the scorer keeps the rows it has
  * uploaded, in segments of whole documents, each at most `maxSegmentBytes` (the device's
- * `maxStorageBufferBindingSize` and `maxBufferSize`, or less when asked). New documents are
- * appended to the last segment or to a new one; nothing uploaded is sent again. Deletions are
- * masked by a small per-document live buffer. A shard whose rows shrink (its key would change
- * after compaction, but a shorter view under the same key is also handled) is uploaded afresh.
+ * `maxStorageBufferBindingSize` and `maxBufferSize`, or less when asked) and no larger than the
+ * shard can grow to (`ShardView.maxRows`). New documents are appended to the last segment or to a
+ * new one; nothing uploaded is sent again. Deletions are masked by a small per-document live
+ * buffer. A shard whose rows shrink (its key would change after compaction, but a shorter view
+ * under the same key is also handled) is uploaded afresh; shards that are gone are freed.
  *
- * Read-back ({@link GpuScorer.rankShard}): a shard of at most `fullReadbackSlots` slots sends back
- * one float per slot and the CPU picks the top k. A larger one sends back only a candidate set
- * (./topk.wgsl): first the maximum of every block of slots (`blockSlots`, fewer when k needs at
- * least 2k blocks), from which the CPU takes T, the k-th largest; then every slot scoring >= T, as
- * (slot, score) pairs. Each block maximum is a live document's score, so at least k documents
- * score >= T and every document tying the k-th best score is a candidate: the CPU's top-k (ties by
- * id) is the same as over all scores. When the candidates overflow their buffer, or fewer than k
- * blocks hold a live document, or k is so large that blocks would hold fewer than 4 slots, that
- * query reads every score instead.
+ * One query, whatever the number of shards ({@link GpuScorer.rank}): every segment of every shard
+ * is dispatched into ONE scores buffer (shard after shard, one f32 per document slot), then the
+ * top-k passes of ./topk.wgsl run on the GPU and a single read-back brings the answer:
+ * - an index of at most `fullReadbackSlots` slots (or a k so large that blocks would hold fewer
+ *   than 4 slots) reads back every score, and the CPU picks the top k;
+ * - a larger one reads back only a candidate list: the maximum of every block of slots
+ *   (`blockSlots`, fewer when k needs at least 2k blocks), then T, the k-th largest block maximum,
+ *   selected on the GPU, then every live slot scoring >= T, as (slot, score) pairs. Each block
+ *   maximum is a live document's score, so at least k documents score >= T and every document
+ *   tying the k-th best score is a candidate: the CPU's top-k (ties by id) is the same as over all
+ *   scores. The read-back holds the count, T and the first max(64, 4k) candidates; a longer list
+ *   (many ties at T) brings the rest in a second read-back, and one that overflows its buffer
+ *   (`candidateCapacity`) reads every score instead.
  */
 import { bytesPerToken } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import shaderSource from './maxsim.wgsl?raw';
+import { TopK, type Scored } from './topk.ts';
 import topkSource from './topk.wgsl?raw';
 
 const PRECISION_CODE = { fp32: 0, fp16: 1, int8: 2 } as const;
@@ -36,12 +42,17 @@ const TILE = 8;
 const GRID_X = 65535;
 /** Uniform buffer offsets must be multiples of this (the default `minUniformBufferOffsetAlignment`). */
 const UNIFORM_STRIDE = 256;
-/** Smallest segment allocated, so that one-at-a-time appends do not make one buffer per document. */
+/**
+ * Smallest segment allocated (unless the shard cannot grow that large), so that one-at-a-time
+ * appends do not make one buffer per document.
+ */
 const MIN_SEGMENT_BYTES = 4 << 20;
 /** Threads per workgroup of the top-k passes (a power of two: block_max reduces by halving). */
 const TOPK_WG = 64;
 /** Bytes of the top-k pass parameters. */
 const TOPK_PARAMS_BYTES = 32;
+/** The passes of ./topk.wgsl, in the order they run. */
+const TOPK_ENTRIES = ['block_max', 'select', 'compact'] as const;
 
 /** Options of {@link GpuScorer.create}. */
 export interface GpuScorerOptions {
@@ -54,7 +65,7 @@ export interface GpuScorerOptions {
    * Tests set a tiny value to force an index across many buffers.
    */
   maxSegmentBytes?: number;
-  /** Shards of at most this many document slots read back every score (default 4096: 16 KB). */
+  /** Indexes of at most this many document slots read back every score (default 4096: 16 KB). */
   fullReadbackSlots?: number;
   /** Most slots per block of the block-maximum pass (default 256; fewer when k needs 2k blocks). */
   blockSlots?: number;
@@ -63,13 +74,6 @@ export interface GpuScorerOptions {
    * more candidates than this make that query read every score. Tests force a tiny value.
    */
   candidateCapacity?: number;
-}
-
-/** What {@link GpuScorer.rankShard} returns: scores of every slot, or of the listed slots only. */
-export interface ShardScores {
-  /** Slots the scores belong to; absent when `scores` holds every slot in order. */
-  slots?: Uint32Array;
-  scores: Float32Array;
 }
 
 interface Segment {
@@ -89,20 +93,26 @@ interface Segment {
   live: GPUBuffer;
   /** The live mask last uploaded, to upload only when it changes. */
   liveMask: Uint32Array;
+  /** Its bind group, made for the per-query buffers of {@link GpuScorer.generation} `groupOf`. */
+  group?: GPUBindGroup;
+  groupOf?: number;
 }
 
 interface Resident {
+  /** For GPU object labels: the shard's key. */
+  label: string;
   precision: ShardView['precision'];
   dim: number;
   segments: Segment[];
   /** Document slots uploaded so far. */
   docs: number;
-  scores: GPUBuffer | undefined;
-  readback: GPUBuffer | undefined;
-  /** Candidate path: block maxima, candidate list (counter first) and its read-back. */
-  blockMax: GPUBuffer | undefined;
-  candidates: GPUBuffer | undefined;
-  candidateReadback: GPUBuffer | undefined;
+}
+
+/** A shard as one query sees it: its slots start at `base` in the index-wide scores buffer. */
+interface Placed {
+  resident: Resident;
+  docIds: ShardView['docIds'];
+  base: number;
 }
 
 /** What {@link GpuScorer.residency} reports. */
@@ -112,11 +122,15 @@ export interface GpuResidency {
   rowBytes: number;
   /** Row and scale bytes written so far, alignment slack included. */
   uploadedBytes: number;
-  /** Bytes mapped back from the GPU so far (scores, block maxima, candidate lists). */
+  /** Bytes mapped back from the GPU so far (candidate lists, scores). */
   readBackBytes: number;
-  /** Shard scorings answered from a candidate set, and those that read every score. */
+  /** Read-backs (buffer maps) so far: one per query, two when the candidate list overflowed. */
+  readBacks: number;
+  /** Queries answered from a candidate list, and those that read every score. */
   candidateReads: number;
   fullReads: number;
+  /** Candidates those lists held, in all (tests check T through it: every live slot scoring >= T). */
+  candidates: number;
 }
 
 /** Pipelines per device (a lost device takes its pipelines with it). */
@@ -147,11 +161,24 @@ export async function requestScoringDevice(adapter?: GPUAdapter): Promise<GPUDev
   });
 }
 
-/** Scores shards held resident on one GPU device. Create with {@link GpuScorer.create}. */
+/**
+ * Scores a whole index held resident on one GPU device, one read-back per query. Create with
+ * {@link GpuScorer.create}.
+ */
 export class GpuScorer {
   private readonly resident = new Map<string, Resident>();
   private lostReason: string | undefined;
+  /** Per-query buffers, shared by every shard and grown as needed (see {@link grown}). */
   private queryBuffer: GPUBuffer | undefined;
+  private params: GPUBuffer | undefined;
+  private scores: GPUBuffer | undefined;
+  private scoresReadback: GPUBuffer | undefined;
+  private blockMax: GPUBuffer | undefined;
+  private candidates: GPUBuffer | undefined;
+  private candidateReadback: GPUBuffer | undefined;
+  private readonly topkParams: GPUBuffer;
+  /** Bumped whenever a per-query buffer that the MaxSim bind groups name is replaced. */
+  private generation = 0;
   private readonly layout: GPUBindGroupLayout;
   private readonly topkLayout: GPUBindGroupLayout;
   private readonly fullReadbackSlots: number;
@@ -159,14 +186,18 @@ export class GpuScorer {
   private readonly candidateCapacity: number | undefined;
   /** Read-back counters (see {@link GpuResidency}). */
   private readBack = 0;
+  private readBacks = 0;
   private candidateReads = 0;
+  private candidatesFound = 0;
   private fullReads = 0;
   private readonly dummyScales: GPUBuffer;
   /** Largest segment in bytes. */
   readonly maxSegmentBytes: number;
+  /** Largest buffer one binding may name (the device's storage binding and buffer limits). */
+  private readonly bindLimit: number;
   /** Row and scale bytes written to the GPU so far (residency tests check appends send only new rows). */
   private uploaded = 0;
-  /** Serialises scoring calls: they share per-shard score and read-back buffers. */
+  /** Serialises scoring calls: they share the per-query buffers. */
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -175,8 +206,8 @@ export class GpuScorer {
     private readonly ownsDevice: boolean,
   ) {
     const { limits } = device;
-    const bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    this.maxSegmentBytes = Math.max(4, Math.floor(Math.min(options.maxSegmentBytes ?? bindLimit, bindLimit) / 4) * 4);
+    this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    this.maxSegmentBytes = Math.max(4, Math.floor(Math.min(options.maxSegmentBytes ?? this.bindLimit, this.bindLimit) / 4) * 4);
     this.fullReadbackSlots = Math.max(0, Math.floor(options.fullReadbackSlots ?? 4096));
     this.blockSlots = Math.max(1, Math.floor(options.blockSlots ?? 256));
     this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
@@ -192,7 +223,9 @@ export class GpuScorer {
         { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } },
         { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } },
         { binding: 5, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
-        { binding: 6, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        // Each dispatch's parameters sit at its own offset of one buffer, so a segment's bind group
+        // is made once and reused by every query (see Segment.group).
+        { binding: 6, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
       ],
     });
     this.topkLayout = device.createBindGroupLayout({
@@ -205,6 +238,7 @@ export class GpuScorer {
       ],
     });
     this.dummyScales = device.createBuffer({ label: 'colbert-web maxsim unused scales', size: 16, usage: GPUBufferUsage.STORAGE });
+    this.topkParams = this.buffer('top-k params', TOPK_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
   }
 
   /** A scorer on the given device, or on a new device of its own. Throws when there is no adapter. */
@@ -243,8 +277,8 @@ export class GpuScorer {
     return pipeline;
   }
 
-  /** A top-k pipeline ('block_max' or 'compact' entry point of ./topk.wgsl), cached per device. */
-  private topkPipeline(entry: 'block_max' | 'compact'): Promise<GPUComputePipeline> {
+  /** A top-k pipeline (an entry point of ./topk.wgsl), cached per device. */
+  private topkPipeline(entry: 'block_max' | 'select' | 'compact'): Promise<GPUComputePipeline> {
     let perDevice = pipelineCache.get(this.device);
     if (!perDevice) pipelineCache.set(this.device, (perDevice = new Map()));
     const key = `topk:${entry}`;
@@ -264,16 +298,26 @@ export class GpuScorer {
 
   /** Compiles the pipelines for a precision and dim ahead of the first query. */
   async prepare(precision: ShardView['precision'], dim: number): Promise<void> {
-    await Promise.all([this.pipeline(precision, dim, this.rowsPerPass(dim)), this.topkPipeline('block_max'), this.topkPipeline('compact')]);
+    await Promise.all([this.pipeline(precision, dim, this.rowsPerPass(dim)), ...TOPK_ENTRIES.map((entry) => this.topkPipeline(entry))]);
   }
 
   private buffer(label: string, size: number, usage: number): GPUBuffer {
     return this.device.createBuffer({ label: `colbert-web ${label}`, size: Math.max(16, Math.ceil(size / 4) * 4), usage });
   }
 
+  /**
+   * `current` when it holds `size` bytes, else a new buffer of `size * slack` bytes, at most `cap`
+   * (the old one destroyed; MaxSim bind groups made for it are stale from then on).
+   */
+  private grown(current: GPUBuffer | undefined, label: string, size: number, usage: number, slack = 1.5, cap = Infinity): GPUBuffer {
+    if (current && current.size >= size) return current;
+    current?.destroy();
+    this.generation++;
+    return this.buffer(label, Math.max(size, Math.min(cap, Math.ceil(size * slack))), usage);
+  }
+
   private freeResident(r: Resident): void {
     for (const s of r.segments) for (const b of [s.rows, s.scales, s.offsets, s.live]) if (b !== this.dummyScales) b.destroy();
-    for (const b of [r.scores, r.readback, r.blockMax, r.candidates, r.candidateReadback]) b?.destroy();
   }
 
   /** Uploads whatever the view holds beyond what is resident; returns the resident state. */
@@ -286,7 +330,7 @@ export class GpuScorer {
       r = undefined;
     }
     if (!r) {
-      r = { precision, dim, segments: [], docs: 0, scores: undefined, readback: undefined, blockMax: undefined, candidates: undefined, candidateReadback: undefined };
+      r = { label: `shard ${key}`, precision, dim, segments: [], docs: 0 };
       this.resident.set(key, r);
     }
     const elem = ELEM_BYTES[precision];
@@ -305,7 +349,8 @@ export class GpuScorer {
         let end = r.docs;
         while (end < docCount && end - r.docs < maxDocs && offsets[end + 1]! - offsets[r.docs]! <= maxRows) end++;
         const rowsNow = offsets[end]! - offsets[r.docs]!;
-        const rowCap = Math.min(maxRows, Math.max(rowsNow, Math.floor(MIN_SEGMENT_BYTES / rowBytes)));
+        const room = (shard.maxRows ?? Infinity) - offsets[r.docs]!;
+        const rowCap = Math.min(maxRows, Math.max(rowsNow, Math.min(room, Math.floor(MIN_SEGMENT_BYTES / rowBytes))));
         const docCap = Math.min(maxDocs, Math.max(end - r.docs, 1024));
         const rowStart = offsets[r.docs]!;
         const elemShift = ((rowStart * rowBytes) % 4) / elem;
@@ -355,13 +400,6 @@ export class GpuScorer {
         seg.liveMask = mask;
       }
     }
-    if (!r.scores || r.scores.size < docCount * 4) {
-      r.scores?.destroy();
-      r.readback?.destroy();
-      const size = Math.max(1024, docCount * 2) * 4;
-      r.scores = this.buffer(`shard ${key} scores`, size, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-      r.readback = this.buffer(`shard ${key} scores readback`, size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    }
     return r;
   }
 
@@ -379,26 +417,18 @@ export class GpuScorer {
   }
 
   /**
-   * Scores every slot of `shard` (deleted -Infinity, zero-token 0), uploading only what is new, and
-   * reads back every score. Rejects with {@link GpuScoringError} on a lost device or any GPU error.
+   * The `k` best live documents of every shard `shards` yields, best first (ties by id): uploads
+   * what is new, frees shards that are gone, scores the whole index in one submission and reads
+   * back once (see the header). Rejects with {@link GpuScoringError} on a lost device or any GPU
+   * error; errors of the store's iteration pass through unchanged.
    */
-  async scoreShard(query: TokenMatrix, shard: ShardView): Promise<Float32Array> {
-    return (await this.rankShard(query, shard, Infinity)).scores;
-  }
-
-  /**
-   * Scores `shard` and reads back what the top `k` of it needs: every score for a small shard (or
-   * when k is not below the slot count), else a candidate set holding every slot that scores at
-   * least the k-th best live score (ties included). Rejects with {@link GpuScoringError} on a lost
-   * device or any GPU error.
-   */
-  rankShard(query: TokenMatrix, shard: ShardView, k: number): Promise<ShardScores> {
-    const run = this.queue.then(() => this.scoreNow(query, shard, k));
+  rank(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, k: number): Promise<Scored[]> {
+    const run = this.queue.then(() => this.rankNow(query, shards, k));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  /** Maps `size` bytes of `buffer` from `offset`, copies them out and unmaps; counts the bytes. */
+  /** Maps `size` bytes of `buffer` from `offset`, copies them out and unmaps; counts the read-back. */
   private async mapCopy(buffer: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
     await buffer.mapAsync(GPUMapMode.READ, offset, size);
     try {
@@ -406,173 +436,205 @@ export class GpuScorer {
     } finally {
       buffer.unmap();
       this.readBack += size;
+      this.readBacks++;
     }
   }
 
-  private async scoreNow(query: TokenMatrix, shard: ShardView, k: number): Promise<ShardScores> {
+  /** Uploads and places every shard: its resident rows, and where its slots start in the scores buffer. */
+  private async place(shards: AsyncIterable<ShardView> | Iterable<ShardView>): Promise<{ placed: Placed[]; slots: number }> {
+    const placed: Placed[] = [];
+    const keys = new Set<string>();
+    let slots = 0;
+    for await (const shard of shards) {
+      keys.add(shard.key);
+      if (shard.docIds.length === 0) continue;
+      placed.push({ resident: this.sync(shard), docIds: shard.docIds, base: slots });
+      slots += shard.docIds.length;
+    }
+    this.retain(keys);
+    return { placed, slots };
+  }
+
+  private async rankNow(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, k: number): Promise<Scored[]> {
     if (this.lostReason) throw new GpuScoringError(this.lostReason);
     const { device } = this;
-    const { dim, precision } = shard;
-    const docCount = shard.docIds.length;
-    if (docCount === 0) return { scores: new Float32Array(0) };
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    const made: GPUBuffer[] = [];
     const mapped = new Set<GPUBuffer>();
+    let storeError: unknown;
     try {
-      const qRows = this.rowsPerPass(dim);
-      const pipeline = await this.pipeline(precision, dim, qRows);
+      let layout: { placed: Placed[]; slots: number };
+      try {
+        layout = await this.place(shards);
+      } catch (err) {
+        // The store's own failure is the caller's to see, not a reason to leave the GPU.
+        if ((err as Error).name !== 'GpuScoringError') storeError = err;
+        throw err;
+      }
+      const { placed, slots } = layout;
+      if (slots === 0 || k < 1) return [];
+      if (slots * 4 > this.bindLimit) throw new GpuScoringError(`the index has ${slots} document slots; one scores buffer holds at most ${Math.floor(this.bindLimit / 4)}`);
+
       // At least 2k blocks, so that the k-th block maximum sits near the k-th best score (about
       // 1.4k candidates on random scores); blocks of fewer than 4 slots would read back as much as
-      // every score, and small shards are cheap to read whole.
-      const block = Math.min(this.blockSlots, Math.floor(docCount / (2 * k)));
-      const blocks = block > 0 ? Math.ceil(docCount / block) : 0;
-      const candidates = docCount > this.fullReadbackSlots && k >= 1 && block >= Math.min(4, this.blockSlots);
-      const [blockMaxPipeline, compactPipeline] = candidates ? await Promise.all([this.topkPipeline('block_max'), this.topkPipeline('compact')]) : [];
-      const r = this.sync(shard);
-      const qBytes = Math.max(4, query.tokens) * dim * 4;
-      if (!this.queryBuffer || this.queryBuffer.size < qBytes) {
-        this.queryBuffer?.destroy();
-        this.queryBuffer = this.buffer('query', Math.max(qBytes, 32 * dim * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
-      }
-      if (query.tokens > 0) device.queue.writeBuffer(this.queryBuffer, 0, query.data as Float32Array<ArrayBuffer>);
-      const passes = Math.max(1, Math.ceil(query.tokens / qRows));
-      const dispatches = r.segments.length * passes;
-      const uniforms = this.buffer('maxsim params', dispatches * UNIFORM_STRIDE, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-      made.push(uniforms);
-      const params = new Uint32Array((dispatches * UNIFORM_STRIDE) / 4);
+      // every score, and small indexes are cheap to read whole.
+      const block = Math.min(this.blockSlots, Math.floor(slots / (2 * k)));
+      const useCandidates = slots > this.fullReadbackSlots && block >= Math.min(4, this.blockSlots);
       const encoder = device.createCommandEncoder({ label: 'colbert-web maxsim commands' });
-      const pass = encoder.beginComputePass({ label: 'colbert-web maxsim pass' });
-      pass.setPipeline(pipeline);
-      let slot = 0;
-      for (const [s, seg] of r.segments.entries()) {
-        const count = seg.docEnd - seg.docStart;
-        if (count === 0) continue;
-        for (let p = 0; p < passes; p++, slot++) {
-          const o = (slot * UNIFORM_STRIDE) / 4;
-          const gridX = Math.min(count, GRID_X);
-          params.set([count, seg.docStart, Math.min(qRows, Math.max(0, query.tokens - p * qRows)), p * qRows, p > 0 ? 1 : 0, seg.elemShift, gridX], o);
-          const group = device.createBindGroup({
-            label: `colbert-web maxsim bind group segment ${s} pass ${p}`,
-            layout: this.layout,
-            entries: [
-              { binding: 0, resource: { buffer: this.queryBuffer } },
-              { binding: 1, resource: { buffer: seg.rows } },
-              { binding: 2, resource: { buffer: seg.scales } },
-              { binding: 3, resource: { buffer: seg.offsets } },
-              { binding: 4, resource: { buffer: seg.live } },
-              { binding: 5, resource: { buffer: r.scores! } },
-              { binding: 6, resource: { buffer: uniforms, offset: slot * UNIFORM_STRIDE, size: 32 } },
-            ],
-          });
-          pass.setBindGroup(0, group);
-          pass.dispatchWorkgroups(gridX, Math.ceil(count / GRID_X));
-        }
-      }
-      pass.end();
-      device.queue.writeBuffer(uniforms, 0, params);
-      const readAll = async (enc: GPUCommandEncoder): Promise<ShardScores> => {
-        enc.copyBufferToBuffer(r.scores!, 0, r.readback!, 0, docCount * 4);
-        device.queue.submit([enc.finish({ label: 'colbert-web scores read-back command buffer' })]);
-        mapped.add(r.readback!);
-        const scores = new Float32Array(await this.mapCopy(r.readback!, 0, docCount * 4));
-        this.fullReads++;
-        return { scores };
-      };
-      if (!candidates) return await readAll(encoder);
+      await this.encodeMaxSim(encoder, query, placed, slots);
 
-      // Block maxima, read back (4 bytes per block).
+      const top = new TopK(k);
+      const offer = (slot: number, score: number): void => {
+        // The shard holding `slot`: the last one whose base is <= slot.
+        let lo = 0;
+        let hi = placed.length - 1;
+        while (lo < hi) {
+          const mid = (lo + hi + 1) >> 1;
+          if (placed[mid]!.base <= slot) lo = mid;
+          else hi = mid - 1;
+        }
+        const id = placed[lo]!.docIds[slot - placed[lo]!.base];
+        if (id !== null && id !== undefined) top.push(id, score);
+      };
+      const readAll = async (enc: GPUCommandEncoder): Promise<Scored[]> => {
+        this.scoresReadback = this.grown(this.scoresReadback, 'scores read-back', slots * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        enc.copyBufferToBuffer(this.scores!, 0, this.scoresReadback, 0, slots * 4);
+        device.queue.submit([enc.finish({ label: 'colbert-web scores read-back command buffer' })]);
+        mapped.add(this.scoresReadback);
+        const scores = new Float32Array(await this.mapCopy(this.scoresReadback, 0, slots * 4));
+        this.fullReads++;
+        for (const { docIds, base } of placed) {
+          for (let slot = 0; slot < docIds.length; slot++) {
+            const id = docIds[slot];
+            if (id !== null && id !== undefined) top.push(id, scores[base + slot]!);
+          }
+        }
+        return top.sorted();
+      };
+      if (!useCandidates) return await readAll(encoder);
+
+      // Block maxima, T on the GPU, then the candidates: one submission, one read-back.
+      const blocks = Math.ceil(slots / block);
       const capacity = this.candidateCapacity ?? Math.max(1024, 8 * k);
       const listBytes = 8 + capacity * 8;
-      if (!r.blockMax || r.blockMax.size < blocks * 4) {
-        r.blockMax?.destroy();
-        r.blockMax = this.buffer(`shard ${shard.key} block maxima`, Math.ceil(r.scores!.size / 4 / block) * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-      }
-      if (!r.candidates || r.candidates.size < listBytes) {
-        r.candidates?.destroy();
-        r.candidateReadback?.destroy();
-        r.candidates = this.buffer(`shard ${shard.key} top-k candidates`, listBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
-        r.candidateReadback = this.buffer(`shard ${shard.key} top-k candidates read-back`, listBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-      }
-      const topkParams = this.buffer('top-k params', TOPK_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-      made.push(topkParams);
+      this.blockMax = this.grown(this.blockMax, 'top-k block maxima', blocks * 4, GPUBufferUsage.STORAGE);
+      this.candidates = this.grown(this.candidates, 'top-k candidates', listBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, 1);
+      this.candidateReadback = this.grown(this.candidateReadback, 'top-k candidates read-back', listBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 1);
+      const [blockMaxPipeline, selectPipeline, compactPipeline] = await Promise.all(TOPK_ENTRIES.map((entry) => this.topkPipeline(entry)));
       const blockGridX = Math.min(blocks, GRID_X);
-      const compactGroups = Math.ceil(docCount / TOPK_WG);
+      const compactGroups = Math.ceil(slots / TOPK_WG);
       const compactGridX = Math.min(compactGroups, GRID_X);
-      const packed = new ArrayBuffer(TOPK_PARAMS_BYTES);
-      const asU32 = new Uint32Array(packed);
-      asU32.set([docCount, block, 0, capacity, blockGridX, compactGridX]);
-      device.queue.writeBuffer(topkParams, 0, packed);
-      const topkGroup = device.createBindGroup({
-        label: `colbert-web top-k bind group shard ${shard.key}`,
+      device.queue.writeBuffer(this.topkParams, 0, new Uint32Array([slots, block, blocks, k, capacity, blockGridX, compactGridX, 0]));
+      const group = device.createBindGroup({
+        label: 'colbert-web top-k bind group',
         layout: this.topkLayout,
         entries: [
-          { binding: 0, resource: { buffer: r.scores! } },
-          { binding: 1, resource: { buffer: r.blockMax } },
-          { binding: 2, resource: { buffer: r.candidates } },
-          { binding: 3, resource: { buffer: topkParams } },
+          { binding: 0, resource: { buffer: this.scores! } },
+          { binding: 1, resource: { buffer: this.blockMax } },
+          { binding: 2, resource: { buffer: this.candidates, size: listBytes } },
+          { binding: 3, resource: { buffer: this.topkParams } },
         ],
       });
-      const blockPass = encoder.beginComputePass({ label: 'colbert-web top-k block maxima pass' });
-      blockPass.setPipeline(blockMaxPipeline!);
-      blockPass.setBindGroup(0, topkGroup);
-      blockPass.dispatchWorkgroups(blockGridX, Math.ceil(blocks / GRID_X));
-      blockPass.end();
-      encoder.copyBufferToBuffer(r.blockMax, 0, r.readback!, 0, blocks * 4);
-      device.queue.submit([encoder.finish({ label: 'colbert-web maxsim and block maxima command buffer' })]);
-      mapped.add(r.readback!);
-      const maxima = new Float32Array(await this.mapCopy(r.readback!, 0, blocks * 4));
-      // T: the k-th largest block maximum. Not a finite score: fewer than k blocks hold a live document.
-      const threshold = maxima.sort().reverse()[k - 1]!;
-      if (!Number.isFinite(threshold)) return await readAll(device.createCommandEncoder({ label: 'colbert-web scores read-back commands' }));
-
-      // Every slot scoring >= T, read back with its counter (an 8-byte header: map offsets are multiples of 8), with room for 2k.
-      new Float32Array(packed, 8, 1)[0] = threshold;
-      device.queue.writeBuffer(topkParams, 0, packed);
-      const first = Math.min(capacity, 2 * k);
-      const compact = device.createCommandEncoder({ label: 'colbert-web top-k compaction commands' });
-      compact.clearBuffer(r.candidates, 0, 8);
-      const compactPass = compact.beginComputePass({ label: 'colbert-web top-k compaction pass' });
-      compactPass.setPipeline(compactPipeline!);
-      compactPass.setBindGroup(0, topkGroup);
-      compactPass.dispatchWorkgroups(compactGridX, Math.ceil(compactGroups / GRID_X));
-      compactPass.end();
-      compact.copyBufferToBuffer(r.candidates, 0, r.candidateReadback!, 0, 8 + first * 8);
-      device.queue.submit([compact.finish({ label: 'colbert-web top-k compaction command buffer' })]);
-      mapped.add(r.candidateReadback!);
-      const list = await this.mapCopy(r.candidateReadback!, 0, 8 + first * 8);
-      const found = new Uint32Array(list, 0, 1)[0]!;
-      // More candidates than the buffer holds (many ties at T): this query reads every score.
+      const topkPass = encoder.beginComputePass({ label: 'colbert-web top-k pass' });
+      topkPass.setBindGroup(0, group);
+      topkPass.setPipeline(blockMaxPipeline!);
+      topkPass.dispatchWorkgroups(blockGridX, Math.ceil(blocks / GRID_X));
+      topkPass.setPipeline(selectPipeline!);
+      topkPass.dispatchWorkgroups(1);
+      topkPass.setPipeline(compactPipeline!);
+      topkPass.dispatchWorkgroups(compactGridX, Math.ceil(compactGroups / GRID_X));
+      topkPass.end();
+      // The counter, T and room for the candidates a query usually has (about 1.4k on random
+      // scores); the rest of a longer list comes in a second read-back.
+      const first = Math.min(capacity, Math.max(64, 4 * k));
+      encoder.copyBufferToBuffer(this.candidates, 0, this.candidateReadback, 0, 8 + first * 8);
+      device.queue.submit([encoder.finish({ label: 'colbert-web maxsim and top-k command buffer' })]);
+      mapped.add(this.candidateReadback);
+      const head = await this.mapCopy(this.candidateReadback, 0, 8 + first * 8);
+      const found = new Uint32Array(head, 0, 1)[0]!;
+      // More candidates than the buffer holds (many ties at T): this query reads every score too.
       if (found > capacity) return await readAll(device.createCommandEncoder({ label: 'colbert-web scores read-back commands' }));
-      let entries = new Uint32Array(list, 8, 2 * Math.min(found, first));
+      const offerAll = (list: ArrayBuffer, byteOffset: number, count: number): void => {
+        const slotsOf = new Uint32Array(list, byteOffset, 2 * count);
+        const scoresOf = new Float32Array(list, byteOffset, 2 * count);
+        for (let i = 0; i < count; i++) offer(slotsOf[2 * i]!, scoresOf[2 * i + 1]!);
+      };
+      offerAll(head, 8, Math.min(found, first));
       if (found > first) {
         const rest = device.createCommandEncoder({ label: 'colbert-web top-k candidates read-back commands' });
-        rest.copyBufferToBuffer(r.candidates, 8 + first * 8, r.candidateReadback!, 8 + first * 8, (found - first) * 8);
+        rest.copyBufferToBuffer(this.candidates, 8 + first * 8, this.candidateReadback, 8 + first * 8, (found - first) * 8);
         device.queue.submit([rest.finish({ label: 'colbert-web top-k candidates read-back command buffer' })]);
-        const more = new Uint32Array(await this.mapCopy(r.candidateReadback!, 8 + first * 8, (found - first) * 8));
-        const all = new Uint32Array(2 * found);
-        all.set(entries);
-        all.set(more, entries.length);
-        entries = all;
-      }
-      const slots = new Uint32Array(found);
-      const bits = new Uint32Array(found);
-      for (let i = 0; i < found; i++) {
-        slots[i] = entries[2 * i]!;
-        bits[i] = entries[2 * i + 1]!;
+        offerAll(await this.mapCopy(this.candidateReadback, 8 + first * 8, (found - first) * 8), 0, found - first);
       }
       this.candidateReads++;
-      return { slots, scores: new Float32Array(bits.buffer) };
+      this.candidatesFound += found;
+      return top.sorted();
     } catch (err) {
       for (const b of mapped) if (b.mapState === 'mapped') b.unmap();
+      if (storeError !== undefined) throw storeError;
       throw new GpuScoringError(this.lostReason ?? `GPU scoring failed: ${(err as Error).message}`);
     } finally {
-      for (const b of made) b.destroy();
       const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]).catch(() => [null, null]);
       const error = validation ?? memory;
       // An error scope caught a GPU error: this call's result cannot be trusted.
-      if (error) throw new GpuScoringError(`GPU scoring raised a ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
+      if (error && storeError === undefined) throw new GpuScoringError(`GPU scoring raised a ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
     }
+  }
+
+  /**
+   * Records the MaxSim dispatches of every segment of every placed shard into `encoder`: one per
+   * segment and query pass, each writing its documents' scores at their index-wide slots.
+   */
+  private async encodeMaxSim(encoder: GPUCommandEncoder, query: TokenMatrix, placed: readonly Placed[], slots: number): Promise<void> {
+    const { device } = this;
+    const qRows = this.rowsPerPass(query.dim);
+    const passes = Math.max(1, Math.ceil(query.tokens / qRows));
+    const pipelines = new Map<string, GPUComputePipeline>();
+    for (const { resident } of placed) {
+      const key = `${resident.precision}:${resident.dim}`;
+      if (!pipelines.has(key)) pipelines.set(key, await this.pipeline(resident.precision, resident.dim, qRows));
+    }
+    const qBytes = Math.max(4, query.tokens) * query.dim * 4;
+    this.queryBuffer = this.grown(this.queryBuffer, 'query', Math.max(qBytes, 32 * query.dim * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 1);
+    if (query.tokens > 0) device.queue.writeBuffer(this.queryBuffer, 0, query.data as Float32Array<ArrayBuffer>);
+    this.scores = this.grown(this.scores, 'scores', Math.max(4096, slots * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, 1.5, this.bindLimit);
+    let dispatches = 0;
+    for (const { resident } of placed) dispatches += resident.segments.length * passes;
+    this.params = this.grown(this.params, 'maxsim params', dispatches * UNIFORM_STRIDE, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const params = new Uint32Array((dispatches * UNIFORM_STRIDE) / 4);
+    const pass = encoder.beginComputePass({ label: 'colbert-web maxsim pass' });
+    let at = 0;
+    for (const { resident, base } of placed) {
+      pass.setPipeline(pipelines.get(`${resident.precision}:${resident.dim}`)!);
+      for (const [s, seg] of resident.segments.entries()) {
+        const count = seg.docEnd - seg.docStart;
+        if (count === 0) continue;
+        for (let p = 0; p < passes; p++, at++) {
+          const gridX = Math.min(count, GRID_X);
+          params.set([count, base + seg.docStart, Math.min(qRows, Math.max(0, query.tokens - p * qRows)), p * qRows, p > 0 ? 1 : 0, seg.elemShift, gridX], (at * UNIFORM_STRIDE) / 4);
+          if (seg.groupOf !== this.generation) {
+            seg.group = device.createBindGroup({
+              label: `colbert-web maxsim bind group segment ${s} of ${resident.label}`,
+              layout: this.layout,
+              entries: [
+                { binding: 0, resource: { buffer: this.queryBuffer } },
+                { binding: 1, resource: { buffer: seg.rows } },
+                { binding: 2, resource: { buffer: seg.scales } },
+                { binding: 3, resource: { buffer: seg.offsets } },
+                { binding: 4, resource: { buffer: seg.live } },
+                { binding: 5, resource: { buffer: this.scores } },
+                { binding: 6, resource: { buffer: this.params, size: 32 } },
+              ],
+            });
+            seg.groupOf = this.generation;
+          }
+          pass.setBindGroup(0, seg.group!, [at * UNIFORM_STRIDE]);
+          pass.dispatchWorkgroups(gridX, Math.ceil(count / GRID_X));
+        }
+      }
+    }
+    pass.end();
+    device.queue.writeBuffer(this.params, 0, params.subarray(0, (at * UNIFORM_STRIDE) / 4));
   }
 
   /** Drops resident shards whose keys are not in `keep`. */
@@ -593,14 +655,15 @@ export class GpuScorer {
       segments += r.segments.length;
       for (const s of r.segments) rowBytes += (s.rowEnd - s.rowStart) * bytesPerToken(r.precision, r.dim);
     }
-    return { segments, rowBytes, uploadedBytes: this.uploaded, readBackBytes: this.readBack, candidateReads: this.candidateReads, fullReads: this.fullReads };
+    return { segments, rowBytes, uploadedBytes: this.uploaded, readBackBytes: this.readBack, readBacks: this.readBacks, candidateReads: this.candidateReads, fullReads: this.fullReads, candidates: this.candidatesFound };
   }
 
   /** Frees every buffer; destroys the device when the scorer created it. */
   destroy(): void {
     for (const r of this.resident.values()) this.freeResident(r);
     this.resident.clear();
-    this.queryBuffer?.destroy();
+    for (const b of [this.queryBuffer, this.params, this.scores, this.scoresReadback, this.blockMax, this.candidates, this.candidateReadback]) b?.destroy();
+    this.topkParams.destroy();
     this.dummyScales.destroy();
     this.lostReason ??= 'the GPU scorer was destroyed';
     if (this.ownsDevice) this.device.destroy();

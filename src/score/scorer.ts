@@ -7,7 +7,7 @@
 import { ColbertError } from '../errors.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
-import type { GpuResidency, GpuScorer, GpuScorerOptions, ShardScores } from './gpu.ts';
+import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
 
@@ -64,16 +64,6 @@ function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
   for (let slot = 0; slot < ids.length; slot++) {
     const id = ids[slot];
     if (id !== null && id !== undefined) top.push(id, scores[slot]!);
-  }
-}
-
-/** Offers the live documents of a GPU read-back: every slot, or the candidate slots only. */
-function pushScored(top: TopK, shard: ShardView, read: ShardScores): void {
-  if (!read.slots) return pushLive(top, shard, read.scores);
-  const ids = shard.docIds;
-  for (let i = 0; i < read.slots.length; i++) {
-    const id = ids[read.slots[i]!];
-    if (id !== null && id !== undefined) top.push(id, read.scores[i]!);
   }
 }
 
@@ -140,14 +130,7 @@ class GpuFirstScorer implements Scorer {
     const gpu = this.gpu;
     if (gpu) {
       try {
-        const top = new TopK(k);
-        const keys = new Set<string>();
-        for await (const shard of shards()) {
-          keys.add(shard.key);
-          if (shard.docIds.length) pushScored(top, shard, await gpu.rankShard(query, shard, k));
-        }
-        gpu.retain(keys);
-        return top.sorted();
+        return await gpu.rank(query, shards(), k);
       } catch (err) {
         // Only GPU failures fall back; anything else (a store error) is the caller's to see.
         if ((err as Error).name !== 'GpuScoringError') throw err;

@@ -147,16 +147,29 @@ interface TopkRound {
   candidate: Ranked[];
   full: Ranked[];
   cpu: Ranked[];
-  /** Bytes the candidate scorer read back for this query, and whether some shard used the candidate path. */
+  /** Bytes and buffer maps the candidate scorer read back for this query, and whether it used the candidate path. */
   readBack: number;
+  readBacks: number;
   candidateRead: boolean;
+  /** Candidates the list held, and the range the oracle allows: live slots scoring >= T (+-1e-4), T the k-th largest block maximum. */
+  candidates: number;
+  expectedCandidates: [number, number];
   overflow: Ranked[];
   overflowFullRead: boolean;
   /** Whether the k-th and (k+1)-th best scores tie (copies cut by id at the k-th place). */
   tie: boolean;
 }
 
-async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRound[]; slots: number; shards: number; live: number; sparse: { slots: number; candidate: Ranked[]; full: Ranked[]; cpu: Ranked[]; fullRead: boolean }; validationError: string | null; devices: string[] }> {
+interface TopkCase {
+  slots: number;
+  candidate: Ranked[];
+  full: Ranked[];
+  cpu: Ranked[];
+  candidateRead: boolean;
+  readBacks: number;
+}
+
+async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRound[]; slots: number; shards: number; live: number; sparse: TopkCase; tied: TopkCase[]; validationError: string | null; devices: string[] }> {
   return page.evaluate(
     async ({ url, precision }) => {
       const lib = await import(/* @vite-ignore */ url);
@@ -170,37 +183,58 @@ async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRou
       const full = await lib.createScorer({ scoring: 'webgpu', gpu: { device } });
       const overflow = await lib.createScorer({ scoring: 'webgpu', gpu: { device, fullReadbackSlots: 0, blockSlots: 8, candidateCapacity: 2 } });
       const cpu = new lib.CpuScorer(undefined);
-      const store = new lib.MemoryStore({ precision });
-      // 100 distinct documents, each stored three times: copies score exactly alike, so rankings hold ties.
+      // 100 distinct documents, each stored three times: copies score exactly alike, so rankings
+      // hold ties. Document i lives in store i % 3, so the copies sit in three different shards and
+      // the scorers see one index of several shards whatever the precision's segment size.
+      const stores = [0, 1, 2].map(() => new lib.MemoryStore({ precision }));
+      const indexShards = async function* () {
+        for (const s of stores) yield* s.shards();
+      };
       const base = Array.from({ length: 100 }, (_, i) => lib.randomMatrix(i % 23 === 0 ? 0 : 1 + Math.floor(next() * 40), dim, next));
-      await store.put(Array.from({ length: 300 }, (_, i) => ({ id: `doc-${String(i).padStart(4, '0')}`, matrix: { ...base[i % 100], data: base[i % 100].data.slice() } })));
-      await store.delete(['doc-0003', 'doc-0104', 'doc-0150', 'doc-0299']);
-      const live = (await store.stats()).documents;
+      for (let i = 0; i < 300; i++) await stores[i % 3].put([{ id: `doc-${String(i).padStart(4, '0')}`, matrix: { ...base[i % 100], data: base[i % 100].data.slice() } }]);
+      for (const s of stores) await s.delete(['doc-0003', 'doc-0104', 'doc-0150', 'doc-0299']);
+      let live = 0;
+      for (const s of stores) live += (await s.stats()).documents;
       let slots = 0;
       let shards = 0;
-      for await (const shard of store.shards()) {
+      for await (const shard of indexShards()) {
         slots += shard.docIds.length;
         shards++;
       }
+      // The candidates the GPU should find, from the CPU oracle's scores of every slot in index order:
+      // T is the k-th largest maximum of blocks of min(8, slots / 2k) slots (blockSlots: 8 below).
+      const expectedCandidates = async (query: unknown, k: number): Promise<[number, number]> => {
+        const scores: number[] = [];
+        for await (const shard of indexShards()) scores.push(...lib.maxSimShard(query, shard));
+        const block = Math.min(8, Math.floor(scores.length / (2 * k)));
+        const maxima = [];
+        for (let b = 0; b < scores.length; b += block) maxima.push(Math.max(...scores.slice(b, b + block)));
+        const t = maxima.sort((a, b) => b - a)[k - 1]!;
+        const live = scores.filter((v) => v > -Infinity);
+        return [live.filter((v) => v >= t + 1e-4).length, live.filter((v) => v >= t - 1e-4).length];
+      };
       const rounds = [];
       for (let q = 0; q < 3; q++) {
         const query = lib.randomMatrix(32, dim, next);
-        const all = await full.rank(query, () => store.shards(), live);
+        const all = await full.rank(query, indexShards, live);
         // k = 1, 10, past the live count, and the first k whose k-th and (k+1)-th scores tie.
         const tieAt = all.findIndex((h: Ranked, i: number) => i >= 1 && i + 1 < all.length && h.score === all[i + 1]!.score);
         for (const k of [1, 10, ...(tieAt >= 1 ? [tieAt + 1] : []), live + 5]) {
           const before = candidate.residency();
-          const got = await candidate.rank(query, () => store.shards(), k);
+          const got = await candidate.rank(query, indexShards, k);
           const after = candidate.residency();
           const overflowBefore = overflow.residency();
-          const overflowed = await overflow.rank(query, () => store.shards(), k);
+          const overflowed = await overflow.rank(query, indexShards, k);
           const overflowAfter = overflow.residency();
           rounds.push({
             k,
             candidate: got,
-            full: await full.rank(query, () => store.shards(), k),
-            cpu: await cpu.rank(query, () => store.shards(), k),
+            full: await full.rank(query, indexShards, k),
+            cpu: await cpu.rank(query, indexShards, k),
             readBack: after.readBackBytes - before.readBackBytes,
+            readBacks: after.readBacks - before.readBacks,
+            candidates: after.candidates - before.candidates,
+            expectedCandidates: k < live ? await expectedCandidates(query, k) : ([0, 0] as [number, number]),
             candidateRead: after.candidateReads > before.candidateReads,
             overflow: overflowed,
             overflowFullRead: overflowAfter.fullReads > overflowBefore.fullReads && overflowAfter.candidateReads === overflowBefore.candidateReads,
@@ -208,30 +242,40 @@ async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRou
           });
         }
       }
+      const runCase = async (store: { shards(): AsyncIterable<{ docIds: unknown[] }> }, k: number) => {
+        let caseSlots = 0;
+        for await (const shard of store.shards()) caseSlots = Math.max(caseSlots, shard.docIds.length);
+        const query = lib.randomMatrix(32, dim, next);
+        const before = candidate.residency();
+        const got = await candidate.rank(query, () => store.shards(), k);
+        const after = candidate.residency();
+        return {
+          slots: caseSlots,
+          candidate: got,
+          full: await full.rank(query, () => store.shards(), k),
+          cpu: await cpu.rank(query, () => store.shards(), k),
+          candidateRead: after.candidateReads > before.candidateReads && after.fullReads === before.fullReads,
+          readBacks: after.readBacks - before.readBacks,
+        };
+      };
       // 300 slots of which only the first 20 stay live (the 280 deleted hold one row each, too few to
       // make the store compact them away): fewer than k blocks hold a live document, so the k-th
-      // block maximum is -Infinity and the query reads every score.
+      // block maximum T is -Infinity and every live slot (no deleted one) is a candidate.
       const sparseStore = new lib.MemoryStore({ precision });
       await sparseStore.put(Array.from({ length: 300 }, (_, i) => ({ id: `s-${String(i).padStart(4, '0')}`, matrix: lib.randomMatrix(i < 20 ? 60 : 1, dim, next) })));
       await sparseStore.delete(Array.from({ length: 280 }, (_, i) => `s-${String(i + 20).padStart(4, '0')}`));
-      let sparseSlots = 0;
-      for await (const shard of sparseStore.shards()) sparseSlots = Math.max(sparseSlots, shard.docIds.length);
-      const query = lib.randomMatrix(32, dim, next);
-      const before = candidate.residency();
-      const sparseGot = await candidate.rank(query, () => sparseStore.shards(), 10);
-      const after = candidate.residency();
-      const sparse = {
-        slots: sparseSlots,
-        candidate: sparseGot,
-        full: await full.rank(query, () => sparseStore.shards(), 10),
-        cpu: await cpu.rank(query, () => sparseStore.shards(), 10),
-        fullRead: after.fullReads > before.fullReads && after.candidateReads === before.candidateReads,
-      };
+      const sparse = await runCase(sparseStore, 10);
+      // 300 copies of one document: every score ties, so all 300 are candidates, more than the first
+      // read-back holds (64 entries for k <= 16): the rest comes in a second read-back.
+      const tiedStore = new lib.MemoryStore({ precision });
+      const one = lib.randomMatrix(12, dim, next);
+      await tiedStore.put(Array.from({ length: 300 }, (_, i) => ({ id: `t-${String(299 - i).padStart(4, '0')}`, matrix: { ...one, data: one.data.slice() } })));
+      const tied = [await runCase(tiedStore, 1), await runCase(tiedStore, 10)];
       const error = await device.popErrorScope();
       const devices = [candidate.device, full.device, overflow.device];
       for (const s of [candidate, full, overflow]) s.dispose();
       device.destroy();
-      return { rounds, slots, shards, live, sparse, validationError: error ? error.message : null, devices };
+      return { rounds, slots, shards, live, sparse, tied, validationError: error ? error.message : null, devices };
     },
     { url: BUNDLE_URL, precision },
   );
@@ -244,6 +288,7 @@ for (const precision of ['fp32', 'int8']) {
     expect(run.validationError).toBeNull();
     expect(run.devices).toEqual(['webgpu', 'webgpu', 'webgpu']);
     expect(run.live).toBe(296);
+    expect(run.shards, 'the index spans several shards').toBeGreaterThanOrEqual(3);
     let ties = 0;
     for (const r of run.rounds) {
       const what = `${precision} k=${r.k}`;
@@ -254,24 +299,39 @@ for (const precision of ['fp32', 'int8']) {
       expectSameRanking(r.candidate, r.cpu, `${what} vs CPU`);
       expect(r.candidate.some((h) => ['doc-0003', 'doc-0104', 'doc-0150', 'doc-0299'].includes(h.id)), `${what}: deleted documents`).toBe(false);
       if (r.k < run.live) {
-        // The candidate path ran and read back less than one float per slot.
+        // The candidate path ran for the whole index in ONE read-back of less than one float per slot.
         expect(r.candidateRead, `${what}: candidate path used`).toBe(true);
+        expect(r.readBacks, `${what}: read-backs for ${run.shards} shards`).toBe(1);
         expect(r.readBack, `${what}: bytes read back`).toBeLessThan(run.slots * 4);
+        // T was the k-th largest block maximum: the list held exactly the live slots scoring >= T.
+        expect(r.candidates, `${what}: candidates`).toBeGreaterThanOrEqual(r.expectedCandidates[0]);
+        expect(r.candidates, `${what}: candidates`).toBeLessThanOrEqual(r.expectedCandidates[1]);
         // At least k > 2 candidates never fit a 2-entry buffer: that query reads every score.
         if (r.k > 2) expect(r.overflowFullRead, `${what}: overflow read every score`).toBe(true);
         if (r.tie) ties++;
       } else {
         expect(r.candidateRead, `${what}: k past the live count reads every score`).toBe(false);
         expect(r.readBack).toBe(run.slots * 4);
+        expect(r.readBacks).toBe(1);
       }
     }
     expect(ties, 'rankings with a tie at the k-th place').toBeGreaterThan(0);
-    // 20 live documents in a shard of 300 slots: a threshold from the block maxima would be -Infinity.
+    // 20 live documents in a shard of 300 slots: T is -Infinity, and the candidates are the live slots.
     expect(run.sparse.slots).toBe(300);
-    expect(run.sparse.fullRead).toBe(true);
+    expect(run.sparse.candidateRead).toBe(true);
+    expect(run.sparse.readBacks).toBe(1);
     expect(run.sparse.full).toHaveLength(10);
     expect(run.sparse.candidate).toEqual(run.sparse.full);
     expectSameRanking(run.sparse.candidate, run.sparse.cpu, `${precision} mostly deleted`);
+    // 300 tied candidates: a second read-back brings the rest, and the ids break the tie.
+    for (const [i, tied] of run.tied.entries()) {
+      const what = `${precision} all tied, k=${i === 0 ? 1 : 10}`;
+      expect(tied.candidateRead, what).toBe(true);
+      expect(tied.readBacks, what).toBe(2);
+      expect(tied.candidate.map((h) => h.id), what).toEqual(Array.from({ length: i === 0 ? 1 : 10 }, (_, j) => `t-${String(j).padStart(4, '0')}`));
+      expect(tied.candidate, what).toEqual(tied.full);
+      expectSameRanking(tied.candidate, tied.cpu, what);
+    }
   });
 }
 
