@@ -61,9 +61,10 @@ interface Row {
 
 function print(title: string, gmac: number, rows: Row[], baseline: number): void {
   console.log(`\n${title}  (${gmac.toFixed(2)} GMAC per query)`);
-  console.log(`${'kernel'.padEnd(46)}${'precision'.padEnd(11)}${'ms'.padStart(10)}${'GMAC/s'.padStart(9)}${'x naive'.padStart(9)}`);
+  const width = Math.max(46, ...rows.map((r) => r.name.length + 2));
+  console.log(`${'kernel'.padEnd(width)}${'precision'.padEnd(11)}${'ms'.padStart(10)}${'GMAC/s'.padStart(9)}${'x naive'.padStart(9)}`);
   for (const r of rows) {
-    console.log(`${r.name.padEnd(46)}${r.precision.padEnd(11)}${r.ms.toFixed(1).padStart(10)}${(gmac / (r.ms / 1000)).toFixed(2).padStart(9)}${(baseline / r.ms).toFixed(1).padStart(9)}`);
+    console.log(`${r.name.padEnd(width)}${r.precision.padEnd(11)}${r.ms.toFixed(1).padStart(10)}${(gmac / (r.ms / 1000)).toFixed(2).padStart(9)}${(baseline / r.ms).toFixed(1).padStart(9)}`);
   }
 }
 
