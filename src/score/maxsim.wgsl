@@ -1,4 +1,5 @@
-// Exact MaxSim of one query against every document of one resident buffer segment.
+// Exact MaxSim of one query against every document of one resident page (a set of buffers that
+// holds documents of any number of shards, each described by one entry).
 // One workgroup per document. The query rows of this pass sit in workgroup memory; document rows
 // are decoded from their stored precision a tile at a time into workgroup memory (each stored
 // value is decoded once), then every thread takes one query row and a share of the tile's rows.
@@ -19,29 +20,34 @@ override TILE: u32 = 8u;
 override PRECISION: u32 = 0u;
 
 struct Params {
-  // Documents in this segment.
+  // Entries (documents) in this page.
   doc_count: u32,
-  // Index of this segment's first document in `scores`.
+  // Index of this page's first entry in `scores`.
   doc_base: u32,
   // Query rows in this pass (<= Q_ROWS) and the first of them.
   q_count: u32,
   q_start: u32,
   // 1 on passes after the first: add to the score instead of writing it.
   accumulate: u32,
-  // Stored elements before this segment's row 0 in `rows` (alignment slack of fp16 / int8 uploads).
-  elem_shift: u32,
   // Documents per row of the dispatch grid (dispatch x size).
   grid_x: u32,
+}
+
+// Where document d lies in the page: its first stored element in `rows`, its first row in
+// `scales` (int8), its row count, and 1 while it is live (0: deleted, or not a document at all).
+struct Entry {
+  first_elem: u32,
+  first_row: u32,
+  rows: u32,
+  live: u32,
 }
 
 @group(0) @binding(0) var<storage, read> query: array<f32>;
 @group(0) @binding(1) var<storage, read> rows: array<u32>;
 @group(0) @binding(2) var<storage, read> scales: array<f32>;
-// Row range of document d: offsets[d] .. offsets[d + 1], relative to this segment's first row.
-@group(0) @binding(3) var<storage, read> offsets: array<u32>;
-@group(0) @binding(4) var<storage, read> live: array<u32>;
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> entries: array<Entry>;
+@group(0) @binding(4) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> q_tile: array<f32, Q_ROWS * DIM>;
 var<workgroup> d_tile: array<f32, TILE * DIM>;
@@ -53,17 +59,16 @@ fn neg_inf() -> f32 {
   return bitcast<f32>(bits);
 }
 
-// Stored element e (row-major, counted from this segment's row 0) as f32, per ../store/precision.ts.
-fn load_elem(e: u32, row: u32) -> f32 {
+// Stored element i of the page (counted in elements of the stored precision) as f32, with the
+// int8 scale of its row, per ../store/precision.ts.
+fn load_elem(i: u32, row: u32) -> f32 {
   if (PRECISION == 0u) {
-    return bitcast<f32>(rows[e]);
+    return bitcast<f32>(rows[i]);
   }
   if (PRECISION == 1u) {
-    let i = e + params.elem_shift;
     let pair = unpack2x16float(rows[i >> 1u]);
     return select(pair.x, pair.y, (i & 1u) == 1u);
   }
-  let i = e + params.elem_shift;
   let q = extractBits(bitcast<i32>(rows[i >> 2u]), (i & 3u) * 8u, 8u);
   return f32(q) * scales[row];
 }
@@ -75,12 +80,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (d >= params.doc_count) {
     return;
   }
-  let first = offsets[d];
-  let count = offsets[d + 1u] - first;
+  let entry = entries[d];
+  let count = entry.rows;
   let out = params.doc_base + d;
-  if (live[d] == 0u || count == 0u) {
+  if (entry.live == 0u || count == 0u) {
     if (t == 0u) {
-      scores[out] = select(select(0.0, scores[out], params.accumulate == 1u), neg_inf(), live[d] == 0u);
+      scores[out] = select(select(0.0, scores[out], params.accumulate == 1u), neg_inf(), entry.live == 0u);
     }
     return;
   }
@@ -99,8 +104,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n = min(TILE, count - r0);
     workgroupBarrier();
     for (var i = t; i < n * DIM; i += WG) {
-      let r = first + r0 + i / DIM;
-      d_tile[i] = load_elem(r * DIM + i % DIM, r);
+      let r = r0 + i / DIM;
+      d_tile[i] = load_elem(entry.first_elem + r * DIM + i % DIM, entry.first_row + r);
     }
     workgroupBarrier();
     if (working) {

@@ -199,8 +199,6 @@ export class Shard {
       docIds: this.docIds,
       offsets: this.offsets.subarray(0, this.docIds.length + 1),
       vectors: vectors.subarray(0, this.rows * this.dim),
-      // ShardSet.plan starts a new segment rather than grow one past this (a lone larger document aside).
-      maxRows: Math.max(this.rows, segmentRows(this.precision, this.dim)),
     };
     if (scales) view.scales = scales.subarray(0, this.rows);
     return view;

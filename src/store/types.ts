@@ -30,11 +30,6 @@ export interface ShardView extends PackedRows {
   dim: number;
   docIds: readonly (string | null)[];
   offsets: Uint32Array;
-  /**
-   * Most rows this key can reach by appends (a sizing hint for resident copies: a scorer need not
-   * reserve room beyond it); absent when unbounded.
-   */
-  maxRows?: number;
 }
 
 /** Counts a store reports. */

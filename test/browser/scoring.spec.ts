@@ -169,7 +169,7 @@ interface TopkCase {
   readBacks: number;
 }
 
-async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRound[]; slots: number; shards: number; live: number; sparse: TopkCase; tied: TopkCase[]; validationError: string | null; devices: string[] }> {
+async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRound[]; slots: number; shards: number; pages: number; live: number; sparse: TopkCase; tied: TopkCase[]; validationError: string | null; devices: string[] }> {
   return page.evaluate(
     async ({ url, precision }) => {
       const lib = await import(/* @vite-ignore */ url);
@@ -271,11 +271,12 @@ async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRou
       const one = lib.randomMatrix(12, dim, next);
       await tiedStore.put(Array.from({ length: 300 }, (_, i) => ({ id: `t-${String(299 - i).padStart(4, '0')}`, matrix: { ...one, data: one.data.slice() } })));
       const tied = [await runCase(tiedStore, 1), await runCase(tiedStore, 10)];
+      const pages = candidate.residency().segments;
       const error = await device.popErrorScope();
       const devices = [candidate.device, full.device, overflow.device];
       for (const s of [candidate, full, overflow]) s.dispose();
       device.destroy();
-      return { rounds, slots, shards, live, sparse, tied, validationError: error ? error.message : null, devices };
+      return { rounds, slots, shards, pages, live, sparse, tied, validationError: error ? error.message : null, devices };
     },
     { url: BUNDLE_URL, precision },
   );
@@ -289,6 +290,8 @@ for (const precision of ['fp32', 'int8']) {
     expect(run.devices).toEqual(['webgpu', 'webgpu', 'webgpu']);
     expect(run.live).toBe(296);
     expect(run.shards, 'the index spans several shards').toBeGreaterThanOrEqual(3);
+    // ...packed into one GPU page (4 MiB): one MaxSim dispatch per query for all of them.
+    expect(run.pages, 'GPU pages').toBe(1);
     let ties = 0;
     for (const r of run.rounds) {
       const what = `${precision} k=${r.k}`;
@@ -332,6 +335,90 @@ for (const precision of ['fp32', 'int8']) {
       expect(tied.candidate, what).toEqual(tied.full);
       expectSameRanking(tied.candidate, tied.cpu, what);
     }
+  });
+}
+
+interface ChurnRound {
+  what: string;
+  live: number;
+  vectorBytes: number;
+  gpu: Ranked[];
+  cpu: Ranked[];
+  residency: { segments: number; rowBytes: number; freedBytes: number };
+}
+
+// Rows of 6 and 10 bytes: runs of documents start at any byte, which the pages must handle.
+for (const { precision, dim, pageBytes } of [
+  { precision: 'int8', dim: 6, pageBytes: 4096 },
+  { precision: 'fp16', dim: 5, pageBytes: 4096 },
+  { precision: 'fp32', dim: 64, pageBytes: 64 * 1024 },
+]) {
+  test(`${precision} dim ${dim}: shards packed into shared pages stay exact through appends, deletes and compaction, and freed rows are reclaimed`, async ({ page }) => {
+    test.setTimeout(180_000);
+    const run = await page.evaluate(
+      async ({ url, precision, dim, pageBytes }) => {
+        const lib = await import(/* @vite-ignore */ url);
+        const next = lib.mulberry32(dim * 7 + precision.length);
+        const device: GPUDevice = await lib.requestScoringDevice();
+        device.pushErrorScope('validation');
+        // Small pages, so that documents of several shards share pages and the index spans many.
+        const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxSegmentBytes: pageBytes } });
+        const cpu = new lib.CpuScorer(undefined);
+        const stores = [0, 1, 2].map(() => new lib.MemoryStore({ precision }));
+        const shards = async function* () {
+          for (const s of stores) yield* s.shards();
+        };
+        let n = 0;
+        const add = async (count: number) => {
+          for (let i = 0; i < count; i++, n++) await stores[n % 3].put([{ id: `d${String(n).padStart(4, '0')}`, matrix: lib.randomMatrix(n % 11 === 0 ? 0 : 1 + Math.floor(next() * 40), dim, next) }]);
+        };
+        const rounds: ChurnRound[] = [];
+        const round = async (what: string) => {
+          let live = 0;
+          let vectorBytes = 0;
+          for (const s of stores) {
+            const st = await s.stats();
+            live += st.documents;
+            vectorBytes += st.vectorBytes;
+          }
+          const q = lib.randomMatrix(9, dim, next);
+          rounds.push({ what, live, vectorBytes, gpu: await scorer.rank(q, shards, live), cpu: await cpu.rank(q, shards, live), residency: scorer.residency() });
+        };
+        // Added in small batches, each made resident by a query: the three stores' runs interleave in the pages.
+        for (let batch = 1; batch <= 10; batch++) {
+          await add(15);
+          await round(`${batch * 15} documents`);
+        }
+        // Five of every six documents of stores 0 and 1 deleted: their shards' dead rows outnumber
+        // the live ones, so the stores rewrite them under new keys and the GPU frees the old rows,
+        // two thirds of every page: pages that are mostly freed rows are repacked.
+        const doomed = Array.from({ length: 150 }, (_, i) => i).filter((i) => i % 3 !== 2 && i % 18 >= 3);
+        for (const s of stores) await s.delete(doomed.map((i) => `d${String(i).padStart(4, '0')}`));
+        await round(`after deleting ${doomed.length}`);
+        await add(120);
+        for (const s of stores) await s.delete(['d0003', 'd0160', 'd0200']);
+        await round('after 120 more and 3 deletes');
+        const error = await device.popErrorScope();
+        const out = { rounds, device: scorer.device, reason: scorer.fallbackReason ?? null, validationError: error ? error.message : null };
+        scorer.dispose();
+        device.destroy();
+        return out;
+      },
+      { url: BUNDLE_URL, precision, dim, pageBytes },
+    );
+    expect(run.validationError).toBeNull();
+    expect(run.device, run.reason ?? '').toBe('webgpu');
+    for (const r of run.rounds) {
+      const what = `${precision} dim ${dim}, ${r.what}`;
+      expect(r.gpu.length, what).toBe(r.live);
+      expectSameRanking(r.gpu, r.cpu, what);
+      // Exactly the store's rows are resident; freed rows never outgrow the live ones by more than the one open page.
+      expect(r.residency.rowBytes, `${what}: resident bytes`).toBe(r.vectorBytes);
+      expect(r.residency.freedBytes, `${what}: freed bytes held`).toBeLessThanOrEqual(r.residency.rowBytes + pageBytes);
+    }
+    expect(run.rounds[9]!.residency.segments, 'the small pages make the index span several').toBeGreaterThan(3);
+    // Of the 100 documents in stores 0 and 1, those at i % 18 < 3 stay (9 each).
+    expect(run.rounds[10]!.live).toBe(150 - 82);
   });
 }
 
