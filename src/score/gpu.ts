@@ -3,7 +3,7 @@
  * buffers between queries. The scorer owns its own `GPUDevice` (never onnxruntime's).
  *
  * Residency (./gpu-pages.ts): the rows of every shard live in pages, GPU buffers of at most
- * `maxSegmentBytes` (the device's `maxStorageBufferBindingSize` and `maxBufferSize`, or less when
+ * `maxPageBytes` (the device's `maxStorageBufferBindingSize` and `maxBufferSize`, or less when
  * asked) that hold documents of any number of shards. Rows are uploaded once; new documents are
  * appended; deletions flip live flags; shards that are gone are freed and mostly-freed pages are
  * repacked.
@@ -55,7 +55,7 @@ export interface GpuScorerOptions {
    * Largest page buffer in bytes (default: the device's storage binding and buffer limits).
    * Tests set a tiny value to force an index across many pages.
    */
-  maxSegmentBytes?: number;
+  maxPageBytes?: number;
   /** Indexes of at most this many document slots read back every score (default 4096: 16 KB). */
   fullReadbackSlots?: number;
   /** Most slots per block of the block-maximum pass (default 256; fewer when k needs 2k blocks). */
@@ -70,7 +70,7 @@ export interface GpuScorerOptions {
 /** What {@link GpuScorer.residency} reports. */
 export interface GpuResidency {
   /** Pages (buffer sets) resident: one MaxSim dispatch each per query pass. */
-  segments: number;
+  pages: number;
   /** Bytes of stored rows resident (vectors plus int8 scales). */
   rowBytes: number;
   /** Bytes of rows of shards that are gone, still in pages until those are repacked. */
@@ -147,7 +147,7 @@ export class GpuScorer {
   private fullReads = 0;
   private readonly dummyScales: GPUBuffer;
   /** Largest page in bytes. */
-  readonly maxSegmentBytes: number;
+  readonly maxPageBytes: number;
   /** Largest buffer one binding may name (the device's storage binding and buffer limits). */
   private readonly bindLimit: number;
   /** Serialises scoring calls: they share the per-query buffers. */
@@ -160,7 +160,7 @@ export class GpuScorer {
   ) {
     const { limits } = device;
     this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    this.maxSegmentBytes = Math.max(4, Math.floor(Math.min(options.maxSegmentBytes ?? this.bindLimit, this.bindLimit) / 4) * 4);
+    this.maxPageBytes = Math.max(4, Math.floor(Math.min(options.maxPageBytes ?? this.bindLimit, this.bindLimit) / 4) * 4);
     this.fullReadbackSlots = Math.max(0, Math.floor(options.fullReadbackSlots ?? 4096));
     this.blockSlots = Math.max(1, Math.floor(options.blockSlots ?? 256));
     this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
@@ -191,7 +191,7 @@ export class GpuScorer {
     });
     this.dummyScales = device.createBuffer({ label: 'colbert-web maxsim unused scales', size: 16, usage: GPUBufferUsage.STORAGE });
     this.topkParams = this.buffer('top-k params', TOPK_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    this.pages = new ResidentPages(device, this.maxSegmentBytes, this.dummyScales);
+    this.pages = new ResidentPages(device, this.maxPageBytes, this.dummyScales);
   }
 
   /** A scorer on the given device, or on a new device of its own. Throws when there is no adapter. */
@@ -464,7 +464,7 @@ export class GpuScorer {
   /** Pages, bytes of rows resident, bytes uploaded and read back so far, and how queries were read (for tests and diagnostics). */
   residency(): GpuResidency {
     const { pages, rowBytes, freedBytes } = this.pages.stats();
-    return { segments: pages, rowBytes, freedBytes, uploadedBytes: this.pages.uploadedBytes, readBackBytes: this.readBack, readBacks: this.readBacks, candidateReads: this.candidateReads, fullReads: this.fullReads, candidates: this.candidatesFound };
+    return { pages, rowBytes, freedBytes, uploadedBytes: this.pages.uploadedBytes, readBackBytes: this.readBack, readBacks: this.readBacks, candidateReads: this.candidateReads, fullReads: this.fullReads, candidates: this.candidatesFound };
   }
 
   /** Frees every buffer; destroys the device when the scorer created it. */

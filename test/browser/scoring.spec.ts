@@ -67,7 +67,7 @@ interface Ranked {
 
 async function directRun(page: Page, precision: string): Promise<{
   rounds: { gpu: Ranked[]; cpu: Ranked[]; live: number }[];
-  residency: { segments: number; rowBytes: number; uploadedBytes: number }[];
+  residency: { pages: number; rowBytes: number; uploadedBytes: number }[];
   appendedBytes: number;
   device: string;
   fallbackReason: string | null;
@@ -81,15 +81,15 @@ async function directRun(page: Page, precision: string): Promise<{
       const next = lib.mulberry32(precision.length * 101);
       const device: GPUDevice = await lib.requestScoringDevice();
       device.pushErrorScope('validation');
-      // 48 KiB segments: a few dozen documents each, so the index spans many buffers.
-      const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxSegmentBytes: 48 * 1024 } });
+      // 48 KiB pages: a few dozen documents each, so the index spans many buffers.
+      const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxPageBytes: 48 * 1024 } });
       const cpu = new lib.CpuScorer(undefined);
       const store = new lib.MemoryStore({ precision });
       const doc = (i: number) => ({ id: `doc-${String(i).padStart(4, '0')}`, matrix: lib.randomMatrix(i % 17 === 0 ? 0 : i % 13 === 1 ? 1 : 2 + Math.floor(next() * 60), dim, next) });
       await store.put(Array.from({ length: 300 }, (_, i) => doc(i)));
       await store.delete(['doc-0005', 'doc-0044', 'doc-0102', 'doc-0250']);
       const rounds: { gpu: Ranked[]; cpu: Ranked[]; live: number }[] = [];
-      const residency: { segments: number; rowBytes: number; uploadedBytes: number }[] = [];
+      const residency: { pages: number; rowBytes: number; uploadedBytes: number }[] = [];
       const rank = async () => {
         const live = (await store.stats()).documents;
         for (const tokens of [32, 40]) {
@@ -133,11 +133,11 @@ for (const precision of ['fp32', 'fp16', 'int8']) {
     expect(run.zeroScores.length).toBeGreaterThan(10);
     expect(new Set(run.zeroScores)).toEqual(new Set([0]));
     const [first, again, appended] = run.residency;
-    expect(first!.segments).toBeGreaterThan(5);
+    expect(first!.pages).toBeGreaterThan(5);
     // A second query uploads nothing; an append uploads the new rows (plus 4-byte alignment slack) only.
     expect(again!.uploadedBytes).toBe(first!.uploadedBytes);
     expect(appended!.uploadedBytes - again!.uploadedBytes).toBeGreaterThanOrEqual(run.appendedBytes);
-    expect(appended!.uploadedBytes - again!.uploadedBytes).toBeLessThan(run.appendedBytes + 64 * appended!.segments);
+    expect(appended!.uploadedBytes - again!.uploadedBytes).toBeLessThan(run.appendedBytes + 64 * appended!.pages);
     expect(appended!.rowBytes - first!.rowBytes).toBe(run.appendedBytes);
   });
 }
@@ -271,7 +271,7 @@ async function topkRun(page: Page, precision: string): Promise<{ rounds: TopkRou
       const one = lib.randomMatrix(12, dim, next);
       await tiedStore.put(Array.from({ length: 300 }, (_, i) => ({ id: `t-${String(299 - i).padStart(4, '0')}`, matrix: { ...one, data: one.data.slice() } })));
       const tied = [await runCase(tiedStore, 1), await runCase(tiedStore, 10)];
-      const pages = candidate.residency().segments;
+      const pages = candidate.residency().pages;
       const error = await device.popErrorScope();
       const devices = [candidate.device, full.device, overflow.device];
       for (const s of [candidate, full, overflow]) s.dispose();
@@ -344,7 +344,7 @@ interface ChurnRound {
   vectorBytes: number;
   gpu: Ranked[];
   cpu: Ranked[];
-  residency: { segments: number; rowBytes: number; freedBytes: number };
+  residency: { pages: number; rowBytes: number; freedBytes: number };
 }
 
 // Rows of 6 and 10 bytes: runs of documents start at any byte, which the pages must handle.
@@ -362,7 +362,7 @@ for (const { precision, dim, pageBytes } of [
         const device: GPUDevice = await lib.requestScoringDevice();
         device.pushErrorScope('validation');
         // Small pages, so that documents of several shards share pages and the index spans many.
-        const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxSegmentBytes: pageBytes } });
+        const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, maxPageBytes: pageBytes } });
         const cpu = new lib.CpuScorer(undefined);
         const stores = [0, 1, 2].map(() => new lib.MemoryStore({ precision }));
         const shards = async function* () {
@@ -416,7 +416,7 @@ for (const { precision, dim, pageBytes } of [
       expect(r.residency.rowBytes, `${what}: resident bytes`).toBe(r.vectorBytes);
       expect(r.residency.freedBytes, `${what}: freed bytes held`).toBeLessThanOrEqual(r.residency.rowBytes + pageBytes);
     }
-    expect(run.rounds[9]!.residency.segments, 'the small pages make the index span several').toBeGreaterThan(3);
+    expect(run.rounds[9]!.residency.pages, 'the small pages make the index span several').toBeGreaterThan(3);
     // Of the 100 documents in stores 0 and 1, those at i % 18 < 3 stay (9 each).
     expect(run.rounds[10]!.live).toBe(150 - 82);
   });
