@@ -41,6 +41,8 @@ interface Optional {
   clear?: () => Promise<void>;
   scoringDevice?: string;
   scoringFallbackReason?: string | undefined;
+  scoringThreads?: number;
+  scoringThreadsFallbackReason?: string | undefined;
 }
 type OptionalStats = IndexStats & { bytesOnDisk?: number; usage?: number; quota?: number };
 
@@ -196,8 +198,9 @@ function showDevice(): void {
   if (!search) return;
   const model = `Model on ${search.device.toUpperCase()} (${search.dtype})${search.fallbackReason ? `: ${search.fallbackReason}` : search.device === 'webgpu' ? ': WebGPU adapter found' : ''}.`;
   // Where MaxSim runs, when the library reports it (it may change after a search: a failing GPU falls back).
+  const threads = search.scoringDevice === 'cpu' && search.scoringThreads !== undefined ? ` (${search.scoringThreads === 1 ? 'one thread' : `${search.scoringThreads} threads`}${search.scoringThreadsFallbackReason ? `: ${search.scoringThreadsFallbackReason}` : ''})` : '';
   const scoring = search.scoringDevice
-    ? ` Scoring on ${search.scoringDevice === 'webgpu' ? 'WebGPU' : 'the CPU'}${search.scoringFallbackReason ? `: ${search.scoringFallbackReason}` : ''}.`
+    ? ` Scoring on ${search.scoringDevice === 'webgpu' ? 'WebGPU' : 'the CPU'}${threads}${search.scoringFallbackReason ? `: ${search.scoringFallbackReason}` : ''}.`
     : ' Scoring on the CPU in the worker.';
   ui.device.textContent = model + scoring;
 }

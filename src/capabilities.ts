@@ -66,3 +66,23 @@ export function detectCapabilities(): Promise<Readonly<Capabilities>> {
   })();
   return detected;
 }
+
+/**
+ * Whether this realm can share memory with workers it starts: cross-origin isolated (COOP/COEP),
+ * with SharedArrayBuffer and Worker. Synchronous, unlike {@link detectCapabilities}.
+ */
+export function canShareMemoryWithWorkers(): boolean {
+  return (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true && typeof SharedArrayBuffer === 'function' && typeof Worker === 'function';
+}
+
+/** Most CPU scoring threads chosen by default (more rarely pays: memory bandwidth runs out). */
+export const MAX_DEFAULT_SCORING_THREADS = 8;
+
+/**
+ * CPU MaxSim threads by default: `min(hardwareConcurrency, 8)` where memory can be shared with
+ * workers, else 1 (the calling thread only, no workers started).
+ */
+export function defaultScoringThreads(): number {
+  if (!canShareMemoryWithWorkers()) return 1;
+  return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, MAX_DEFAULT_SCORING_THREADS));
+}

@@ -6,7 +6,7 @@
 import { ColbertError } from './errors.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
-import { createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
+import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { hashText } from './checksum.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
 import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
@@ -39,6 +39,13 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
    * falls back to the CPU; see {@link Engine.scoring}.
    */
   scoring?: ScoringOption;
+  /**
+   * Threads MaxSim uses on the CPU (this thread plus sub-workers), a positive integer. Default
+   * `min(navigator.hardwareConcurrency, 8)` where the page is cross-origin isolated (COOP/COEP),
+   * else 1. Several threads need shared memory: without isolation scoring keeps to one and
+   * `info.scoring.threadsFallbackReason` says why. Small indexes always score on one thread.
+   */
+  scoringThreads?: number;
 }
 
 /** Where an index lives. */
@@ -214,17 +221,20 @@ export class Engine {
       throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
     }
     // Before the model loads, so that a bad or unavailable scoring option fails fast.
-    const scorer = await createScorer({ scoring: options.scoring ?? 'auto' });
+    const scorer = await createScorer({ scoring: options.scoring ?? 'auto', ...(options.scoringThreads !== undefined ? { threads: checkThreads(options.scoringThreads) } : {}) });
+    // Shards go to shared memory only where CPU sub-workers will read them (never for the GPU).
+    const sharedMemory = scorer.device === 'cpu' && (scorer.threads ?? 1) > 1;
     let encoder: Encoder | undefined;
     try {
       encoder = await loadEncoder({ ...options, onProgress: safeProgress });
       const fingerprint = fingerprintOf(encoder.info, encoder.dim);
       const store: VectorStore =
         storage === 'memory'
-          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint })
+          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint, sharedMemory })
           : await IdbStore.open({
               name: name!,
               fingerprint,
+              sharedMemory,
               ...(precision !== undefined ? { precision } : {}),
               onChange: (change) => {
                 try {
@@ -262,10 +272,14 @@ export class Engine {
     };
   }
 
-  /** Where MaxSim runs now, and why not on the GPU when it is not. */
+  /** Where MaxSim runs now (on how many CPU threads), and why not on the GPU or more threads. */
   scoring(): ScoringStatus {
-    const reason = this.scorer.fallbackReason;
-    return reason === undefined ? { device: this.scorer.device } : { device: this.scorer.device, fallbackReason: reason };
+    const { device, fallbackReason, threadsFallbackReason } = this.scorer;
+    const status: ScoringStatus = { device };
+    if (fallbackReason !== undefined) status.fallbackReason = fallbackReason;
+    if (device === 'cpu') status.threads = this.scorer.threads ?? 1;
+    if (threadsFallbackReason !== undefined) status.threadsFallbackReason = threadsFallbackReason;
+    return status;
   }
 
   /** Encodes and stores documents; an existing id is replaced. */

@@ -73,6 +73,13 @@ export interface ColbertSearch {
   readonly scoringDevice: ScoringDevice;
   /** Why MaxSim does not run on the GPU, when it does not. */
   readonly scoringFallbackReason: string | undefined;
+  /**
+   * CPU threads MaxSim uses on a large enough index (the engine's thread included): 1 on the GPU,
+   * where the page is not cross-origin isolated, or after a scoring sub-worker failed.
+   */
+  readonly scoringThreads: number;
+  /** Why CPU scoring uses fewer threads than asked for, when it does. */
+  readonly scoringThreadsFallbackReason: string | undefined;
   /** Encodes and indexes documents; an existing id is replaced. */
   add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
   /** Indexes precomputed document matrices (e.g. from PyLate). */
@@ -124,6 +131,12 @@ abstract class BaseSearch implements ColbertSearch {
   }
   get scoringFallbackReason(): string | undefined {
     return this.scoring.fallbackReason;
+  }
+  get scoringThreads(): number {
+    return this.scoring.threads ?? 1;
+  }
+  get scoringThreadsFallbackReason(): string | undefined {
+    return this.scoring.threadsFallbackReason;
   }
   get device(): Device {
     return this.info.device;
@@ -240,7 +253,7 @@ class WorkerSearch extends BaseSearch {
     return this.scoringNow;
   }
 
-  /** Runs a search, then refreshes where scoring runs (a GPU failure during it falls back to the CPU). */
+  /** Runs a search, then refreshes where scoring runs (a GPU or sub-worker failure during it falls back). */
   private async ranked(fn: () => Promise<Hit[]>): Promise<Hit[]> {
     const hits = await this.call(fn);
     this.scoringNow = await this.call(() => this.remote.scoring());

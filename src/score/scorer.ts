@@ -4,10 +4,13 @@
  * pipeline, GPU error) switches this scorer to the CPU for the current and every later query and
  * records why; no query fails because of it.
  */
+import { canShareMemoryWithWorkers, defaultScoringThreads } from '../capabilities.ts';
 import { ColbertError } from '../errors.ts';
+import { isShared } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
+import { MaxSimPool, PoolFailure } from './pool.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
 
@@ -29,6 +32,13 @@ export interface ScoringStatus {
   device: ScoringDevice;
   /** Why the GPU is not used, when it is not (absent when 'cpu' was asked for). */
   fallbackReason?: string;
+  /**
+   * On the CPU: threads that score a large enough index (the calling thread included); 1 where the
+   * page is not cross-origin isolated, or after a sub-worker failed.
+   */
+  threads?: number;
+  /** Why CPU scoring runs on fewer threads than asked for, when it does. */
+  threadsFallbackReason?: string;
 }
 
 /** A MaxSim scorer over a store's shards, returning the top k. */
@@ -37,6 +47,10 @@ export interface Scorer {
   readonly device: ScoringDevice;
   /** Why the GPU is not used, when it is not. */
   readonly fallbackReason: string | undefined;
+  /** CPU threads that score (see {@link ScoringStatus.threads}); absent means 1. */
+  readonly threads?: number | undefined;
+  /** Why the CPU scores on fewer threads than asked for. */
+  readonly threadsFallbackReason?: string | undefined;
   /**
    * The k best live documents of every shard `shards()` yields, best first (ties by id).
    * `shards` is a function because a GPU failure midway re-reads the shards on the CPU.
@@ -53,10 +67,46 @@ export interface Scorer {
 /** Options of {@link createScorer}. */
 export interface ScorerOptions {
   scoring?: ScoringOption;
+  /**
+   * CPU threads (the calling thread plus sub-workers): a positive integer. Default
+   * `min(navigator.hardwareConcurrency, 8)` where the realm is cross-origin isolated, else 1.
+   */
+  threads?: number;
   /** GPU scorer options (tests force small buffer segments and the top-k read-back path here). */
   gpu?: GpuScorerOptions;
-  /** CPU kernel options (benchmarks compare kernels here). */
-  cpu?: KernelOptions;
+  /** CPU kernel and thread options (benchmarks compare kernels here, tests inject workers). */
+  cpu?: CpuScorerOptions;
+}
+
+/**
+ * Below this many stored rows (all shards of a query together) the calling thread scores alone:
+ * posting a query to the workers and waiting for them costs more than the split saves. Measured
+ * by `npm run bench -- maxsim` (see the README's Scoring section).
+ */
+export const PARALLEL_MIN_ROWS = 32_768;
+
+/** Options of {@link CpuScorer}: the kernel's, plus threads. */
+export interface CpuScorerOptions extends KernelOptions {
+  /**
+   * Threads that score: the calling thread plus `threads - 1` sub-workers, started on the first
+   * query of at least `parallelMinRows` rows whose shards are all in SharedArrayBuffers. Needs a
+   * cross-origin isolated realm; elsewhere the scorer keeps to one thread and says why. Default 1.
+   */
+  threads?: number;
+  /** Fewest stored rows a query needs to use the sub-workers. Default {@link PARALLEL_MIN_ROWS}. */
+  parallelMinRows?: number;
+  /** Starts sub-worker `index` (tests inject failing or killable workers). Default workers/maxsim.worker.ts. */
+  spawnWorker?: (index: number) => Worker;
+  /** How long sub-workers may lag behind the calling thread before they count as dead (see PoolOptions.stallMs). */
+  stallMs?: number;
+}
+
+/** Checks a thread count: a positive integer. */
+export function checkThreads(threads: unknown): number {
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1) {
+    throw new ColbertError('INVALID_ARGUMENT', `scoringThreads must be a positive integer; got ${JSON.stringify(threads)}.`, { threads });
+  }
+  return threads;
 }
 
 function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
@@ -67,24 +117,94 @@ function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
   }
 }
 
-/** The CPU scorer: the fastest kernel this realm has, streaming shard by shard. */
+/**
+ * The CPU scorer: the fastest kernel this realm has. On one thread it streams shard by shard; with
+ * several threads (./pool.ts) an index of at least `parallelMinRows` rows in shared memory is
+ * split by rows between this thread and the sub-workers, with bit-identical scores. A sub-worker
+ * failure never fails a query: that query and every later one run on this thread, and
+ * `threadsFallbackReason` says why. Queries run one at a time.
+ */
 export class CpuScorer implements Scorer {
   readonly device = 'cpu' as const;
   private scratch = new Float32Array(0);
+  private pool: MaxSimPool | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly kernelOptions: KernelOptions;
   /** The kernel of the last query ('wasm-relaxed-simd', 'wasm-simd' or 'js'). */
   kernel: MaxSimKernel['name'] | undefined;
+  /** Why scoring runs on fewer threads than asked for. */
+  threadsFallbackReason: string | undefined;
+  /** Whether the last query was split across threads (for tests and benchmarks). */
+  lastParallel = false;
 
   constructor(
     readonly fallbackReason: string | undefined,
-    private readonly options: KernelOptions = {},
-  ) {}
+    private readonly options: CpuScorerOptions = {},
+  ) {
+    this.kernelOptions = {};
+    if (options.relaxed !== undefined) this.kernelOptions.relaxed = options.relaxed;
+    if (options.wasm !== undefined) this.kernelOptions.wasm = options.wasm;
+    const threads = checkThreads(options.threads ?? 1);
+    if (threads > 1 && !canShareMemoryWithWorkers()) {
+      this.threadsFallbackReason = `${threads} threads were asked for but this page is not cross-origin isolated (SharedArrayBuffer and workers need COOP/COEP headers), so scoring runs on one thread`;
+    } else if (threads > 1) {
+      const pool: ConstructorParameters<typeof MaxSimPool>[0] = { workers: threads - 1, kernel: this.kernelOptions };
+      if (options.spawnWorker) pool.spawn = options.spawnWorker;
+      if (options.stallMs !== undefined) pool.stallMs = options.stallMs;
+      this.pool = new MaxSimPool(pool);
+    }
+  }
 
-  async rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
-    const top = new TopK(k);
+  /** Threads that score a large enough index (this one included). */
+  get threads(): number {
+    return this.pool ? this.pool.size + 1 : 1;
+  }
+
+  rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
+    const run = this.queue.then(() => this.rankNow(query, shards, k));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async rankNow(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
+    this.lastParallel = false;
+    const pool = this.pool;
+    if (!pool) return this.rankHere(query, shards(), k);
+    // Views only (no copies): the split needs every shard of the query up front.
+    const views: ShardView[] = [];
+    let rows = 0;
+    let shared = true;
     for await (const shard of shards()) {
+      if (shard.docIds.length === 0) continue;
+      views.push(shard);
+      rows += shard.offsets[shard.docIds.length]!;
+      shared &&= isShared(shard.vectors) && (!shard.scales || isShared(shard.scales));
+    }
+    if (rows < (this.options.parallelMinRows ?? PARALLEL_MIN_ROWS) || !shared) return this.rankHere(query, views, k);
+    const kernel = await loadMaxSimKernel(views[0]!.dim, this.kernelOptions);
+    this.kernel = kernel.name;
+    let scores: Float32Array[];
+    try {
+      scores = await pool.score(query, views, kernel);
+    } catch (err) {
+      if (!(err instanceof PoolFailure)) throw err;
+      this.pool = undefined;
+      this.threadsFallbackReason = `${err.message}; scoring runs on one thread from now on`;
+      return this.rankHere(query, views, k);
+    }
+    this.lastParallel = true;
+    const top = new TopK(k);
+    views.forEach((shard, i) => pushLive(top, shard, scores[i]!));
+    return top.sorted();
+  }
+
+  /** Scores on this thread, shard by shard. */
+  private async rankHere(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, k: number): Promise<Scored[]> {
+    const top = new TopK(k);
+    for await (const shard of shards) {
       const n = shard.docIds.length;
       if (n === 0) continue;
-      const kernel = await loadMaxSimKernel(shard.dim, this.options);
+      const kernel = await loadMaxSimKernel(shard.dim, this.kernelOptions);
       this.kernel = kernel.name;
       if (this.scratch.length < n) this.scratch = new Float32Array(n * 2);
       pushLive(top, shard, kernel.scoreShard(query, shard, this.scratch.subarray(0, n)));
@@ -93,10 +213,13 @@ export class CpuScorer implements Scorer {
   }
 
   async prepare(_precision: ShardView['precision'], dim: number): Promise<void> {
-    await loadMaxSimKernel(dim, this.options);
+    await loadMaxSimKernel(dim, this.kernelOptions);
   }
 
-  dispose(): void {}
+  dispose(): void {
+    this.pool?.close();
+    this.pool = undefined;
+  }
 }
 
 /** WebGPU first, the CPU after any GPU failure. */
@@ -106,7 +229,7 @@ class GpuFirstScorer implements Scorer {
 
   constructor(
     gpu: GpuScorer,
-    private readonly cpuOptions: KernelOptions,
+    private readonly cpuOptions: CpuScorerOptions,
   ) {
     this.gpu = gpu;
   }
@@ -119,10 +242,20 @@ class GpuFirstScorer implements Scorer {
     return this.cpu?.fallbackReason;
   }
 
+  get threads(): number | undefined {
+    return this.cpu?.threads;
+  }
+
+  /** The index was laid out for the GPU (not in shared memory), so the CPU fallback keeps to one thread. */
+  get threadsFallbackReason(): string | undefined {
+    if (!this.cpu || (this.cpuOptions.threads ?? 1) <= 1) return undefined;
+    return `${this.cpuOptions.threads} threads were asked for, but after the GPU fallback the index is not in shared memory, so scoring runs on one thread`;
+  }
+
   private fallBack(reason: string): CpuScorer {
     this.gpu?.destroy();
     this.gpu = undefined;
-    this.cpu ??= new CpuScorer(reason, this.cpuOptions);
+    this.cpu ??= new CpuScorer(reason, { ...this.cpuOptions, threads: 1 });
     return this.cpu;
   }
 
@@ -175,7 +308,7 @@ export async function createScorer(options: ScorerOptions = {}): Promise<Scorer>
   if (!SCORING_OPTIONS.includes(scoring)) {
     throw new ColbertError('INVALID_ARGUMENT', `Unknown scoring ${JSON.stringify(scoring)}; use 'auto', 'webgpu' or 'cpu'.`, { scoring });
   }
-  const cpuOptions = options.cpu ?? {};
+  const cpuOptions: CpuScorerOptions = { ...options.cpu, threads: checkThreads(options.threads ?? options.cpu?.threads ?? defaultScoringThreads()) };
   if (scoring === 'cpu') return new CpuScorer(undefined, cpuOptions);
   const unavailable = (reason: string): Scorer => {
     if (scoring === 'webgpu') {

@@ -30,7 +30,6 @@ import {
   resolveCommit,
   Shard,
   ShardSet,
-  shardsFromSnapshot,
   snapshotShards,
   type PackedDocument,
   type SegmentData,
@@ -95,6 +94,12 @@ export interface IdbStoreOptions {
   precision?: VectorPrecision;
   /** Called after another tab or worker changed this index (the store has already reloaded it). */
   onChange?: (change: StoreChange) => void;
+  /**
+   * Hold the loaded vectors in SharedArrayBuffers, for scoring sub-workers (one copy at load;
+   * writes still store plain buffers). Default: where the realm is cross-origin isolated and
+   * several scoring threads are possible.
+   */
+  sharedMemory?: boolean;
 }
 
 /** True when IndexedDB exists here. */
@@ -183,10 +188,11 @@ export class IdbStore implements VectorStore {
     readonly name: string,
     manifest: ManifestRecord,
     private readonly onChange: ((change: StoreChange) => void) | undefined,
+    sharedMemory: boolean | undefined,
   ) {
     this.manifest = manifest;
     this.precision = manifest.precision;
-    this.set = new ShardSet(manifest.precision, manifest.dim, `idb:${name}`);
+    this.set = new ShardSet(manifest.precision, manifest.dim, `idb:${name}`, sharedMemory);
     this.channel = newChannel(name);
     if (this.channel) this.channel.onmessage = (event: MessageEvent) => void this.onMessage(event.data);
   }
@@ -233,7 +239,7 @@ export class IdbStore implements VectorStore {
       if (options.precision !== undefined && options.precision !== manifest.precision) {
         throw new ColbertError('INVALID_ARGUMENT', `Index "${name}" stores ${manifest.precision} vectors; it cannot be opened with precision '${options.precision}'. Leave precision out to use the stored one, or use another index name.`, { stored: manifest.precision, requested: options.precision });
       }
-      store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange);
+      store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange, options.sharedMemory);
       await store.reload();
       if (await db.count('staging')) await store.dropStaleStaging();
       return store;
@@ -274,7 +280,7 @@ export class IdbStore implements VectorStore {
       }
       const data = await tx.objectStore('vectors').get(meta.segment);
       if (!data) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" has no vectors for segment ${meta.segment}.`, { segment: meta.segment });
-      shards.push(Shard.fromRecord(`idb:${this.name}`, meta, data));
+      shards.push(this.set.fromRecord(meta, data));
     }
     const docs = await tx.objectStore('docs').getAll();
     await tx.done;
@@ -545,7 +551,7 @@ export class IdbStore implements VectorStore {
   async restore(snapshot: IndexSnapshot): Promise<void> {
     await this.write(`Importing into index "${this.name}"`, async () => {
       const { tx, manifest } = await this.begin();
-      const shards = shardsFromSnapshot(snapshot, this.precision, `idb:${this.name}`, manifest.nextSegment);
+      const shards = this.set.fromSnapshot(snapshot, manifest.nextSegment);
       const pending: Promise<unknown>[] = ALL_STORES.filter((s) => s !== 'manifest').map((s) => tx.objectStore(s).clear());
       for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
       const docs = new Map<string, DocRecord>();

@@ -7,7 +7,7 @@ import { ColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
-import { checkBatchDim, packMatrix, resolveCommit, shardsFromSnapshot, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
+import { checkBatchDim, packMatrix, resolveCommit, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
 import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
 /** Options of {@link MemoryStore}. */
@@ -16,6 +16,11 @@ export interface MemoryStoreOptions {
   precision?: VectorPrecision;
   /** The model whose vectors this store holds; needed only by {@link MemoryStore.snapshot}. */
   fingerprint?: ModelFingerprint;
+  /**
+   * Hold the vectors in SharedArrayBuffers, for scoring sub-workers. Default: where the realm is
+   * cross-origin isolated and several scoring threads are possible.
+   */
+  sharedMemory?: boolean;
 }
 
 interface DocInfo {
@@ -35,7 +40,7 @@ export class MemoryStore implements VectorStore {
 
   constructor(private readonly options: MemoryStoreOptions = {}) {
     this.precision = options.precision ?? 'fp32';
-    this.set = new ShardSet(this.precision, null, 'mem');
+    this.set = new ShardSet(this.precision, null, 'mem', options.sharedMemory);
   }
 
   get dim(): number | null {
@@ -135,7 +140,7 @@ export class MemoryStore implements VectorStore {
 
   async restore(snapshot: IndexSnapshot): Promise<void> {
     this.check();
-    const shards = shardsFromSnapshot(snapshot, this.precision, 'mem');
+    const shards = this.set.fromSnapshot(snapshot);
     this.set.clear();
     this.set.load(shards);
     this.set.dim = snapshot.manifest.dim;

@@ -34,11 +34,21 @@ export function bytesPerToken(precision: VectorPrecision, dim: number): number {
   return dim + 4;
 }
 
-/** A new, zeroed packed array for `rows` rows. */
-export function allocatePacked(precision: VectorPrecision, rows: number, dim: number): PackedRows {
-  if (precision === 'fp32') return { precision, vectors: new Float32Array(rows * dim) };
-  if (precision === 'fp16') return { precision, vectors: new Uint16Array(rows * dim) };
-  return { precision, vectors: new Int8Array(rows * dim), scales: new Float32Array(rows) };
+/**
+ * A new, zeroed packed array for `rows` rows. With `shared`, the vectors and scales live in a
+ * SharedArrayBuffer that scoring sub-workers read without a copy (only where the realm is
+ * cross-origin isolated; such buffers can never be written to IndexedDB as they are).
+ */
+export function allocatePacked(precision: VectorPrecision, rows: number, dim: number, shared = false): PackedRows {
+  const buffer = (bytes: number): ArrayBuffer | SharedArrayBuffer => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+  if (precision === 'fp32') return { precision, vectors: new Float32Array(buffer(rows * dim * 4)) };
+  if (precision === 'fp16') return { precision, vectors: new Uint16Array(buffer(rows * dim * 2)) };
+  return { precision, vectors: new Int8Array(buffer(rows * dim)), scales: new Float32Array(buffer(rows * 4)) };
+}
+
+/** Whether a typed array's memory is a SharedArrayBuffer (false where the realm has none). */
+export function isShared(array: ArrayBufferView): boolean {
+  return typeof SharedArrayBuffer === 'function' && array.buffer instanceof SharedArrayBuffer;
 }
 
 const f32 = new Float32Array(1);

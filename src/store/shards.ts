@@ -10,7 +10,8 @@
  * - document ids are external and stable: nothing is renumbered.
  */
 import { ColbertError } from '../errors.ts';
-import { allocatePacked, bytesPerToken, decodeRows, encodeRows, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
+import { defaultScoringThreads } from '../capabilities.ts';
+import { allocatePacked, bytesPerToken, decodeRows, encodeRows, isShared, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
 import type { TokenMatrix } from '../types.ts';
 import type { CommitItem, IndexSnapshot, ShardView } from './types.ts';
 
@@ -85,9 +86,13 @@ function packedArray(precision: VectorPrecision, buffer: ArrayBuffer): PackedVec
   return new Int8Array(buffer);
 }
 
-/** An exact-size copy of the first `n` elements (or the array itself when it is exactly that). */
+/**
+ * An exact-size ArrayBuffer of the first `n` elements: the array's own buffer when it is exactly
+ * that and not shared, else a copy. Never a SharedArrayBuffer, which IndexedDB cannot store
+ * (DataCloneError): `slice` always allocates a plain ArrayBuffer.
+ */
 function exact<T extends PackedVectors | Uint32Array | Int32Array | Float32Array>(array: T, n: number): ArrayBuffer {
-  if (array.length === n && array.byteOffset === 0 && array.buffer.byteLength === array.byteLength) return array.buffer as ArrayBuffer;
+  if (array.length === n && array.byteOffset === 0 && array.buffer.byteLength === array.byteLength && !isShared(array)) return array.buffer as ArrayBuffer;
   return array.slice(0, n).buffer as ArrayBuffer;
 }
 
@@ -108,13 +113,16 @@ export class Shard {
     public version: number,
   ) {}
 
-  /** An empty shard with room for `capacityRows` rows. */
-  static create(keyPrefix: string, segment: number, dim: number, precision: VectorPrecision, capacityRows: number): Shard {
-    return new Shard(newKey(keyPrefix), segment, dim, precision, [], new Uint32Array(17), allocatePacked(precision, capacityRows, dim), new Int32Array(capacityRows), 0, 0, 0);
+  /** An empty shard with room for `capacityRows` rows (vectors in shared memory with `shared`). */
+  static create(keyPrefix: string, segment: number, dim: number, precision: VectorPrecision, capacityRows: number, shared = false): Shard {
+    return new Shard(newKey(keyPrefix), segment, dim, precision, [], new Uint32Array(17), allocatePacked(precision, capacityRows, dim, shared), new Int32Array(capacityRows), 0, 0, 0);
   }
 
-  /** Rebuilds a shard from its stored parts (the buffers are used as they are, not copied). */
-  static fromRecord(keyPrefix: string, meta: SegmentMeta, data: SegmentData): Shard {
+  /**
+   * Rebuilds a shard from its stored parts: the buffers are used as they are, or with `shared`
+   * copied once into shared memory.
+   */
+  static fromRecord(keyPrefix: string, meta: SegmentMeta, data: SegmentData, shared = false): Shard {
     const { dim, precision, rows } = meta;
     const vectors = packedArray(precision, data.vectors);
     const tokenIds = new Int32Array(data.tokenIds);
@@ -123,8 +131,18 @@ export class Shard {
     if (vectors.length !== rows * dim || tokenIds.length !== rows || offsets.length !== meta.docIds.length + 1 || (precision === 'int8') !== (scales !== undefined) || (scales && scales.length !== rows) || offsets[meta.docIds.length] !== rows) {
       throw new ColbertError('INDEX_CORRUPT', `Segment ${meta.segment} of the stored index is inconsistent (rows, offsets and vectors disagree). Delete the index and rebuild or re-import it.`, { segment: meta.segment });
     }
-    const packed: PackedRows = scales ? { precision, vectors, scales } : { precision, vectors };
+    let packed: PackedRows = scales ? { precision, vectors, scales } : { precision, vectors };
+    if (shared) {
+      packed = allocatePacked(precision, rows, dim, true);
+      packed.vectors.set(vectors as never);
+      if (scales) packed.scales!.set(scales);
+    }
     return new Shard(newKey(keyPrefix), meta.segment, dim, precision, [...meta.docIds], offsets, packed, tokenIds, rows, meta.liveRows, meta.version);
+  }
+
+  /** Whether the rows live in shared memory (growth keeps it that way). */
+  get shared(): boolean {
+    return isShared(this.packed.vectors);
   }
 
   get capacityRows(): number {
@@ -147,7 +165,7 @@ export class Shard {
     const need = this.rows + rows;
     if (need <= this.capacityRows) return;
     const capacity = Math.max(need, Math.min(segmentRows(this.precision, this.dim), this.capacityRows * 2));
-    const packed = allocatePacked(this.precision, capacity, this.dim);
+    const packed = allocatePacked(this.precision, capacity, this.dim, this.shared);
     packed.vectors.set(this.packed.vectors.subarray(0, this.rows * this.dim) as never);
     if (packed.scales) packed.scales.set(this.packed.scales!.subarray(0, this.rows));
     const tokenIds = new Int32Array(capacity);
@@ -257,7 +275,20 @@ export interface ShardPlan {
   dim: number | null;
 }
 
-/** All shards of one index, with the id -> location map; changes go through {@link plan}/{@link apply}. */
+/**
+ * Whether a store's shards should live in shared memory by default: where this realm can start
+ * scoring sub-workers that read them (cross-origin isolated, more than one thread).
+ */
+export function sharedShardsByDefault(): boolean {
+  return defaultScoringThreads() > 1;
+}
+
+/**
+ * All shards of one index, with the id -> location map; changes go through {@link plan}/{@link apply}.
+ * Every shard the set creates (appends, compaction, loads, restores) is allocated in shared memory
+ * or not according to `shared`: the one switch. What is written to IndexedDB or exported is always
+ * a plain copy (see {@link Shard.toData}).
+ */
 export class ShardSet {
   shards = new Map<number, Shard>();
   readonly where = new Map<string, Location>();
@@ -267,7 +298,34 @@ export class ShardSet {
     readonly precision: VectorPrecision,
     public dim: number | null,
     private readonly keyPrefix: string,
+    /** Allocate packed rows in SharedArrayBuffers (default: {@link sharedShardsByDefault}). */
+    readonly shared: boolean = sharedShardsByDefault(),
   ) {}
+
+  /** An empty shard of this set. */
+  private create(segment: number, dim: number, capacityRows: number): Shard {
+    return Shard.create(this.keyPrefix, segment, dim, this.precision, capacityRows, this.shared);
+  }
+
+  /** A stored segment as a shard of this set. */
+  fromRecord(meta: SegmentMeta, data: SegmentData): Shard {
+    return Shard.fromRecord(this.keyPrefix, meta, data, this.shared);
+  }
+
+  /** Shards (segments `firstSegment`, +1, ...) rebuilt from a snapshot at this set's precision (converted when it differs). */
+  fromSnapshot(snapshot: IndexSnapshot, firstSegment = 0): Shard[] {
+    return snapshot.shards.map((s, i) => {
+      const rows = s.tokenIds.length;
+      const packed = convertPacked(s, 0, rows, s.dim, this.precision);
+      const shard = this.create(firstSegment + i, s.dim, Math.max(1, rows));
+      s.docIds.forEach((id, slot) => {
+        const from = s.offsets[slot]!;
+        const to = s.offsets[slot + 1]!;
+        shard.append({ id, tokens: to - from, packed, row: from, tokenIds: s.tokenIds.subarray(from, to) });
+      });
+      return shard;
+    });
+  }
 
   /** Replaces the whole state by stored segments (ascending segment order). */
   load(shards: readonly Shard[]): void {
@@ -336,7 +394,7 @@ export class ShardSet {
         tail = last && last.rows + doc.tokens <= limit ? writable(last.segment) : undefined;
       }
       if (!tail || (tail.rows > 0 && tail.rows + doc.tokens > limit)) {
-        tail = Shard.create(this.keyPrefix, plan.nextSegment++, plan.dim!, this.precision, Math.min(limit, Math.max(doc.tokens, 1024)));
+        tail = this.create(plan.nextSegment++, plan.dim!, Math.min(limit, Math.max(doc.tokens, 1024)));
         plan.shards.set(tail.segment, tail);
       }
       const slot = tail.append(doc);
@@ -362,7 +420,7 @@ export class ShardSet {
       plan.rowsChanged.delete(segment);
       if (this.shards.has(segment)) plan.removed.add(segment);
       if (!shard.docIds.some((id) => id !== null)) continue;
-      const fresh = Shard.create(this.keyPrefix, plan.nextSegment++, shard.dim, shard.precision, Math.max(1, shard.liveRows));
+      const fresh = this.create(plan.nextSegment++, shard.dim, Math.max(1, shard.liveRows));
       shard.docIds.forEach((id, slot) => {
         if (id === null) return;
         plan.moves.set(id, { segment: fresh.segment, slot: fresh.append(shard.document(slot)) });
@@ -476,20 +534,4 @@ export function snapshotShards(set: ShardSet): { ids: string[]; shards: IndexSna
     shards.push(out);
   }
   return { ids, shards };
-}
-
-/** Shards (segments `firstSegment`, +1, ...) rebuilt from a snapshot at `precision` (converted when it differs). */
-export function shardsFromSnapshot(snapshot: IndexSnapshot, precision: VectorPrecision, keyPrefix: string, firstSegment = 0): Shard[] {
-  return snapshot.shards.map((s, i) => {
-    const segment = firstSegment + i;
-    const rows = s.tokenIds.length;
-    const packed = convertPacked(s, 0, rows, s.dim, precision);
-    const shard = Shard.create(keyPrefix, segment, s.dim, precision, Math.max(1, rows));
-    s.docIds.forEach((id, slot) => {
-      const from = s.offsets[slot]!;
-      const to = s.offsets[slot + 1]!;
-      shard.append({ id, tokens: to - from, packed, row: from, tokenIds: s.tokenIds.subarray(from, to) });
-    });
-    return shard;
-  });
 }

@@ -12,3 +12,6 @@ export { maxSimShard } from '../../src/score/cpu.ts';
 export { MemoryStore } from '../../src/store/memory.ts';
 export { benchCorpus, randomMatrix, shardOf } from '../support/shards.ts';
 export { mulberry32 } from '../support/rng.ts';
+export { spawnMaxSimWorker } from '../../src/score/pool.ts';
+export { IdbStore } from '../../src/store/idb.ts';
+export { FINGERPRINT } from '../support/store.ts';

@@ -85,7 +85,7 @@ describe.skipIf(!HAVE_SHARED)(`scoring option through the public API ${HAVE_SHAR
     search = await createSearch({ model: models.tjs, worker: false, scoring: 'cpu' });
     expect(search.scoringDevice).toBe('cpu');
     expect(search.scoringFallbackReason).toBeUndefined();
-    expect(search.info.scoring).toEqual({ device: 'cpu' });
+    expect(search.info.scoring).toEqual({ device: 'cpu', threads: 1 });
     const err = await rejection(createSearch({ model: models.tjs, worker: false, scoring: 'webgpu' }));
     expect(isColbertError(err) && err.code).toBe('DEVICE_UNAVAILABLE');
     await search.add([
