@@ -12,29 +12,16 @@
  * In CI a missing WebGPU adapter fails these tests; elsewhere they skip with the reason.
  */
 import { expect, test, type Page } from '@playwright/test';
-import { resolve } from 'node:path';
 import { harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
-import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, SHARED_MISSING } from '../support/shared.ts';
+import { buildScoringBundle } from '../support/scoring-bundle.ts';
+import { CRANFIELD_DIR, HAVE_SHARED, SHARED_MISSING } from '../support/shared.ts';
 
 const IN_CI = !!process.env['CI'];
-const BUNDLE_DIR = '.cache/scoring-test';
-const BUNDLE_URL = `/${BUNDLE_DIR}/scoring-entry.js`;
+let BUNDLE_URL = '';
 
 test.beforeAll(async () => {
   test.setTimeout(120_000);
-  const { build } = await import('vite');
-  await build({
-    configFile: false,
-    root: REPO_ROOT,
-    logLevel: 'warn',
-    build: {
-      outDir: resolve(REPO_ROOT, BUNDLE_DIR),
-      emptyOutDir: true,
-      target: 'es2022',
-      minify: false,
-      lib: { entry: resolve(REPO_ROOT, 'test/browser/scoring-entry.ts'), formats: ['es'], fileName: 'scoring-entry' },
-    },
-  });
+  BUNDLE_URL = await buildScoringBundle('.cache/scoring-test');
 });
 
 test.beforeEach(async ({ page }) => {
