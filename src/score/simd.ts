@@ -292,47 +292,63 @@ class WasmKernel implements MaxSimKernel {
     const table = precision === 'fp16' && !staged ? halves() : undefined;
     const packedBytes = staged ? new Uint8Array(shard.vectors.buffer, shard.vectors.byteOffset, shard.vectors.byteLength) : undefined;
     const base = docsAt / 4;
+    // Rows [from, from + n) of the shard to chunk row `row`, decoded (or staged) for the kernel.
+    const copy = (from: number, n: number, row: number): void => {
+      const at = base + row * dim4;
+      if (packedBytes) {
+        u8.set(packedBytes.subarray(from * dim * elem, (from + n) * dim * elem), stageAt + row * dim * elem);
+        if (precision === 'int8') f32.set(shard.scales!.subarray(from, from + n), scalesAt / 4 + row);
+      } else if (precision === 'fp32') {
+        const v = shard.vectors as Float32Array;
+        if (dim === dim4) f32.set(v.subarray(from * dim, (from + n) * dim), at);
+        else for (let r = 0; r < n; r++) f32.set(v.subarray((from + r) * dim, (from + r + 1) * dim), at + r * dim4);
+      } else if (table) {
+        const v = shard.vectors as Uint16Array;
+        for (let r = 0; r < n; r++) {
+          const src = (from + r) * dim;
+          const dst = at + r * dim4;
+          for (let k = 0; k < dim; k++) f32[dst + k] = table[v[src + k]!]!;
+        }
+      } else {
+        const v = shard.vectors as Int8Array;
+        const scales = shard.scales!;
+        for (let r = 0; r < n; r++) {
+          const src = (from + r) * dim;
+          const dst = at + r * dim4;
+          const scale = scales[from + r]!;
+          for (let k = 0; k < dim; k++) f32[dst + k] = v[src + k]! * scale;
+        }
+      }
+      if (dim !== dim4) for (let r = 0; r < n; r++) f32.fill(0, at + r * dim4 + dim, at + (r + 1) * dim4);
+    };
     let start = 0;
     while (start < docIds.length) {
       let rows = 0;
       let end = start;
       u32[offAt / 4] = 0;
+      // Live documents next to each other are next to each other in the shard's rows: each such
+      // run is copied at once (a copy per document measured 2x slower over a store's many shards).
+      let runFrom = 0;
+      let runRow = 0;
+      let runRows = 0;
       while (end < docIds.length && end - start < CHUNK_DOCS) {
         const from = offsets[end]!;
         const n = docIds[end] === null ? 0 : offsets[end + 1]! - from;
         if (rows + n > chunkRows && end > start) break;
         if (n > 0) {
-          const at = base + rows * dim4;
-          if (packedBytes) {
-            u8.set(packedBytes.subarray(from * dim * elem, (from + n) * dim * elem), stageAt + rows * dim * elem);
-            if (precision === 'int8') f32.set(shard.scales!.subarray(from, from + n), scalesAt / 4 + rows);
-          } else if (precision === 'fp32') {
-            const v = shard.vectors as Float32Array;
-            if (dim === dim4) f32.set(v.subarray(from * dim, (from + n) * dim), at);
-            else for (let r = 0; r < n; r++) f32.set(v.subarray((from + r) * dim, (from + r + 1) * dim), at + r * dim4);
-          } else if (table) {
-            const v = shard.vectors as Uint16Array;
-            for (let r = 0; r < n; r++) {
-              const src = (from + r) * dim;
-              const dst = at + r * dim4;
-              for (let k = 0; k < dim; k++) f32[dst + k] = table[v[src + k]!]!;
-            }
-          } else {
-            const v = shard.vectors as Int8Array;
-            const scales = shard.scales!;
-            for (let r = 0; r < n; r++) {
-              const src = (from + r) * dim;
-              const dst = at + r * dim4;
-              const scale = scales[from + r]!;
-              for (let k = 0; k < dim; k++) f32[dst + k] = v[src + k]! * scale;
-            }
+          if (runRows > 0 && runFrom + runRows === from) runRows += n;
+          else {
+            if (runRows > 0) copy(runFrom, runRows, runRow);
+            runFrom = from;
+            runRow = rows;
+            runRows = n;
           }
-          if (dim !== dim4) for (let r = 0; r < n; r++) f32.fill(0, at + r * dim4 + dim, at + (r + 1) * dim4);
         }
         rows += n;
         end++;
         u32[offAt / 4 + end - start] = rows;
       }
+      if (runRows > 0) copy(runFrom, runRows, runRow);
       if (staged && rows > 0) {
         if (precision === 'fp16') this.decodeHalf(stageAt, docsAt, rows * dim);
         else this.decodeInt8!(stageAt, scalesAt, docsAt, rows);
