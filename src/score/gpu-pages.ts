@@ -31,6 +31,11 @@ const ENTRY_WORDS = 4;
  */
 const MIN_PAGE_BYTES = 4 << 20;
 
+/** A buffer of at least `size` bytes (a multiple of 4, 16 at least, as bindings need). */
+export function createBuffer(device: GPUDevice, label: string, size: number, usage: number): GPUBuffer {
+  return device.createBuffer({ label, size: Math.max(16, Math.ceil(size / 4) * 4), usage });
+}
+
 /** One set of buffers holding runs of documents of one precision and dim. */
 export interface Page {
   readonly label: string;
@@ -123,6 +128,8 @@ export class ResidentPages {
   private readonly residents = new Map<string, Resident>();
   private readonly pages: PageState[] = [];
   private pageCounter = 0;
+  /** The scales binding of pages that have none (fp32, fp16). */
+  private readonly noScales: GPUBuffer;
   /** Row and scale bytes written so far, alignment slack included. */
   uploadedBytes = 0;
 
@@ -130,8 +137,9 @@ export class ResidentPages {
     private readonly device: GPUDevice,
     /** Largest page buffer in bytes. */
     private readonly maxPageBytes: number,
-    private readonly dummyScales: GPUBuffer,
-  ) {}
+  ) {
+    this.noScales = createBuffer(device, 'colbert-web maxsim unused scales', 16, GPUBufferUsage.STORAGE);
+  }
 
   /**
    * Makes `shards` (one query's view of the index) resident: frees shards that are gone, drops
@@ -197,12 +205,13 @@ export class ResidentPages {
     for (const p of this.pages) this.destroyPage(p);
     this.pages.length = 0;
     this.residents.clear();
+    this.noScales.destroy();
   }
 
   private destroyPage(p: PageState): void {
     p.rows.destroy();
     p.entries.destroy();
-    if (p.scales !== this.dummyScales) p.scales.destroy();
+    if (p.scales !== this.noScales) p.scales.destroy();
   }
 
   /** The page new runs of this precision and dim go to: the newest one. */
@@ -368,13 +377,13 @@ export class ResidentPages {
     const entryCap = Math.max(1, Math.min(Math.floor(this.maxPageBytes / (ENTRY_WORDS * 4)), Math.max(1024, Math.ceil(scaleCap / 4))));
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
     const label = `colbert-web ${precision} page ${this.pageCounter++}`;
-    const buffer = (what: string, size: number): GPUBuffer => this.device.createBuffer({ label: `${label} ${what}`, size: Math.max(16, Math.ceil(size / 4) * 4), usage });
+    const buffer = (what: string, size: number): GPUBuffer => createBuffer(this.device, `${label} ${what}`, size, usage);
     const page: PageState = {
       label,
       precision,
       dim,
       rows: buffer('rows', byteCap + 4),
-      scales: precision === 'int8' ? buffer('scales', scaleCap * 4) : this.dummyScales,
+      scales: precision === 'int8' ? buffer('scales', scaleCap * 4) : this.noScales,
       entries: buffer('entries', entryCap * ENTRY_WORDS * 4),
       entriesUsed: 0,
       byteCap,

@@ -24,7 +24,7 @@
  */
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
-import { ResidentPages, type PageLayout } from './gpu-pages.ts';
+import { createBuffer, ResidentPages, type PageLayout } from './gpu-pages.ts';
 import shaderSource from './maxsim.wgsl?raw';
 import { TopK, type Scored } from './topk.ts';
 import topkSource from './topk.wgsl?raw';
@@ -145,7 +145,6 @@ export class GpuScorer {
   private candidateReads = 0;
   private candidatesFound = 0;
   private fullReads = 0;
-  private readonly dummyScales: GPUBuffer;
   /** Largest page in bytes. */
   readonly maxPageBytes: number;
   /** Largest buffer one binding may name (the device's storage binding and buffer limits). */
@@ -189,9 +188,8 @@ export class GpuScorer {
         { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
       ],
     });
-    this.dummyScales = device.createBuffer({ label: 'colbert-web maxsim unused scales', size: 16, usage: GPUBufferUsage.STORAGE });
     this.topkParams = this.buffer('top-k params', TOPK_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    this.pages = new ResidentPages(device, this.maxPageBytes, this.dummyScales);
+    this.pages = new ResidentPages(device, this.maxPageBytes);
   }
 
   /** A scorer on the given device, or on a new device of its own. Throws when there is no adapter. */
@@ -255,7 +253,7 @@ export class GpuScorer {
   }
 
   private buffer(label: string, size: number, usage: number): GPUBuffer {
-    return this.device.createBuffer({ label: `colbert-web ${label}`, size: Math.max(16, Math.ceil(size / 4) * 4), usage });
+    return createBuffer(this.device, `colbert-web ${label}`, size, usage);
   }
 
   /**
@@ -472,7 +470,6 @@ export class GpuScorer {
     this.pages.destroy();
     for (const b of [this.queryBuffer, this.params, this.scores, this.scoresReadback, this.blockMax, this.candidates, this.candidateReadback]) b?.destroy();
     this.topkParams.destroy();
-    this.dummyScales.destroy();
     this.lostReason ??= 'the GPU scorer was destroyed';
     if (this.ownsDevice) this.device.destroy();
   }

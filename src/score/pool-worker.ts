@@ -7,7 +7,7 @@
  * This module must not import ./pool.ts (which starts these workers): a bundler would then put
  * the worker inside its own worker.
  */
-import type { PackedVectors, VectorPrecision } from '../store/precision.ts';
+import { packedArray, type PackedVectors, type VectorPrecision } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import { loadMaxSimKernel, type KernelOptions } from './simd.ts';
@@ -63,12 +63,6 @@ export type PoolReply = { type: 'ready'; kernel: string } | { type: 'done'; id: 
 export interface PoolScope {
   onmessage: ((event: MessageEvent) => void) | null;
   postMessage(message: PoolReply): void;
-}
-
-function packedArray(precision: VectorPrecision, buffer: SharedArrayBuffer): PackedVectors {
-  if (precision === 'fp32') return new Float32Array(buffer);
-  if (precision === 'fp16') return new Uint16Array(buffer);
-  return new Int8Array(buffer);
 }
 
 /** Serves MaxSim requests in this worker. Call once at the top of the worker module. */

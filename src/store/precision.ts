@@ -41,9 +41,20 @@ export function bytesPerToken(precision: VectorPrecision, dim: number): number {
  */
 export function allocatePacked(precision: VectorPrecision, rows: number, dim: number, shared = false): PackedRows {
   const buffer = (bytes: number): ArrayBuffer | SharedArrayBuffer => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
-  if (precision === 'fp32') return { precision, vectors: new Float32Array(buffer(rows * dim * 4)) };
-  if (precision === 'fp16') return { precision, vectors: new Uint16Array(buffer(rows * dim * 2)) };
-  return { precision, vectors: new Int8Array(buffer(rows * dim)), scales: new Float32Array(buffer(rows * 4)) };
+  const vectors = packedArray(precision, buffer(rows * bytesPerElement(precision) * dim));
+  return precision === 'int8' ? { precision, vectors, scales: new Float32Array(buffer(rows * 4)) } : { precision, vectors };
+}
+
+/** Bytes of one stored vector element. */
+function bytesPerElement(precision: VectorPrecision): number {
+  return precision === 'fp32' ? 4 : precision === 'fp16' ? 2 : 1;
+}
+
+/** The packed vectors held in `buffer` (plain or shared), as the precision's array type. */
+export function packedArray(precision: VectorPrecision, buffer: ArrayBufferLike): PackedVectors {
+  if (precision === 'fp32') return new Float32Array(buffer);
+  if (precision === 'fp16') return new Uint16Array(buffer);
+  return new Int8Array(buffer);
 }
 
 /** Whether a typed array's memory is a SharedArrayBuffer (false where the realm has none). */

@@ -11,7 +11,7 @@
  */
 import { ColbertError } from '../errors.ts';
 import { defaultScoringThreads } from '../capabilities.ts';
-import { allocatePacked, bytesPerToken, decodeRows, encodeRows, isShared, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
+import { allocatePacked, bytesPerToken, decodeRows, encodeRows, isShared, packedArray, type PackedRows, type PackedVectors, type VectorPrecision } from './precision.ts';
 import type { TokenMatrix } from '../types.ts';
 import type { CommitItem, IndexSnapshot, ShardView } from './types.ts';
 
@@ -78,12 +78,6 @@ export interface SegmentData {
   scales?: ArrayBuffer;
   /** Int32 token id per row. */
   tokenIds: ArrayBuffer;
-}
-
-function packedArray(precision: VectorPrecision, buffer: ArrayBuffer): PackedVectors {
-  if (precision === 'fp32') return new Float32Array(buffer);
-  if (precision === 'fp16') return new Uint16Array(buffer);
-  return new Int8Array(buffer);
 }
 
 /**
