@@ -9,7 +9,7 @@
 import * as lib from '../src/index.ts';
 import { createSearch, DEFAULT_MODEL, type ColbertSearch, type Explanation, type Hit, type IndexStats, type Progress } from '../src/index.ts';
 import { readDocumentFile, type SourceDocument } from './files.ts';
-import { splitPassages } from './passages.ts';
+import { splitPassages } from '../src/text/passages.ts';
 import { SAMPLE_CORPUS } from './sample-corpus.ts';
 import { byId, errorText, formatBytes, formatCount, formatMs, h, plural } from './ui/dom.ts';
 import { explanationTable, highlightedPassage } from './ui/explain-view.ts';

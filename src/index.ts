@@ -33,3 +33,5 @@ export type { ScoringDevice, ScoringOption, ScoringStatus } from './score/scorer
 export { detectCapabilities } from './capabilities.ts';
 export type { Capabilities } from './capabilities.ts';
 export { clearModelCache } from './model/files.ts';
+export { splitPassages } from './text/passages.ts';
+export type { Passage, TokenCounter } from './text/passages.ts';

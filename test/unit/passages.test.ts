@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { splitPassages, type TokenCounter } from '../../demo/passages.ts';
+import { splitPassages, type TokenCounter } from '../../src/text/passages.ts';
 import { HAVE_SHARED, SHARED_MISSING, loadPylateTokenizerFiles } from '../support/shared.ts';
 
 /** One token per whitespace-separated word. */
