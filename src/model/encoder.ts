@@ -1,8 +1,10 @@
 /**
- * Text in, token matrices out: loads a PyLate checkpoint's ONNX export into onnxruntime-web
- * (WebGPU with a WASM fallback, or WASM in Node), and runs the encoding recipe end to end.
+ * Text in, token matrices out: loads a PyLate checkpoint's ONNX export into onnxruntime and runs
+ * the encoding recipe end to end. `#ort` (package.json "imports") is onnxruntime-node under Node
+ * (native CPU kernels) and onnxruntime-web elsewhere (WebGPU with a WASM fallback); both share
+ * onnxruntime-common's API, so this file is the same for both.
  */
-import * as ort from 'onnxruntime-web';
+import * as ort from '#ort';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { bytesOf, crc32 } from '../checksum.ts';
 import { ColbertError, toColbertError } from '../errors.ts';
@@ -60,6 +62,8 @@ export interface EncoderInfo {
   file: string;
   /** Why the preferred device was not used, when it was not. */
   fallbackReason?: string;
+  /** The onnxruntime package that runs the graph: native in Node, WebAssembly/WebGPU in browsers. */
+  runtime: 'onnxruntime-node' | 'onnxruntime-web';
   /** Set when the ONNX graph was converted from the checkpoint's safetensors: `cached` when an earlier conversion was reused. */
   converted?: { cached: boolean };
   config: EncodingConfig;
@@ -118,12 +122,24 @@ function configureOrt(options: EncoderOptions, caps: Capabilities): void {
   if (ortConfigured) return;
   ortConfigured = true;
   ort.env.logLevel = 'error';
+  // onnxruntime-node takes its thread count per session (createSession); these are the web build's.
   if (!caps.node) {
     ort.env.wasm.numThreads = options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1);
     if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
-  } else if (options.numThreads !== undefined) {
-    ort.env.wasm.numThreads = options.numThreads;
   }
+}
+
+/** Which onnxruntime `#ort` resolved to on this host. */
+function runtimeName(caps: Capabilities): EncoderInfo['runtime'] {
+  return caps.node ? 'onnxruntime-node' : 'onnxruntime-web';
+}
+
+/**
+ * The execution provider for a library device on this host: in Node, onnxruntime-node's native
+ * 'cpu' runs what browsers run on 'wasm'.
+ */
+function executionProvider(device: Device, caps: Capabilities): string {
+  return caps.node && device === 'wasm' ? 'cpu' : device;
 }
 
 /** Serialises work: onnxruntime sessions must not run concurrently. */
@@ -298,13 +314,15 @@ function dtypeChoices(option: EncoderOptions['dtype'], device: Device, caps: Cap
   return [chosen];
 }
 
-async function createSession(bytes: Uint8Array, device: Device): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(bytes, {
-    executionProviders: [device],
+async function createSession(bytes: Uint8Array, device: Device, caps: Capabilities, numThreads: number | undefined): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: [executionProvider(device, caps)],
     graphOptimizationLevel: 'all',
     // Errors only: ORT's node-placement warnings (shape ops kept on the CPU) are expected noise.
     logSeverityLevel: 3,
-  });
+  };
+  if (caps.node && numThreads !== undefined) options.intraOpNumThreads = numThreads;
+  return ort.InferenceSession.create(bytes, options);
 }
 
 /** Explains what a location holds when no runnable ONNX file was found. */
@@ -401,8 +419,8 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
       if (!bytes) continue;
       options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
       try {
-        const session = await createSession(bytes, device);
-        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, config: tokenizer.config, expansion, contentHash };
+        const session = await createSession(bytes, device, caps, options.numThreads);
+        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, runtime: runtimeName(caps), config: tokenizer.config, expansion, contentHash };
         if (source.revision !== undefined) info.revision = source.revision;
         if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
         const encoder = await Encoder.create(session, tokenizer, head, info, options.maxBatchTokens ?? 8192);
@@ -476,7 +494,7 @@ async function loadConverted(
     }
     options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
     try {
-      const session = await createSession(bytes, device);
+      const session = await createSession(bytes, device, caps, options.numThreads);
       bytes = null;
       const info: Omit<EncoderInfo, 'dim'> = {
         model: options.model,
@@ -484,6 +502,7 @@ async function loadConverted(
         device,
         dtype,
         file: 'model.safetensors',
+        runtime: runtimeName(caps),
         converted: { cached },
         config: ctx.tokenizer.config,
         expansion: ctx.expansion,

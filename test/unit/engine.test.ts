@@ -38,6 +38,8 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
     expect(search.dtype).toBe('q8');
     expect(search.dim).toBe(128);
     expect(search.info).toMatchObject({ layout: 'transformers.js', file: 'onnx/model_quantized.onnx', queryLength: 39, documentLength: 519 });
+    // Node runs the graph natively: 'wasm' is the library's CPU device, onnxruntime-node's 'cpu' EP.
+    expect(search.info.runtime).toBe('onnxruntime-node');
     expect(search.info.prompts).toEqual({ query: 'search_query: ', document: 'search_document: ' });
     expect(search.fallbackReason).toMatch(/WebGPU/);
   });
