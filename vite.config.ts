@@ -1,12 +1,12 @@
 /**
- * Two builds from one config:
- * - `vite build` (default): the library, self-contained ESM in dist/ (index.js, worker.js, the
- *   engine worker chunk and onnxruntime-web's .wasm as files next to them, so nothing is fetched
- *   from a CDN).
+ * Builds from one config (the npm package itself is `npm run build`: tsc, one dist module per
+ * source module, dependencies left to the app's bundler; see scripts/finish-dist.ts):
+ * - `vite build` (default): a self-contained browser bundle in .cache/bundle/ (index.js,
+ *   worker.js, the engine worker chunk and onnxruntime-web's .wasm as files next to them), which
+ *   the browser specs and benches import from a plain page, without a bundler or import map.
  * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any
  *   sub-path), with a service worker for offline use and, where ../shared exists, the offline
  *   test model and the Cranfield corpus (demo/build-plugins.ts).
- * - `vite build --mode cli`: the `colbert-web` command (dist/cli.js, Node).
  */
 import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
 import { readFileSync } from 'node:fs';
@@ -54,19 +54,6 @@ const isolation: Plugin = {
 };
 
 export default defineConfig(({ mode }) => {
-  if (mode === 'cli') {
-    // `colbert-web convert`: a Node ESM file, node built-ins left as imports, no browser runtime.
-    return {
-      build: {
-        ssr: resolve(import.meta.dirname, 'src/cli.ts'),
-        outDir: 'dist',
-        emptyOutDir: false,
-        target: 'node20',
-        sourcemap: false,
-        rollupOptions: { output: { entryFileNames: 'cli.js', banner: '#!/usr/bin/env node' } },
-      },
-    };
-  }
   if (mode === 'demo') {
     return {
       root: resolve(import.meta.dirname, 'demo'),
@@ -87,7 +74,7 @@ export default defineConfig(({ mode }) => {
     define: { __COLBERT_ORT_DIR__: JSON.stringify('./ort/') },
     worker: { format: 'es' },
     build: {
-      outDir: 'dist',
+      outDir: '.cache/bundle',
       emptyOutDir: true,
       target: 'es2022',
       sourcemap: true,
