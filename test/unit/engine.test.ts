@@ -1,5 +1,5 @@
 /**
- * The whole library in Node (in-thread engine, onnxruntime-web's WASM backend) on generated test
+ * The whole library in Node (in-thread engine, onnxruntime-node's native CPU backend) on generated test
  * models in both export layouts: loading, the recipe's output, ranking, and every coded error.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
