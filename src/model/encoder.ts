@@ -1,10 +1,8 @@
 /**
- * Text in, token matrices out: loads a PyLate checkpoint's ONNX export into onnxruntime and runs
- * the encoding recipe end to end. `#ort` (package.json "imports") is onnxruntime-node under Node
- * (native CPU kernels) and onnxruntime-web elsewhere (WebGPU with a WASM fallback); both share
- * onnxruntime-common's API, so this file is the same for both.
+ * Text in, token matrices out: loads a PyLate checkpoint's ONNX export and runs the encoding
+ * recipe end to end. The graph runs through @huggingface/transformers (runtime.ts): onnxruntime-node
+ * under Node (native CPU kernels), onnxruntime-web elsewhere (WebGPU with a WASM fallback).
  */
-import * as ort from '#ort';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { bytesOf, crc32 } from '../checksum.ts';
 import { ColbertError, toColbertError } from '../errors.ts';
@@ -16,6 +14,7 @@ import { CONVERTER_VERSION, convertFromSource, isConvertDtype, isConvertible } f
 import type { ConvertDtype } from './convert/quantize.ts';
 import { loadDenseHead, projectAndNormalize, type DenseLayer } from './head.ts';
 import { ColbertTokenizer, type EncodedText } from './tokenize.ts';
+import { configureRuntime, runtimeName, startModel, transformersVersion, type ModelSession, type RuntimeTensor, type WasmPaths } from './runtime.ts';
 
 /** Options for {@link loadEncoder}. */
 export interface EncoderOptions extends EncodingOverrides {
@@ -42,7 +41,7 @@ export interface EncoderOptions extends EncodingOverrides {
    */
   convert?: boolean;
   /** Where onnxruntime-web finds its `.wasm`/`.mjs` files (a URL prefix or per-file URLs). Default: next to the bundled library. */
-  wasmPaths?: string | { wasm?: string; mjs?: string };
+  wasmPaths?: WasmPaths;
   /** WASM threads. Default: min(4, cores) when cross-origin isolated, else 1. */
   numThreads?: number;
   /** Most tokens (batch x padded length) in one forward pass. Default 8192. */
@@ -62,8 +61,10 @@ export interface EncoderInfo {
   file: string;
   /** Why the preferred device was not used, when it was not. */
   fallbackReason?: string;
-  /** The onnxruntime package that runs the graph: native in Node, WebAssembly/WebGPU in browsers. */
+  /** The onnxruntime that transformers.js runs the graph on: native in Node, WebAssembly/WebGPU in browsers. */
   runtime: 'onnxruntime-node' | 'onnxruntime-web';
+  /** The @huggingface/transformers version that starts and runs the graph on that onnxruntime. */
+  transformers: string;
   /** Set when the ONNX graph was converted from the checkpoint's safetensors: `cached` when an earlier conversion was reused. */
   converted?: { cached: boolean };
   config: EncodingConfig;
@@ -117,31 +118,6 @@ export function planDevices(option: DeviceOption, caps: Capabilities): { devices
   return { devices: ['wasm'], skipped: caps.webgpuReason ?? 'WebGPU is unavailable' };
 }
 
-let ortConfigured = false;
-function configureOrt(options: EncoderOptions, caps: Capabilities): void {
-  if (ortConfigured) return;
-  ortConfigured = true;
-  ort.env.logLevel = 'error';
-  // onnxruntime-node takes its thread count per session (createSession); these are the web build's.
-  if (!caps.node) {
-    ort.env.wasm.numThreads = options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1);
-    if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
-  }
-}
-
-/** Which onnxruntime `#ort` resolved to on this host. */
-function runtimeName(caps: Capabilities): EncoderInfo['runtime'] {
-  return caps.node ? 'onnxruntime-node' : 'onnxruntime-web';
-}
-
-/**
- * The execution provider for a library device on this host: in Node, onnxruntime-node's native
- * 'cpu' runs what browsers run on 'wasm'.
- */
-function executionProvider(device: Device, caps: Capabilities): string {
-  return caps.node && device === 'wasm' ? 'cpu' : device;
-}
-
 /** Serialises work: onnxruntime sessions must not run concurrently. */
 class Queue {
   private tail: Promise<unknown> = Promise.resolve();
@@ -158,7 +134,7 @@ export class Encoder {
   private disposed = false;
 
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: ModelSession,
     readonly tokenizer: ColbertTokenizer,
     private readonly head: readonly DenseLayer[],
     private readonly outputName: string,
@@ -168,7 +144,7 @@ export class Encoder {
   ) {}
 
   /** @internal */
-  static async create(session: ort.InferenceSession, tokenizer: ColbertTokenizer, head: DenseLayer[], info: Omit<EncoderInfo, 'dim'>, maxBatchTokens: number): Promise<Encoder> {
+  static async create(session: ModelSession, tokenizer: ColbertTokenizer, head: DenseLayer[], info: Omit<EncoderInfo, 'dim'>, maxBatchTokens: number): Promise<Encoder> {
     const outputName = session.outputNames.includes('output')
       ? 'output'
       : session.outputNames.includes('last_hidden_state')
@@ -272,7 +248,7 @@ function gatherRows(data: Float32Array, dim: number, rows: readonly number[]): F
   return out;
 }
 
-async function runSession(session: ort.InferenceSession, batch: EncodedText[], seqLen: number, outputName: string): Promise<ort.Tensor> {
+async function runSession(session: ModelSession, batch: EncodedText[], seqLen: number, outputName: string): Promise<RuntimeTensor> {
   const n = batch.length;
   const ids = new BigInt64Array(n * seqLen);
   const mask = new BigInt64Array(n * seqLen);
@@ -284,24 +260,14 @@ async function runSession(session: ort.InferenceSession, batch: EncodedText[], s
       mask[b * seqLen + i] = inRange ? BigInt(enc.attentionMask[i]!) : 0n;
     }
   });
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', ids, [n, seqLen]),
-    attention_mask: new ort.Tensor('int64', mask, [n, seqLen]),
-  };
-  if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(n * seqLen), [n, seqLen]);
+  const feeds: Record<string, BigInt64Array> = { input_ids: ids, attention_mask: mask };
+  if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new BigInt64Array(n * seqLen);
   for (const name of session.inputNames) {
     if (!(name in feeds)) throw new ColbertError('MODEL_LOAD_FAILED', `The ONNX graph needs an input "${name}" this library does not provide (it feeds input_ids, attention_mask, token_type_ids).`, { inputs: session.inputNames });
   }
-  let result: ort.InferenceSession.OnnxValueMapType;
-  try {
-    result = await session.run(feeds, [outputName]);
-  } catch (err) {
-    throw toColbertError(err, 'ENCODE_FAILED', 'The model failed to run');
-  }
-  const out = result[outputName];
-  if (!out) throw new ColbertError('ENCODE_FAILED', `The model did not return "${outputName}".`);
+  const out = await session.run(feeds, [n, seqLen], outputName);
   if (out.type !== 'float32') throw new ColbertError('ENCODE_FAILED', `The model returned ${out.type} for "${outputName}"; expected float32.`);
-  return out as ort.Tensor;
+  return out;
 }
 
 /** The dtypes to try on a device, best first: the caller's choice alone, or the defaults. */
@@ -314,15 +280,8 @@ function dtypeChoices(option: EncoderOptions['dtype'], device: Device, caps: Cap
   return [chosen];
 }
 
-async function createSession(bytes: Uint8Array, device: Device, caps: Capabilities, numThreads: number | undefined): Promise<ort.InferenceSession> {
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [executionProvider(device, caps)],
-    graphOptimizationLevel: 'all',
-    // Errors only: ORT's node-placement warnings (shape ops kept on the CPU) are expected noise.
-    logSeverityLevel: 3,
-  };
-  if (caps.node && numThreads !== undefined) options.intraOpNumThreads = numThreads;
-  return ort.InferenceSession.create(bytes, options);
+function createSession(bytes: Uint8Array, device: Device, dtype: Dtype, caps: Capabilities, numThreads: number | undefined, config: Record<string, unknown> | null): Promise<ModelSession> {
+  return startModel(bytes, { device, dtype, node: caps.node, numThreads, config });
 }
 
 /** Explains what a location holds when no runnable ONNX file was found. */
@@ -372,7 +331,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
   if (options.hubUrl !== undefined) sourceOptions.hubUrl = options.hubUrl;
   const source = resolveModelSource(options.model, sourceOptions);
   const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress };
-  configureOrt(options, caps);
+  configureRuntime({ node: caps.node, numThreads: options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1), wasmPaths: options.wasmPaths });
 
   options.onProgress?.({ status: 'load', stage: 'config' });
   const [st, modelConfig, tokenizerJson, tokenizerConfig] = await Promise.all([
@@ -419,8 +378,9 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
       if (!bytes) continue;
       options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
       try {
-        const session = await createSession(bytes, device, caps, options.numThreads);
-        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, runtime: runtimeName(caps), config: tokenizer.config, expansion, contentHash };
+        const session = await createSession(bytes, device, dtype, caps, options.numThreads, modelConfig);
+        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, runtime: runtimeName(caps.node),
+        transformers: transformersVersion(), config: tokenizer.config, expansion, contentHash };
         if (source.revision !== undefined) info.revision = source.revision;
         if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
         const encoder = await Encoder.create(session, tokenizer, head, info, options.maxBatchTokens ?? 8192);
@@ -437,7 +397,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     }
   }
   if (options.convert !== false && isConvertible(modelConfig)) {
-    const converted = await loadConverted(source, plan, caps, options, { tokenizer, layout, expansion, fetchOptions, fallbackReason, contentHash });
+    const converted = await loadConverted(source, plan, caps, options, { tokenizer, modelConfig, layout, expansion, fetchOptions, fallbackReason, contentHash });
     if (converted) return converted;
   }
   if (options.dtype !== undefined) {
@@ -475,7 +435,7 @@ async function loadConverted(
   plan: { devices: Device[] },
   caps: Capabilities,
   options: EncoderOptions,
-  ctx: { tokenizer: ColbertTokenizer; layout: ModelLayout; expansion: ExpansionMode; fetchOptions: FetchOptions; fallbackReason: string | undefined; contentHash: string },
+  ctx: { tokenizer: ColbertTokenizer; modelConfig: Record<string, unknown> | null; layout: ModelLayout; expansion: ExpansionMode; fetchOptions: FetchOptions; fallbackReason: string | undefined; contentHash: string },
 ): Promise<Encoder | null> {
   let fallbackReason = ctx.fallbackReason;
   const useCache = (options.cache ?? true) && source.kind !== 'path';
@@ -494,7 +454,7 @@ async function loadConverted(
     }
     options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
     try {
-      const session = await createSession(bytes, device, caps, options.numThreads);
+      const session = await createSession(bytes, device, dtype, caps, options.numThreads, ctx.modelConfig);
       bytes = null;
       const info: Omit<EncoderInfo, 'dim'> = {
         model: options.model,
@@ -502,7 +462,8 @@ async function loadConverted(
         device,
         dtype,
         file: 'model.safetensors',
-        runtime: runtimeName(caps),
+        runtime: runtimeName(caps.node),
+        transformers: transformersVersion(),
         converted: { cached },
         config: ctx.tokenizer.config,
         expansion: ctx.expansion,

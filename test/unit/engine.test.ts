@@ -2,6 +2,7 @@
  * The whole library in Node (in-thread engine, onnxruntime-node's native CPU backend) on generated test
  * models in both export layouts: loading, the recipe's output, ranking, and every coded error.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCode } from '../support/errors.ts';
 import { resolve } from 'node:path';
@@ -15,6 +16,8 @@ const MODELS = resolve(REPO_ROOT, '.cache/test-models');
 const TJS = resolve(MODELS, 'tjs');
 const EXPORT = resolve(MODELS, 'colbert-export');
 const SAFETENSORS_ONLY = resolve(MODELS, 'safetensors-only');
+/** The installed @huggingface/transformers, which must be what runs the graph. */
+const TRANSFORMERS_VERSION = (JSON.parse(readFileSync(resolve(REPO_ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as { version: string }).version;
 const SKIP = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 60, 61, 62, 63, 64, 65, 92, 93, 94, 95]);
 
 
@@ -40,6 +43,8 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
     expect(search.info).toMatchObject({ layout: 'transformers.js', file: 'onnx/model_quantized.onnx', queryLength: 39, documentLength: 519 });
     // Node runs the graph natively: 'wasm' is the library's CPU device, onnxruntime-node's 'cpu' EP.
     expect(search.info.runtime).toBe('onnxruntime-node');
+    // ... started and run by @huggingface/transformers, the version the package depends on.
+    expect(search.info.transformers).toBe(TRANSFORMERS_VERSION);
     expect(search.info.prompts).toEqual({ query: 'search_query: ', document: 'search_document: ' });
     expect(search.fallbackReason).toMatch(/WebGPU/);
   });
