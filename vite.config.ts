@@ -9,12 +9,20 @@
  *   test model and the Cranfield corpus (demo/build-plugins.ts).
  */
 import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { demoFixtures, demoServiceWorker, sharedFixtures } from './demo/build-plugins.ts';
 
-/** onnxruntime-web's runtime files (WebGPU + WASM build), shipped in dist/ort/. */
-const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
+/**
+ * onnxruntime-web's runtime files, shipped in dist/ort/: the asyncify build (WebGPU + WASM), the
+ * one that `onnxruntime-web/webgpu` (what @huggingface/transformers imports) loads.
+ */
+const ORT_FILES = ['ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
+/** The onnxruntime-web that @huggingface/transformers resolves (its own copy when npm nested one). */
+const ORT_DIST = [
+  resolve(import.meta.dirname, 'node_modules/@huggingface/transformers/node_modules/onnxruntime-web/dist'),
+  resolve(import.meta.dirname, 'node_modules/onnxruntime-web/dist'),
+].find((dir) => existsSync(dir))!;
 
 /**
  * Library mode inlines every asset as base64, which would turn the 28 MB .wasm into 38 MB of
@@ -25,7 +33,7 @@ const ortRuntimeFiles: Plugin = {
   name: 'colbert-web:ort-runtime-files',
   generateBundle() {
     for (const file of ORT_FILES) {
-      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(import.meta.dirname, 'node_modules/onnxruntime-web/dist', file)) });
+      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(ORT_DIST, file)) });
     }
   },
 };
