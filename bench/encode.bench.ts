@@ -1,7 +1,9 @@
 /**
  * Encoding throughput of the converted full-shape ColBERT-Zero model (22 layers, hidden 768,
  * random weights: speed and size do not depend on the values) on onnxruntime-web's WASM backend
- * in Node, 1 and 2 threads, per dtype; the fp32 graph on 1 thread is the baseline. Also the
+ * in Node, 1 and 2 threads, per dtype; the fp32 graph on 1 thread is the baseline. Beside it, the
+ * same graphs on onnxruntime-node (native CPU kernels, what Node runs; 1 thread), the ratio to
+ * onnxruntime-web on 1 thread per dtype. Also the
  * converted size per dtype and each dtype's deviation from the fp32 graph: cosine per token
  * vector (mean, min) and MaxSim ranking agreement on synthetic queries and documents.
  *
@@ -13,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as ort from 'onnxruntime-web';
+import * as ortNode from 'onnxruntime-node';
 import { convertCheckpoint } from '../src/model/convert/convert.ts';
 import { CONVERT_DTYPES, type ConvertDtype } from '../src/model/convert/quantize.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
@@ -31,12 +34,18 @@ function feeds(batch: number, seq: number, seed: number): Record<string, ort.Ten
   return { input_ids: new ort.Tensor('int64', ids, [batch, seq]), attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * seq).fill(1n), [batch, seq]) };
 }
 
-/** Child: time one ONNX file at one thread count; prints a JSON line. */
-async function timeOne(file: string, threads: number): Promise<void> {
+type Runtime = 'web' | 'node';
+
+/** Child: time one ONNX file at one thread count on one runtime; prints a JSON line. */
+async function timeOne(file: string, threads: number, runtime: Runtime): Promise<void> {
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = 'error';
-  const session = await ort.InferenceSession.create(new Uint8Array(await readFile(file)), { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  const input = feeds(BATCH, SEQ, 7);
+  const bytes = new Uint8Array(await readFile(file));
+  // Both packages re-export onnxruntime-common's API: one session type for the timing loop.
+  const session = runtime === 'node'
+    ? ((await ortNode.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, intraOpNumThreads: threads, interOpNumThreads: 1 })) as unknown as ort.InferenceSession)
+    : await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+  const input = runtime === 'node' ? (Object.fromEntries(Object.entries(feeds(BATCH, SEQ, 7)).map(([k, t]) => [k, new ortNode.Tensor('int64', t.data as BigInt64Array, t.dims)])) as unknown as Record<string, ort.Tensor>) : feeds(BATCH, SEQ, 7);
   await session.run(input);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
@@ -132,17 +141,20 @@ async function main(): Promise<void> {
   // Two rounds, the second in reverse order, best of both per configuration: the order in which
   // children run (page cache, other load) otherwise favours whichever runs later.
   const speed: Record<string, { tokensPerSecond: number; tokensPerCpuSecond: number }> = {};
-  const configs = dtypes.flatMap((dtype) => [1, 2].map((threads) => ({ dtype, threads })));
-  for (const { dtype, threads } of [...configs, ...[...configs].reverse()]) {
-    const child = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--time', resolve(DIR, `${dtype}.onnx`), String(threads)], { encoding: 'utf8' });
+  const configs = dtypes.flatMap((dtype) => [
+    ...[1, 2].map((threads) => ({ dtype, threads, runtime: 'web' as Runtime })),
+    { dtype, threads: 1, runtime: 'node' as Runtime },
+  ]);
+  for (const { dtype, threads, runtime } of [...configs, ...[...configs].reverse()]) {
+    const child = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--time', resolve(DIR, `${dtype}.onnx`), String(threads), runtime], { encoding: 'utf8' });
     const line = child.stdout.trim().split('\n').pop() ?? '';
-    const key = `${dtype}/${threads}`;
+    const key = runtime === 'node' ? `${dtype}/${threads}/node` : `${dtype}/${threads}`;
     try {
       const r = JSON.parse(line) as { tokensPerSecond: number; tokensPerCpuSecond: number };
       const prev = speed[key];
       speed[key] = prev ? { tokensPerSecond: Math.max(prev.tokensPerSecond, r.tokensPerSecond), tokensPerCpuSecond: Math.max(prev.tokensPerCpuSecond, r.tokensPerCpuSecond) } : r;
     } catch {
-      console.error(`timing ${dtype} with ${threads} thread(s) failed: ${child.stderr.slice(-500)}`);
+      console.error(`timing ${dtype} with ${threads} thread(s) on onnxruntime-${runtime} failed: ${child.stderr.slice(-500)}`);
       speed[key] ??= { tokensPerSecond: NaN, tokensPerCpuSecond: NaN };
     }
   }
@@ -159,7 +171,14 @@ async function main(): Promise<void> {
         `${s2.tokensPerSecond.toFixed(1).padStart(8)} (${(s2.tokensPerSecond / base.tokensPerSecond).toFixed(2)}x)  ${r.meanCos.toFixed(5)}  ${r.minCos.toFixed(5)}  ${(r.top1 * 100).toFixed(0).padStart(9)}%  ${(r.top5 * 100).toFixed(0).padStart(11)}%`,
     );
   }
+  console.log(`\nThe same graphs, 1 thread: onnxruntime-web WASM (browsers) beside onnxruntime-node ${ortNode.env.versions.node ?? ''} (native CPU; what Node runs), same batch, same run.`);
+  console.log('dtype  web tok/s  node tok/s  node / web');
+  for (const r of rows) {
+    const web = speed[`${r.dtype}/1`]!.tokensPerSecond;
+    const native = speed[`${r.dtype}/1/node`]!.tokensPerSecond;
+    console.log(`${r.dtype.padEnd(5)}  ${web.toFixed(1).padStart(9)}  ${native.toFixed(1).padStart(10)}  ${(native / web).toFixed(2).padStart(9)}x`);
+  }
 }
 
-if (process.argv[2] === '--time') await timeOne(process.argv[3]!, Number(process.argv[4]));
+if (process.argv[2] === '--time') await timeOne(process.argv[3]!, Number(process.argv[4]), (process.argv[5] ?? 'web') as Runtime);
 else await main();

@@ -43,6 +43,23 @@ for (const file of jsFiles(DIST)) {
   }
   if (/import\.meta\.env/.test(out)) problems.push(`${relative(ROOT, file)}: Vite-only import.meta.env`);
 }
+// Declarations: relative `.ts` specifiers (tsc keeps them in type imports) → `.js`; files that
+// name WebGPU types reference @webgpu/types (a dependency), so a strict consumer
+// (skipLibCheck: false) compiles without installing it.
+function* dtsFiles(dir: string): Generator<string> {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) yield* dtsFiles(path);
+    else if (name.endsWith('.d.ts')) yield path;
+  }
+}
+for (const file of dtsFiles(DIST)) {
+  const source = readFileSync(file, 'utf8');
+  let out = source.replace(/(from |import\()(['"])(\.{1,2}\/[^'"]+)\.ts\2/g, (_m, lead: string, q: string, path: string) => `${lead}${q}${path}.js${q}`);
+  if (/\bGPU[A-Z]\w*\b/.test(out.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')) && !out.includes('types="@webgpu/types"')) out = `/// <reference types="@webgpu/types" />\n${out}`;
+  if (out !== source) writeFileSync(file, out);
+}
+
 if (problems.length) {
   console.error(`dist/ still has specifiers no plain ESM host resolves:\n  ${problems.join('\n  ')}`);
   process.exit(1);

@@ -280,8 +280,35 @@ function dtypeChoices(option: EncoderOptions['dtype'], device: Device, caps: Cap
   return [chosen];
 }
 
-function createSession(bytes: Uint8Array, device: Device, dtype: Dtype, caps: Capabilities, numThreads: number | undefined, config: Record<string, unknown> | null): Promise<ModelSession> {
-  return startModel(bytes, { device, dtype, node: caps.node, numThreads, config });
+async function createSession(bytes: Uint8Array, device: Device, dtype: Dtype, caps: Capabilities, numThreads: number | undefined, config: Record<string, unknown> | null): Promise<ModelSession> {
+  try {
+    return await startModel(bytes, { device, dtype, node: caps.node, numThreads, config });
+  } catch (err) {
+    const failed = failedRuntimeFiles();
+    if (!failed.length) throw err;
+    // onnxruntime-web only says "previous call to 'initWasm()' failed" or "no available backend".
+    throw new ColbertError(
+      'MODEL_LOAD_FAILED',
+      `onnxruntime-web could not load its runtime file${failed.length > 1 ? 's' : ''} ${failed.map((f) => `${f.url} (HTTP ${f.status})`).join(', ')}. ` +
+        'Serve it where the page can fetch it (bundlers emit it beside the app) or point `wasmPaths` at a folder that has it.',
+      { files: failed },
+    );
+  }
+}
+
+/**
+ * onnxruntime-web's `.wasm`/`.mjs` files this realm failed to fetch, from the Resource Timing
+ * entries (their HTTP status included), so a missing runtime file is reported with its URL.
+ */
+function failedRuntimeFiles(): { url: string; status: number }[] {
+  const perf = (globalThis as { performance?: Performance }).performance;
+  if (typeof perf?.getEntriesByType !== 'function') return [];
+  const out: { url: string; status: number }[] = [];
+  for (const entry of perf.getEntriesByType('resource') as (PerformanceResourceTiming & { responseStatus?: number })[]) {
+    const status = entry.responseStatus ?? 0;
+    if (status >= 400 && /\/ort[^/]*\.(wasm|mjs)(\?|#|$)/.test(entry.name)) out.push({ url: entry.name, status });
+  }
+  return out;
 }
 
 /** Explains what a location holds when no runnable ONNX file was found. */

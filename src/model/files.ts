@@ -137,8 +137,8 @@ async function readBody(response: Response, file: string, onProgress: ProgressCa
 export async function fetchModelFile(source: ModelSource, path: string, options: FetchOptions = {}): Promise<Uint8Array | null> {
   const location = fileLocation(source, path);
   if (source.kind === 'path') {
-    const fs = await import(/* @vite-ignore */ 'node:fs/promises');
-    const nodePath = await import(/* @vite-ignore */ 'node:path');
+    const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ 'node:fs/promises');
+    const nodePath = await import(/* @vite-ignore */ /* webpackIgnore: true */ 'node:path');
     try {
       const bytes = await fs.readFile(nodePath.join(source.base, ...path.split('/')));
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
