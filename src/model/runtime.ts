@@ -67,7 +67,19 @@ export function configureRuntime(options: { node: boolean; numThreads: number; w
   if (!options.node && onnx.wasm) {
     onnx.wasm.numThreads = options.numThreads;
     if (options.wasmPaths !== undefined) onnx.wasm.wasmPaths = typeof options.wasmPaths === 'string' ? options.wasmPaths : { ...options.wasmPaths };
+    else if (isTransformersCdnDefault(onnx.wasm.wasmPaths)) {
+      // Nothing from a CDN: unset, onnxruntime-web's bundled entry finds its .wasm beside itself
+      // (`new URL('ort-wasm-simd-threaded.asyncify.wasm', import.meta.url)`, which the app's
+      // bundler emits). A path the app set itself is kept.
+      delete onnx.wasm.wasmPaths;
+    }
   }
+}
+
+/** Whether `wasmPaths` is the CDN default transformers.js sets at import time when it is unset. */
+function isTransformersCdnDefault(paths: WasmPaths | undefined): boolean {
+  const mjs = typeof paths === 'string' ? paths : paths?.mjs;
+  return typeof mjs === 'string' && /^https:\/\/[^/]+\/npm\/onnxruntime-web@[^/]+\/dist\//.test(mjs);
 }
 
 /** Loads run one at a time: the custom cache below is global to transformers.js. */

@@ -23,6 +23,6 @@ test('a missing onnxruntime-web .wasm/.mjs is MODEL_LOAD_FAILED naming its URL a
     { hubUrl: testHubUrl(), repo: TEST_HUB_REPO },
   );
   expect(result.code).toBe('MODEL_LOAD_FAILED');
-  expect(result.message).toMatch(/\/no-such-folder\/ort-wasm-simd-threaded\.jsep\.(wasm|mjs) \(HTTP 404\)/);
+  expect(result.message).toMatch(/\/no-such-folder\/ort-wasm-simd-threaded\.asyncify\.(wasm|mjs) \(HTTP 404\)/);
   expect(result.message).not.toMatch(/initWasm/);
 });
