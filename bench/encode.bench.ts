@@ -13,9 +13,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import * as ort from 'onnxruntime-web';
-import * as ortNode from 'onnxruntime-node';
+import { startModel, transformersVersion } from '../src/model/runtime.ts';
+import type { Dtype } from '../src/types.ts';
 import { convertCheckpoint } from '../src/model/convert/convert.ts';
 import { CONVERT_DTYPES, type ConvertDtype } from '../src/model/convert/quantize.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
@@ -41,21 +42,33 @@ async function timeOne(file: string, threads: number, runtime: Runtime): Promise
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = 'error';
   const bytes = new Uint8Array(await readFile(file));
-  // Both packages re-export onnxruntime-common's API: one session type for the timing loop.
-  const session = runtime === 'node'
-    ? ((await ortNode.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, intraOpNumThreads: threads, interOpNumThreads: 1 })) as unknown as ort.InferenceSession)
-    : await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  const input = runtime === 'node' ? (Object.fromEntries(Object.entries(feeds(BATCH, SEQ, 7)).map(([k, t]) => [k, new ortNode.Tensor('int64', t.data as BigInt64Array, t.dims)])) as unknown as Record<string, ort.Tensor>) : feeds(BATCH, SEQ, 7);
-  await session.run(input);
+  let run: () => Promise<void>;
+  let release: () => Promise<void>;
+  if (runtime === 'node') {
+    // What the library runs in Node: @huggingface/transformers on onnxruntime-node (src/model/runtime.ts).
+    const dtype = basename(file, '.onnx') as Dtype;
+    const model = await startModel(bytes, { device: 'wasm', dtype, node: true, numThreads: threads, config: null });
+    const input = feeds(BATCH, SEQ, 7);
+    const plain = Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.data as BigInt64Array]));
+    const out = model.outputNames[0]!;
+    run = async () => (await model.run(plain, [BATCH, SEQ], out)).dispose();
+    release = () => model.release();
+  } else {
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+    const input = feeds(BATCH, SEQ, 7);
+    run = async () => void (await session.run(input));
+    release = () => session.release();
+  }
+  await run();
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  for (let r = 0; r < TIMED_RUNS; r++) await session.run(input);
+  for (let r = 0; r < TIMED_RUNS; r++) await run();
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const tokens = TIMED_RUNS * BATCH * SEQ;
   console.log(JSON.stringify({ tokensPerSecond: tokens / seconds, tokensPerCpuSecond: tokens / cpuSeconds }));
-  await session.release();
+  await release();
 }
 
 /** Runs `session` on token-id sequences and returns per-sequence [seq, dim] outputs. */
@@ -171,7 +184,7 @@ async function main(): Promise<void> {
         `${s2.tokensPerSecond.toFixed(1).padStart(8)} (${(s2.tokensPerSecond / base.tokensPerSecond).toFixed(2)}x)  ${r.meanCos.toFixed(5)}  ${r.minCos.toFixed(5)}  ${(r.top1 * 100).toFixed(0).padStart(9)}%  ${(r.top5 * 100).toFixed(0).padStart(11)}%`,
     );
   }
-  console.log(`\nThe same graphs, 1 thread: onnxruntime-web WASM (browsers) beside onnxruntime-node ${ortNode.env.versions.node ?? ''} (native CPU; what Node runs), same batch, same run.`);
+  console.log(`\nThe same graphs, 1 thread: onnxruntime-web WASM (browsers) beside onnxruntime-node through @huggingface/transformers ${transformersVersion()} (native CPU; what the library runs in Node), same batch, same run.`);
   console.log('dtype  web tok/s  node tok/s  node / web');
   for (const r of rows) {
     const web = speed[`${r.dtype}/1`]!.tokensPerSecond;
