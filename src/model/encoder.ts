@@ -9,12 +9,12 @@ import { ColbertError, toColbertError } from '../errors.ts';
 import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
 import { detectCapabilities, type Capabilities } from '../capabilities.ts';
 import { detectLayout, resolveEncodingConfig, type EncodingConfig, type EncodingOverrides, type ModelLayout } from './config.ts';
-import { fetchModelFile, fetchModelJSON, fileLocation, getCachedBytes, putCachedBytes, resolveModelSource, type FetchOptions, type ModelSource } from './files.ts';
+import { fetchModelFile, fetchModelJSON, fileLocation, getCachedBytes, putCachedBytes, resolveModelSource, type FetchOptions, type ModelSource, type SourceOptions } from './files.ts';
 import { CONVERTER_VERSION, convertFromSource, isConvertDtype, isConvertible } from './convert/convert.ts';
 import type { ConvertDtype } from './convert/quantize.ts';
 import { loadDenseHead, projectAndNormalize, type DenseLayer } from './head.ts';
 import { ColbertTokenizer, type EncodedText } from './tokenize.ts';
-import { configureRuntime, runtimeName, startModel, transformersVersion, type ModelSession, type RuntimeTensor, type WasmPaths } from './runtime.ts';
+import { configureRuntime, hubLocation, runtimeName, startModel, transformersVersion, type ModelSession, type RuntimeTensor, type WasmPaths } from './runtime.ts';
 
 /** Options for {@link loadEncoder}. */
 export interface EncoderOptions extends EncodingOverrides {
@@ -22,7 +22,7 @@ export interface EncoderOptions extends EncodingOverrides {
   model: string;
   /** Hub revision (branch, tag, commit). Default 'main'. */
   revision?: string;
-  /** Hub host. Default 'https://huggingface.co'. */
+  /** Hub host. Default: transformers.js's `env.remoteHost` ('https://huggingface.co/'), its `env.remotePathTemplate` after it. */
   hubUrl?: string;
   /** Where to run the model. Default 'auto' (WebGPU, then WASM). */
   device?: DeviceOption;
@@ -353,9 +353,10 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     throw new ColbertError('INVALID_ARGUMENT', `Unknown expansion ${JSON.stringify(expansion)}; use 'zero' or 'eager'.`);
   }
   const plan = planDevices(options.device ?? 'auto', caps);
-  const sourceOptions: { revision?: string; hubUrl?: string } = {};
+  // Hub ids resolve where transformers.js's env says (remoteHost, remotePathTemplate) unless hubUrl is given.
+  const hub = hubLocation();
+  const sourceOptions: SourceOptions = { hubUrl: options.hubUrl ?? hub.host, pathTemplate: hub.pathTemplate };
   if (options.revision !== undefined) sourceOptions.revision = options.revision;
-  if (options.hubUrl !== undefined) sourceOptions.hubUrl = options.hubUrl;
   const source = resolveModelSource(options.model, sourceOptions);
   const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress };
   configureRuntime({ node: caps.node, numThreads: options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1), wasmPaths: options.wasmPaths });

@@ -23,6 +23,8 @@ export interface SourceOptions {
   revision?: string;
   /** Hub host. Default `'https://huggingface.co'`. Point it at a mirror or a local server. */
   hubUrl?: string;
+  /** Path of a repo's files under the host, transformers.js's `env.remotePathTemplate` form. Default `'{model}/resolve/{revision}/'`. */
+  pathTemplate?: string;
 }
 
 /** The default Hub host. */
@@ -58,7 +60,8 @@ export function resolveModelSource(model: string, options: SourceOptions = {}): 
   if (HUB_ID.test(model)) {
     const revision = options.revision ?? 'main';
     const host = (options.hubUrl ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
-    return { kind: 'hub', model, revision, base: `${host}/${model}/resolve/${encodeURIComponent(revision)}/` };
+    const path = (options.pathTemplate ?? '{model}/resolve/{revision}/').replaceAll('{model}', model).replaceAll('{revision}', encodeURIComponent(revision)).replace(/^\/+/, '');
+    return { kind: 'hub', model, revision, base: `${host}/${path.endsWith('/') ? path : `${path}/`}` };
   }
   throw new ColbertError(
     'INVALID_ARGUMENT',

@@ -39,6 +39,14 @@ export function runtimeName(node: boolean): 'onnxruntime-node' | 'onnxruntime-we
   return node ? 'onnxruntime-node' : 'onnxruntime-web';
 }
 
+/**
+ * Where Hub repo ids resolve: transformers.js's `env.remoteHost` and `env.remotePathTemplate`, so an
+ * app that points transformers.js at a mirror points colbert-web there too.
+ */
+export function hubLocation(): { host: string; pathTemplate: string } {
+  return { host: env.remoteHost, pathTemplate: env.remotePathTemplate };
+}
+
 /** The @huggingface/transformers version in use. */
 export function transformersVersion(): string {
   return env.version;

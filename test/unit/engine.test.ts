@@ -3,6 +3,7 @@
  * models in both export layouts: loading, the recipe's output, ranking, and every coded error.
  */
 import { readFileSync } from 'node:fs';
+import { env as transformersEnv } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCode } from '../support/errors.ts';
 import { resolve } from 'node:path';
@@ -205,6 +206,23 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
       expect(server.requests.some((r) => r.includes('/resolve/v1.0/onnx/model.onnx'))).toBe(true);
       await s.close();
     } finally {
+      await server.close();
+    }
+  });
+
+  it("resolves Hub ids where transformers.js's env.remoteHost / remotePathTemplate point, with no hubUrl", async () => {
+    const server = await startServer({ root: REPO_ROOT, mounts: { '/hub/': resolve(MODELS, 'hub') } });
+    const saved = { host: transformersEnv.remoteHost, template: transformersEnv.remotePathTemplate };
+    try {
+      transformersEnv.remoteHost = `${server.url}/hub/`;
+      transformersEnv.remotePathTemplate = '{model}/resolve/{revision}';
+      const s = await createSearch({ model: 'colbert-web-test/tiny-modernbert', revision: 'v1.0', worker: false, dtype: 'fp32' });
+      expect(s.info).toMatchObject({ model: 'colbert-web-test/tiny-modernbert', revision: 'v1.0', file: 'onnx/model.onnx' });
+      expect(server.requests.some((r) => r.includes('/hub/colbert-web-test/tiny-modernbert/resolve/v1.0/onnx/model.onnx'))).toBe(true);
+      await s.close();
+    } finally {
+      transformersEnv.remoteHost = saved.host;
+      transformersEnv.remotePathTemplate = saved.template;
       await server.close();
     }
   });
