@@ -358,7 +358,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
   const sourceOptions: SourceOptions = { hubUrl: options.hubUrl ?? hub.host, pathTemplate: hub.pathTemplate };
   if (options.revision !== undefined) sourceOptions.revision = options.revision;
   const source = resolveModelSource(options.model, sourceOptions);
-  const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress };
+  const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress, remote: hub.allowRemote };
   configureRuntime({ node: caps.node, numThreads: options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1), wasmPaths: options.wasmPaths });
 
   options.onProgress?.({ status: 'load', stage: 'config' });
@@ -373,7 +373,8 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     throw new ColbertError(
       'MODEL_NOT_FOUND',
       nothing
-        ? `No model found at ${source.base} (no tokenizer.json, config.json or config_sentence_transformers.json). Check the repo id, URL or path.`
+        ? `No model found at ${source.base} (no tokenizer.json, config.json or config_sentence_transformers.json). ` +
+          (hub.allowRemote || source.kind === 'path' ? 'Check the repo id, URL or path.' : "transformers.js's env.allowRemoteModels is false, so only cached files count and none is cached.")
         : `${fileLocation(source, 'tokenizer.json')} is missing; a PyLate checkpoint ships its tokenizer.json.`,
       { model: options.model, base: source.base },
     );

@@ -77,6 +77,8 @@ export interface FetchOptions {
   onProgress?: ProgressCallback | undefined;
   /** Abort the download. */
   signal?: AbortSignal | undefined;
+  /** false: never download; a file not in the cache counts as absent (transformers.js's `env.allowRemoteModels = false`). Default true. */
+  remote?: boolean;
 }
 
 /** The URL (or path) of one file of a model. */
@@ -157,6 +159,7 @@ export async function fetchModelFile(source: ModelSource, path: string, options:
     options.onProgress?.({ status: 'cached', file: path, bytes: bytes.byteLength });
     return bytes;
   }
+  if (options.remote === false) return null;
   let response: Response;
   try {
     response = await fetch(location, options.signal ? { signal: options.signal } : {});

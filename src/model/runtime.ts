@@ -41,10 +41,11 @@ export function runtimeName(node: boolean): 'onnxruntime-node' | 'onnxruntime-we
 
 /**
  * Where Hub repo ids resolve: transformers.js's `env.remoteHost` and `env.remotePathTemplate`, so an
- * app that points transformers.js at a mirror points colbert-web there too.
+ * app that points transformers.js at a mirror points colbert-web there too; and whether anything
+ * may be downloaded (`env.allowRemoteModels`).
  */
-export function hubLocation(): { host: string; pathTemplate: string } {
-  return { host: env.remoteHost, pathTemplate: env.remotePathTemplate };
+export function hubLocation(): { host: string; pathTemplate: string; allowRemote: boolean } {
+  return { host: env.remoteHost, pathTemplate: env.remotePathTemplate, allowRemote: env.allowRemoteModels };
 }
 
 /** The @huggingface/transformers version in use. */

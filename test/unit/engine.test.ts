@@ -226,4 +226,17 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
       await server.close();
     }
   });
+
+  it("downloads nothing when transformers.js's env.allowRemoteModels is false: an uncached model is MODEL_NOT_FOUND", async () => {
+    const server = await startServer({ root: REPO_ROOT, mounts: { '/hub/': resolve(MODELS, 'hub') } });
+    try {
+      transformersEnv.allowRemoteModels = false;
+      const err = await expectCode(createSearch({ model: 'colbert-web-test/tiny-modernbert', hubUrl: `${server.url}/hub`, worker: false }), 'MODEL_NOT_FOUND');
+      expect(err.message).toMatch(/allowRemoteModels is false/);
+      expect(server.requests).toEqual([]);
+    } finally {
+      transformersEnv.allowRemoteModels = true;
+      await server.close();
+    }
+  });
 });
