@@ -56,6 +56,11 @@ export interface CompressedGpuOptions {
    * demand (default 64 KiB). Tests set a tiny value to make appends grow them.
    */
   initialBufferBytes?: number;
+  /**
+   * Most workgroups per row of a candidate dispatch's grid (default 65,535, WebGPU's limit per
+   * dimension); more candidates take more rows. Tests set a small value to use many rows.
+   */
+  maxGridX?: number;
 }
 
 /** The documents of one {@link CompressedGpuIndex.append}, in the codec's layout. */
@@ -196,11 +201,14 @@ export class CompressedGpuIndex {
   private readBackBytes = 0;
   private readBacks = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly gridX: number;
 
   private constructor(
     readonly device: GPUDevice,
     codec: ResidualCodec,
+    options: CompressedGpuOptions,
   ) {
+    this.gridX = Math.max(1, Math.min(GRID_X, Math.floor(options.maxGridX ?? GRID_X)));
     const { limits } = device;
     this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     this.dim = codec.dim;
@@ -233,7 +241,7 @@ export class CompressedGpuIndex {
     device.pushErrorScope('validation');
     let index: CompressedGpuIndex | undefined;
     try {
-      index = new CompressedGpuIndex(device, codec);
+      index = new CompressedGpuIndex(device, codec, options);
       if (centroids.byteLength > index.bindLimit) throw new GpuScoringError(`${index.centroids} centroids of dim ${dim} need ${centroids.byteLength} bytes; one GPU binding holds at most ${index.bindLimit}`);
       device.queue.writeBuffer(index.centroidBuffer, 0, centroids as Float32Array<ArrayBuffer>);
       device.queue.writeBuffer(index.weightBuffer, 0, weights as Float32Array<ArrayBuffer>);
@@ -467,7 +475,8 @@ export class CompressedGpuIndex {
       this.candidateBuffer = this.grown(this.candidateBuffer, 'candidates', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
       this.outBuffer = this.grown(this.outBuffer, 'stage output', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
       this.device.queue.writeBuffer(this.candidateBuffer, 0, list);
-      const gridX = Math.min(count, GRID_X);
+      const gridX = Math.min(count, this.gridX);
+      if (Math.ceil(count / gridX) > GRID_X) throw new GpuScoringError(`${count} candidates: one dispatch scores at most ${GRID_X * gridX}`);
       this.writeParams(s.queryTokens, count, gridX, 0);
       const buffers: Record<number, GPUBuffer> =
         entry === 'interaction'
@@ -477,7 +486,7 @@ export class CompressedGpuIndex {
       const pass = encoder.beginComputePass({ label: `colbert-web compressed ${what} pass` });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, this.group(pipeline, what, buffers));
-      pass.dispatchWorkgroups(gridX, Math.ceil(count / GRID_X));
+      pass.dispatchWorkgroups(gridX, Math.ceil(count / gridX));
       pass.end();
       return new Float32Array(await this.readBack(encoder, this.outBuffer, count * 4));
     });
