@@ -18,7 +18,9 @@
  * - {@link CompressedGpuIndex.centroidInteraction}: per candidate, the sum over query rows of the
  *   best S[i, code] over its tokens;
  * - {@link CompressedGpuIndex.residualScores}: per candidate, MaxSim against its tokens decoded
- *   in the shader.
+ *   in the shader;
+ * - {@link CompressedGpuIndex.rankCandidates}: either stage, then its top-k on the GPU
+ *   (./topk.wgsl), so only a short candidate list comes back.
  * Scores match the references within 1e-4 (f32 sums in the same row order). Calls are serialised;
  * every one runs inside validation and out-of-memory error scopes, and any GPU failure (a lost
  * device, a pipeline that does not compile, a GPU error, a buffer past the device's limits)
@@ -31,6 +33,7 @@ import type { TokenMatrix } from '../types.ts';
 import { GpuScoringError } from './gpu.ts';
 import { createBuffer } from './gpu-pages.ts';
 import shaderSource from './compressed.wgsl?raw';
+import topkSource from './topk.wgsl?raw';
 
 export { GpuScoringError };
 
@@ -48,6 +51,28 @@ const PARAMS_BYTES = 32;
 const MIN_STREAM_BYTES = 64 << 10;
 
 type Entry = 'centroid_scores' | 'top_centroids' | 'interaction' | 'residual';
+/** The two candidate stages. */
+export type CompressedStage = 'interaction' | 'residual';
+type Stage = CompressedStage;
+const STAGE_NAME = { interaction: 'centroid interaction', residual: 'residual scoring' } as const;
+/** The passes of ./topk.wgsl, in the order they run. */
+const TOPK_ENTRIES = ['block_max', 'select', 'compact'] as const;
+/** Most candidates per block of the block-maximum pass (fewer when k needs 2k blocks). */
+const TOPK_BLOCK = 256;
+
+/** What {@link CompressedGpuIndex.rankCandidates} returns: the k best, best first, ties by position. */
+export interface RankedCandidates {
+  /** Positions in the candidate list given. */
+  positions: Uint32Array;
+  scores: Float32Array;
+}
+
+/** The `n` best of (position, score) pairs: score descending, then position ascending. */
+function best(positions: Uint32Array, scores: Float32Array, n: number): RankedCandidates {
+  const order = Array.from({ length: positions.length }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || positions[a]! - positions[b]!);
+  const top = order.slice(0, n);
+  return { positions: Uint32Array.from(top, (i) => positions[i]!), scores: Float32Array.from(top, (i) => scores[i]!) };
+}
 
 /** Options of {@link CompressedGpuIndex.create}. */
 export interface CompressedGpuOptions {
@@ -61,6 +86,13 @@ export interface CompressedGpuOptions {
    * dimension); more candidates take more rows. Tests set a small value to use many rows.
    */
   maxGridX?: number;
+  /** {@link CompressedGpuIndex.rankCandidates} reads every score for at most this many candidates (default 4096: 16 KB). */
+  fullReadbackCandidates?: number;
+  /**
+   * (position, score) pairs the top-k list holds (default: the larger of 1024 and 8k); a longer
+   * list makes that call read every score. Tests force a tiny value.
+   */
+  candidateCapacity?: number;
 }
 
 /** The documents of one {@link CompressedGpuIndex.append}, in the codec's layout. */
@@ -86,6 +118,8 @@ export interface CompressedGpuResidency {
   /** Bytes mapped back so far, and the number of read-backs (buffer maps). */
   readBackBytes: number;
   readBacks: number;
+  /** {@link CompressedGpuIndex.rankCandidates} calls answered from a GPU top-k list rather than every score. */
+  candidateReads: number;
 }
 
 /** Pipelines per device (a lost device takes its pipelines with it). */
@@ -202,6 +236,13 @@ export class CompressedGpuIndex {
   private readBacks = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly gridX: number;
+  private readonly fullReadbackCandidates: number;
+  private readonly candidateCapacity: number | undefined;
+  private blockMax: GPUBuffer | undefined;
+  private topList: GPUBuffer | undefined;
+  private readonly topkParams: GPUBuffer;
+  /** rankCandidates calls answered from a top-k list (the rest read every score). */
+  private candidateReads = 0;
 
   private constructor(
     readonly device: GPUDevice,
@@ -209,6 +250,8 @@ export class CompressedGpuIndex {
     options: CompressedGpuOptions,
   ) {
     this.gridX = Math.max(1, Math.min(GRID_X, Math.floor(options.maxGridX ?? GRID_X)));
+    this.fullReadbackCandidates = Math.max(0, Math.floor(options.fullReadbackCandidates ?? 4096));
+    this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
     const { limits } = device;
     this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     this.dim = codec.dim;
@@ -224,6 +267,7 @@ export class CompressedGpuIndex {
     this.centroidBuffer = this.makeBuffer('centroids', codec.centroids.byteLength, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     this.weightBuffer = this.makeBuffer('bucket weights', codec.weights.byteLength, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     this.params = this.makeBuffer('params', PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.topkParams = this.makeBuffer('top-k params', 32, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
   }
 
   /**
@@ -457,39 +501,143 @@ export class CompressedGpuIndex {
     return this.scoreCandidates('residual', s, candidates);
   }
 
-  private async scoreCandidates(entry: 'interaction' | 'residual', s: GpuCentroidScores, candidates: ArrayLike<number>): Promise<Float32Array> {
+  private async scoreCandidates(entry: Stage, s: GpuCentroidScores, candidates: ArrayLike<number>): Promise<Float32Array> {
     s.check(this);
+    const list = this.candidateList(candidates);
+    return this.run(STAGE_NAME[entry], async () => {
+      const count = list.length;
+      if (count === 0) return new Float32Array(0);
+      // No query rows: every sum is empty.
+      if (s.queryTokens === 0) return new Float32Array(count);
+      const encoder = await this.encodeStage(entry, s, list);
+      return new Float32Array(await this.readBack(encoder, this.outBuffer!, count * 4));
+    });
+  }
+
+  /**
+   * The `k` best candidates of a stage (`'interaction'` or `'residual'`), best first, ties by
+   * position in `candidates` (pass them in ascending document order for ties by document), as
+   * `positions` into `candidates` and their `scores`: the same as sorting every score the stage
+   * returns. The top-k runs on the GPU (./topk.wgsl, as ./gpu.ts ranks an index): block maxima of
+   * the scores, T = the k-th largest of them, every candidate scoring >= T compacted into a list,
+   * one small read-back. Up to `fullReadbackCandidates` candidates (or a k so large that blocks
+   * would hold fewer than 4) read back every score instead, still once; a list longer than its
+   * first read-back (many ties at T) costs a second, and one overflowing its buffer reads every score.
+   */
+  async rankCandidates(entry: Stage, s: GpuCentroidScores, candidates: ArrayLike<number>, k: number): Promise<RankedCandidates> {
+    s.check(this);
+    if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a non-negative integer, not ${k}`);
+    const list = this.candidateList(candidates);
+    return this.run(`${STAGE_NAME[entry]} top-k`, async () => {
+      const count = list.length;
+      const n = Math.min(k, count);
+      if (n === 0) return { positions: new Uint32Array(0), scores: new Float32Array(0) };
+      if (s.queryTokens === 0) return { positions: Uint32Array.from({ length: n }, (_, i) => i), scores: new Float32Array(n) };
+      const encoder = await this.encodeStage(entry, s, list);
+      const out = this.outBuffer!;
+      const readAll = async (enc: GPUCommandEncoder): Promise<RankedCandidates> => {
+        const scores = new Float32Array(await this.readBack(enc, out, count * 4));
+        return best(Uint32Array.from({ length: count }, (_, i) => i), scores, n);
+      };
+      const block = Math.min(TOPK_BLOCK, Math.floor(count / (2 * n)));
+      if (count <= this.fullReadbackCandidates || block < 4) return await readAll(encoder);
+
+      const blocks = Math.ceil(count / block);
+      const capacity = this.candidateCapacity ?? Math.max(1024, 8 * n);
+      const listBytes = 8 + capacity * 8;
+      this.blockMax = this.grown(this.blockMax, 'top-k block maxima', blocks * 4, GPUBufferUsage.STORAGE);
+      this.topList = this.grown(this.topList, 'top-k candidates', listBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const [blockMax, select, compact] = await Promise.all(TOPK_ENTRIES.map((e) => this.topkPipeline(e)));
+      const blockGridX = Math.min(blocks, GRID_X);
+      const compactGroups = Math.ceil(count / WG);
+      const compactGridX = Math.min(compactGroups, GRID_X);
+      this.device.queue.writeBuffer(this.topkParams, 0, new Uint32Array([count, block, blocks, n, capacity, blockGridX, compactGridX, 0]));
+      const pass = encoder.beginComputePass({ label: 'colbert-web compressed top-k pass' });
+      pass.setPipeline(blockMax!);
+      pass.setBindGroup(0, this.group(blockMax!, 'top-k block maxima', { 0: out, 1: this.blockMax, 3: this.topkParams }));
+      pass.dispatchWorkgroups(blockGridX, Math.ceil(blocks / GRID_X));
+      pass.setPipeline(select!);
+      pass.setBindGroup(0, this.group(select!, 'top-k select', { 1: this.blockMax, 2: this.topList, 3: this.topkParams }));
+      pass.dispatchWorkgroups(1);
+      pass.setPipeline(compact!);
+      pass.setBindGroup(0, this.group(compact!, 'top-k compact', { 0: out, 2: this.topList, 3: this.topkParams }));
+      pass.dispatchWorkgroups(compactGridX, Math.ceil(compactGroups / GRID_X));
+      pass.end();
+      const first = Math.min(capacity, Math.max(64, 4 * n));
+      const head = await this.readBack(encoder, this.topList, 8 + first * 8);
+      const found = new Uint32Array(head, 0, 1)[0]!;
+      // More candidates than the list holds (many ties at T): read every score.
+      if (found > capacity) return await readAll(this.device.createCommandEncoder({ label: 'colbert-web compressed scores read-back commands' }));
+      const pairs = new Uint32Array(2 * found);
+      pairs.set(new Uint32Array(head, 8, 2 * Math.min(found, first)));
+      if (found > first) {
+        const rest = this.device.createCommandEncoder({ label: 'colbert-web compressed top-k candidates read-back commands' });
+        pairs.set(new Uint32Array(await this.readBack(rest, this.topList, (found - first) * 8, 8 + first * 8)), 2 * first);
+      }
+      const positions = new Uint32Array(found);
+      const scores = new Float32Array(found);
+      const bits = new Float32Array(pairs.buffer);
+      for (let i = 0; i < found; i++) {
+        positions[i] = pairs[2 * i]!;
+        scores[i] = bits[2 * i + 1]!;
+      }
+      this.candidateReads++;
+      return best(positions, scores, n);
+    });
+  }
+
+  /** Checks and copies a candidate list (document numbers). */
+  private candidateList(candidates: ArrayLike<number>): Uint32Array<ArrayBuffer> {
     const list = new Uint32Array(candidates.length);
     for (let i = 0; i < list.length; i++) {
       const c = candidates[i]!;
       if (!Number.isInteger(c) || c < 0 || c >= this.docCount) throw new RangeError(`candidate ${c} is not a document of this index (it has ${this.docCount})`);
       list[i] = c;
     }
-    const what = entry === 'interaction' ? 'centroid interaction' : 'residual scoring';
-    return this.run(what, async () => {
-      const count = list.length;
-      if (count === 0) return new Float32Array(0);
-      // No query rows: every sum is empty.
-      if (s.queryTokens === 0) return new Float32Array(count);
-      const pipeline = await this.pipeline(entry);
-      this.candidateBuffer = this.grown(this.candidateBuffer, 'candidates', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
-      this.outBuffer = this.grown(this.outBuffer, 'stage output', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-      this.device.queue.writeBuffer(this.candidateBuffer, 0, list);
-      const gridX = Math.min(count, this.gridX);
-      if (Math.ceil(count / gridX) > GRID_X) throw new GpuScoringError(`${count} candidates: one dispatch scores at most ${GRID_X * gridX}`);
-      this.writeParams(s.queryTokens, count, gridX, 0);
-      const buffers: Record<number, GPUBuffer> =
-        entry === 'interaction'
-          ? { 2: s.scores, 3: this.codes.buffer, 6: this.docs.buffer, 7: this.candidateBuffer, 8: this.outBuffer, 10: this.params }
-          : { 0: s.query, 1: this.centroidBuffer, 3: this.codes.buffer, 4: this.residuals.buffer, 5: this.weightBuffer, 6: this.docs.buffer, 7: this.candidateBuffer, 8: this.outBuffer, 10: this.params };
-      const encoder = this.device.createCommandEncoder({ label: `colbert-web compressed ${what} commands` });
-      const pass = encoder.beginComputePass({ label: `colbert-web compressed ${what} pass` });
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, this.group(pipeline, what, buffers));
-      pass.dispatchWorkgroups(gridX, Math.ceil(count / gridX));
-      pass.end();
-      return new Float32Array(await this.readBack(encoder, this.outBuffer, count * 4));
-    });
+    return list;
+  }
+
+  /** Uploads the candidates and records the stage's dispatch (scores into `outBuffer`) into a new encoder. */
+  private async encodeStage(entry: Stage, s: GpuCentroidScores, list: Uint32Array<ArrayBuffer>): Promise<GPUCommandEncoder> {
+    const count = list.length;
+    const what = STAGE_NAME[entry];
+    const pipeline = await this.pipeline(entry);
+    this.candidateBuffer = this.grown(this.candidateBuffer, 'candidates', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    this.outBuffer = this.grown(this.outBuffer, 'stage output', count * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+    this.device.queue.writeBuffer(this.candidateBuffer, 0, list);
+    const gridX = Math.min(count, this.gridX);
+    if (Math.ceil(count / gridX) > GRID_X) throw new GpuScoringError(`${count} candidates: one dispatch scores at most ${GRID_X * gridX}`);
+    this.writeParams(s.queryTokens, count, gridX, 0);
+    const buffers: Record<number, GPUBuffer> =
+      entry === 'interaction'
+        ? { 2: s.scores, 3: this.codes.buffer, 6: this.docs.buffer, 7: this.candidateBuffer, 8: this.outBuffer, 10: this.params }
+        : { 0: s.query, 1: this.centroidBuffer, 3: this.codes.buffer, 4: this.residuals.buffer, 5: this.weightBuffer, 6: this.docs.buffer, 7: this.candidateBuffer, 8: this.outBuffer, 10: this.params };
+    const encoder = this.device.createCommandEncoder({ label: `colbert-web compressed ${what} commands` });
+    const pass = encoder.beginComputePass({ label: `colbert-web compressed ${what} pass` });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, this.group(pipeline, what, buffers));
+    pass.dispatchWorkgroups(gridX, Math.ceil(count / gridX));
+    pass.end();
+    return encoder;
+  }
+
+  /** A ./topk.wgsl pipeline (its own 'auto' layout), cached per device. */
+  private topkPipeline(entry: (typeof TOPK_ENTRIES)[number]): Promise<GPUComputePipeline> {
+    let perDevice = pipelineCache.get(this.device);
+    if (!perDevice) pipelineCache.set(this.device, (perDevice = new Map()));
+    const key = `topk:${entry}:WG=${WG}`;
+    let pipeline = perDevice.get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ label: 'colbert-web topk.wgsl', code: topkSource });
+      pipeline = this.device.createComputePipelineAsync({
+        label: `colbert-web compressed top-k ${entry}`,
+        layout: 'auto',
+        compute: { module, entryPoint: `${entry}_main`, constants: { WG } },
+      });
+      perDevice.set(key, pipeline);
+      pipeline.catch(() => perDevice.delete(key));
+    }
+    return pipeline;
   }
 
   private writeParams(queryTokens: number, candidates: number, gridX: number, nprobe: number): void {
@@ -513,10 +661,10 @@ export class CompressedGpuIndex {
   }
 
   /** Copies `bytes` of `source` into the read-back buffer, submits `encoder` and maps the copy once. */
-  private async readBack(encoder: GPUCommandEncoder, source: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+  private async readBack(encoder: GPUCommandEncoder, source: GPUBuffer, bytes: number, sourceOffset = 0): Promise<ArrayBuffer> {
     this.readback = this.grown(this.readback, 'read-back', bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     const target = this.readback;
-    encoder.copyBufferToBuffer(source, 0, target, 0, Math.ceil(bytes / 4) * 4);
+    encoder.copyBufferToBuffer(source, sourceOffset, target, 0, Math.ceil(bytes / 4) * 4);
     this.device.queue.submit([encoder.finish()]);
     await target.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4);
     try {
@@ -539,13 +687,14 @@ export class CompressedGpuIndex {
       uploadedBytes: this.uploaded,
       readBackBytes: this.readBackBytes,
       readBacks: this.readBacks,
+      candidateReads: this.candidateReads,
     };
   }
 
   /** Frees every buffer of the index (never the device, which is the caller's). Later calls reject. */
   destroy(): void {
     this.lostReason ??= 'the compressed GPU index was destroyed';
-    for (const b of [this.centroidBuffer, this.weightBuffer, this.params, this.candidateBuffer, this.outBuffer, this.readback, this.codes?.buffer, this.residuals?.buffer, this.docs?.buffer]) b?.destroy();
+    for (const b of [this.centroidBuffer, this.weightBuffer, this.params, this.topkParams, this.blockMax, this.topList, this.candidateBuffer, this.outBuffer, this.readback, this.codes?.buffer, this.residuals?.buffer, this.docs?.buffer]) b?.destroy();
   }
 }
 

@@ -297,6 +297,85 @@ test('more than 65,536 centroids: codes stored as u32', async () => {
   expectStagesMatch(run, config);
 });
 
+test('top-k of either stage on the GPU equals sorting every score: ties by position, long lists, overflow', async () => {
+  test.setTimeout(180_000);
+  const out = await page.evaluate(
+    async ({ url }) => {
+      const lib = await import(/* @vite-ignore */ url);
+      const g = globalThis as unknown as { compressedGpuDevice?: Promise<GPUDevice> };
+      g.compressedGpuDevice ??= lib.requestScoringDevice();
+      const device = await g.compressedGpuDevice!;
+      device.pushErrorScope('validation');
+      const next = lib.mulberry32(21);
+      const dim = 24;
+      const C = 130;
+      const codec = { dim, nbits: 2, centroids: lib.randomMatrix(C, dim, next).data, cutoffs: new Float32Array(3), weights: Float32Array.from([-0.1, -0.03, 0.03, 0.1]) };
+      const D = 400;
+      const counts = Array.from({ length: D }, (_, i) => (i % 13 === 0 ? 0 : 1 + Math.floor(next() * 12)));
+      const tokens = counts.reduce((a, b) => a + b, 0);
+      const docs = { codes: Uint32Array.from({ length: tokens }, () => Math.floor(next() * C)), residuals: Uint8Array.from({ length: tokens * 6 }, () => Math.floor(next() * 256)), tokenCounts: counts };
+      // Candidate lists always go through the GPU top-k here; the second index's list overflows.
+      const index = await lib.CompressedGpuIndex.create(device, codec, { fullReadbackCandidates: 0 });
+      const tiny = await lib.CompressedGpuIndex.create(device, codec, { fullReadbackCandidates: 0, candidateCapacity: 8 });
+      await index.append(docs);
+      await tiny.append(docs);
+      const query = lib.randomMatrix(9, dim, next);
+      const s = await index.centroidScores(query);
+      const st = await tiny.centroidScores(query);
+      const mismatches: string[] = [];
+      const paths: string[] = [];
+      const sorted = (scores: Float32Array, k: number) =>
+        Array.from(scores, (score, position) => ({ score, position }))
+          .sort((a, b) => b.score - a.score || a.position - b.position)
+          .slice(0, k);
+      const check = async (label: string, idx: typeof index, sc: typeof s, stage: 'interaction' | 'residual', cands: number[], k: number) => {
+        const all: Float32Array = stage === 'interaction' ? await idx.centroidInteraction(sc, cands) : await idx.residualScores(sc, cands);
+        const want = sorted(all, k);
+        const before = idx.residency();
+        const got = await idx.rankCandidates(stage, sc, cands, k);
+        const after = idx.residency();
+        paths.push(`${label}: ${after.candidateReads - before.candidateReads} list, ${after.readBacks - before.readBacks} read-backs`);
+        const gotList = Array.from(got.positions as Uint32Array, (position, i) => ({ score: (got.scores as Float32Array)[i]!, position }));
+        if (JSON.stringify(gotList) !== JSON.stringify(want)) mismatches.push(`${label}: want ${JSON.stringify(want.slice(0, 5))}... got ${JSON.stringify(gotList.slice(0, 5))}...`);
+      };
+      const every = Array.from({ length: D * 3 }, (_, i) => i % D);
+      for (const stage of ['interaction', 'residual'] as const) {
+        for (const k of [1, 10, 40]) await check(`${stage} k=${k}`, index, s, stage, every, k);
+        // The best document 200 times among the rest: 200 tie at T, past the first read-back's 64.
+        const scores: Float32Array = stage === 'interaction' ? await index.centroidInteraction(s, every.slice(0, D)) : await index.residualScores(s, every.slice(0, D));
+        const top = sorted(scores, 1)[0]!.position;
+        const crowded = Array.from({ length: 1200 }, (_, i) => (i % 6 === 0 ? top : i % D));
+        await check(`${stage} ties`, index, s, stage, crowded, 10);
+        await check(`${stage} overflow`, tiny, st, stage, every, 10);
+      }
+      await check('k past the candidates', index, s, 'residual', [5, 0, 7], 10);
+      s.release();
+      st.release();
+      index.destroy();
+      tiny.destroy();
+      const error = await device.popErrorScope();
+      return { mismatches, paths, validationError: error ? error.message : null };
+    },
+    { url: BUNDLE_URL },
+  );
+  expect(out.validationError).toBeNull();
+  expect(out.mismatches).toEqual([]);
+  // Which way each call went: a list in one read-back, a long list in two, an overflow reading every score.
+  expect(out.paths).toEqual([
+    'interaction k=1: 1 list, 1 read-backs',
+    'interaction k=10: 1 list, 1 read-backs',
+    'interaction k=40: 1 list, 1 read-backs',
+    'interaction ties: 1 list, 2 read-backs',
+    'interaction overflow: 0 list, 2 read-backs',
+    'residual k=1: 1 list, 1 read-backs',
+    'residual k=10: 1 list, 1 read-backs',
+    'residual k=40: 1 list, 1 read-backs',
+    'residual ties: 1 list, 2 read-backs',
+    'residual overflow: 0 list, 2 read-backs',
+    'k past the candidates: 0 list, 1 read-backs',
+  ]);
+});
+
 test('argument errors are RangeErrors; a destroyed index or a lost device rejects with GpuScoringError', async () => {
   test.setTimeout(180_000);
   const out = await page.evaluate(
