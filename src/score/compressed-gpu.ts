@@ -86,6 +86,11 @@ export interface CompressedGpuOptions {
    * dimension); more candidates take more rows. Tests set a small value to use many rows.
    */
   maxGridX?: number;
+  /**
+   * Largest buffer in bytes (default, and at most: the device's storage binding and buffer
+   * limits). Tests set a tiny value to reach the limit.
+   */
+  maxBufferBytes?: number;
   /** {@link CompressedGpuIndex.rankCandidates} reads every score for at most this many candidates (default 4096: 16 KB). */
   fullReadbackCandidates?: number;
   /**
@@ -253,7 +258,7 @@ export class CompressedGpuIndex {
     this.fullReadbackCandidates = Math.max(0, Math.floor(options.fullReadbackCandidates ?? 4096));
     this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
     const { limits } = device;
-    this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    this.bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize, Math.max(16, Math.floor(options.maxBufferBytes ?? Infinity)));
     this.dim = codec.dim;
     this.nbits = codec.nbits;
     this.centroids = centroidCount(codec);
@@ -381,7 +386,9 @@ export class CompressedGpuIndex {
 
   /**
    * Appends documents (see {@link CompressedDocuments}); resolves to the number of the first one.
-   * Only the new tokens are sent. A batch that fails validation changes nothing.
+   * Only the new tokens are sent. A batch that fails validation (RangeError) changes nothing; one
+   * that fails on the GPU (GpuScoringError, e.g. past the binding limit) leaves the index unusable
+   * ({@link unusableReason} says why), as a lost device does.
    */
   async append(docs: CompressedDocuments): Promise<number> {
     const { codes, residuals, tokenCounts } = docs;
@@ -399,15 +406,17 @@ export class CompressedGpuIndex {
       if (!Number.isInteger(c) || c < 0 || c >= this.centroids) throw new RangeError(`code ${c} of token ${j} is not a centroid (there are ${this.centroids})`);
       packed[j] = c;
     }
-    const table = new Uint32Array(2 * tokenCounts.length);
-    let at = this.tokenCount;
-    for (let i = 0; i < tokenCounts.length; i++) {
-      table[2 * i] = at;
-      table[2 * i + 1] = tokenCounts[i]!;
-      at += tokenCounts[i]!;
-    }
-    return this.run('append', async () => {
+    const counts = Uint32Array.from(tokenCounts);
+    const appended = this.run('append', async () => {
       const first = this.docCount;
+      // Built in the queue: an earlier append still waiting there moves the first token.
+      const table = new Uint32Array(2 * counts.length);
+      let at = this.tokenCount;
+      for (let i = 0; i < counts.length; i++) {
+        table[2 * i] = at;
+        table[2 * i + 1] = counts[i]!;
+        at += counts[i]!;
+      }
       // Checked before anything is written, so that a batch goes in whole or not at all.
       for (const [stream, bytes] of [[this.codes, packed.byteLength], [this.residuals, residuals.length], [this.docs, table.byteLength]] as const) {
         if (stream.bytes + bytes > this.bindLimit) throw new GpuScoringError(`the compressed index's ${stream.label} would need ${stream.bytes + bytes} bytes; one GPU binding holds at most ${this.bindLimit}`);
@@ -415,19 +424,26 @@ export class CompressedGpuIndex {
       this.uploaded += this.codes.append(new Uint8Array(packed.buffer));
       this.uploaded += this.residuals.append(residuals);
       this.uploaded += this.docs.append(new Uint8Array(table.buffer));
-      this.docCount += tokenCounts.length;
+      this.docCount += counts.length;
       this.tokenCount += tokens;
       return first;
     });
+    // Part of a batch may be on the GPU when it fails there: the index cannot be trusted after it.
+    appended.catch((err: unknown) => {
+      if (err instanceof GpuScoringError) this.lostReason ??= `an append failed on the GPU, so this index is incomplete (${err.message})`;
+    });
+    return appended;
   }
 
   /** S = query rows x centroids, computed on the GPU and kept there. `query.dim` must be the codec's. */
   async centroidScores(query: TokenMatrix): Promise<GpuCentroidScores> {
     if (query.dim !== this.dim) throw new RangeError(`the query has dim ${query.dim}; the index has ${this.dim}`);
     const rows = query.tokens;
+    if (!Number.isInteger(rows) || rows < 0 || query.data.length < rows * this.dim) throw new RangeError(`the query claims ${rows} rows of dim ${this.dim} but holds ${query.data.length} values`);
     return this.run('centroid scores', async () => {
       const bytes = rows * this.centroids * 4;
       if (bytes > this.bindLimit) throw new GpuScoringError(`${rows} query rows x ${this.centroids} centroids need ${bytes} bytes of scores; one GPU binding holds at most ${this.bindLimit}`);
+      if (Math.ceil(this.centroids / WG) > GRID_X || Math.ceil(rows / this.qRows) > GRID_X) throw new GpuScoringError(`${rows} query rows x ${this.centroids} centroids do not fit one dispatch grid`);
       const queryBuffer = this.makeBuffer('query', rows * this.dim * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
       const scores = this.makeBuffer('centroid scores', bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
       const handle = new GpuCentroidScores(this, rows, this.centroids, queryBuffer, scores);

@@ -413,6 +413,16 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
         documentsAfterBadAppends: index.documents,
         stillScores: Array.from(await index.residualScores(s, [1])),
       };
+      // Two appends in flight at once: the second's tokens follow the first's.
+      const [n1, n2] = await Promise.all([
+        index.append({ codes: [4, 5], residuals: new Uint8Array(12), tokenCounts: [2] }),
+        index.append({ codes: [4], residuals: new Uint8Array(6), tokenCounts: [1] }),
+      ]);
+      const S = await index.readCentroidScores(s);
+      const allCodes = [1, 2, 3, 4, 5, 4];
+      const got = await index.centroidInteraction(s, [3, 4]);
+      const want = [lib.centroidInteractionRef(S, 4, 10, allCodes, 3, 2), lib.centroidInteractionRef(S, 4, 10, allCodes, 5, 1)];
+      const concurrent = { numbers: [n1, n2], tokens: index.tokens, worst: Math.max(...want.map((w: number, i: number) => Math.abs(w - got[i]!))) };
       s.release();
       const released = await what(() => index.residualScores(s, [0]));
       index.destroy();
@@ -426,7 +436,15 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
       own.destroy();
       await own.lost;
       const lost = await what(async () => victim.centroidInteraction(await victim.centroidScores(lib.randomMatrix(2, 24, next)), [0]));
-      return { emptyScores, emptyTops, errors, released, destroyed, before, lost, unusable: victim.unusableReason ?? null };
+
+      // A batch past the (here tiny) buffer limit: the index says it is unusable and later calls reject.
+      const small = await lib.CompressedGpuIndex.create(device, codec, { maxBufferBytes: 64, initialBufferBytes: 16 });
+      await small.append({ codes: [1, 2], residuals: new Uint8Array(12), tokenCounts: [2] });
+      const overLimit = await what(() => small.append({ codes: Array.from({ length: 12 }, () => 1), residuals: new Uint8Array(72), tokenCounts: [12] }));
+      const afterLimit = await what(() => small.centroidScores(lib.randomMatrix(1, 24, next)));
+      const smallReason = small.unusableReason ?? null;
+      small.destroy();
+      return { emptyScores, emptyTops, errors, released, destroyed, before, lost, unusable: victim.unusableReason ?? null, concurrent, overLimit, afterLimit, smallReason };
     },
     { url: BUNDLE_URL },
   );
@@ -442,6 +460,12 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
   expect(out.errors.documentsAfterBadAppends).toBe(3);
   expect(out.errors.stillScores).toHaveLength(1);
   expect(out.errors.stillScores[0]).toBe(0);
+  expect(out.concurrent.numbers).toEqual([3, 4]);
+  expect(out.concurrent.tokens).toBe(6);
+  expect(out.concurrent.worst).toBeLessThan(1e-6);
+  expect(out.overLimit).toMatch(/^GpuScoringError: the compressed index's residuals would need 84 bytes; one GPU binding holds at most 64/);
+  expect(out.afterLimit).toMatch(/^GpuScoringError: an append failed on the GPU/);
+  expect(out.smallReason).toMatch(/^an append failed on the GPU/);
   expect(out.released).toMatch(/^RangeError: these centroid scores were released/);
   expect(out.destroyed).toMatch(/^GpuScoringError: the compressed GPU index was destroyed/);
   expect(out.before).toBe(1);
