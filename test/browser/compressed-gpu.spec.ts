@@ -438,9 +438,9 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
       const lost = await what(async () => victim.centroidInteraction(await victim.centroidScores(lib.randomMatrix(2, 24, next)), [0]));
 
       // A batch past the (here tiny) buffer limit: the index says it is unusable and later calls reject.
-      const small = await lib.CompressedGpuIndex.create(device, codec, { maxBufferBytes: 64, initialBufferBytes: 16 });
+      const small = await lib.CompressedGpuIndex.create(device, codec, { maxBufferBytes: 1024, initialBufferBytes: 16 });
       await small.append({ codes: [1, 2], residuals: new Uint8Array(12), tokenCounts: [2] });
-      const overLimit = await what(() => small.append({ codes: Array.from({ length: 12 }, () => 1), residuals: new Uint8Array(72), tokenCounts: [12] }));
+      const overLimit = await what(() => small.append({ codes: Array.from({ length: 200 }, () => 1), residuals: new Uint8Array(1200), tokenCounts: [200] }));
       const afterLimit = await what(() => small.centroidScores(lib.randomMatrix(1, 24, next)));
       const smallReason = small.unusableReason ?? null;
       small.destroy();
@@ -463,7 +463,7 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
   expect(out.concurrent.numbers).toEqual([3, 4]);
   expect(out.concurrent.tokens).toBe(6);
   expect(out.concurrent.worst).toBeLessThan(1e-6);
-  expect(out.overLimit).toMatch(/^GpuScoringError: the compressed index's residuals would need 84 bytes; one GPU binding holds at most 64/);
+  expect(out.overLimit).toMatch(/^GpuScoringError: the compressed index's residuals would need 1212 bytes; one GPU binding holds at most 1024/);
   expect(out.afterLimit).toMatch(/^GpuScoringError: an append failed on the GPU/);
   expect(out.smallReason).toMatch(/^an append failed on the GPU/);
   expect(out.released).toMatch(/^RangeError: these centroid scores were released/);
