@@ -416,10 +416,10 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
       // Two appends in flight at once: the second's tokens follow the first's.
       const [n1, n2] = await Promise.all([
         index.append({ codes: [4, 5], residuals: new Uint8Array(12), tokenCounts: [2] }),
-        index.append({ codes: [4], residuals: new Uint8Array(6), tokenCounts: [1] }),
+        index.append({ codes: [7], residuals: new Uint8Array(6), tokenCounts: [1] }),
       ]);
       const S = await index.readCentroidScores(s);
-      const allCodes = [1, 2, 3, 4, 5, 4];
+      const allCodes = [1, 2, 3, 4, 5, 7];
       const got = await index.centroidInteraction(s, [3, 4]);
       const want = [lib.centroidInteractionRef(S, 4, 10, allCodes, 3, 2), lib.centroidInteractionRef(S, 4, 10, allCodes, 5, 1)];
       const concurrent = { numbers: [n1, n2], tokens: index.tokens, worst: Math.max(...want.map((w: number, i: number) => Math.abs(w - got[i]!))) };
