@@ -11,7 +11,7 @@
  * and encodes only the files not finished (or changed) since. Both are removed once `<out>` is written.
  */
 import { readFile, readdir, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
-import { dirname, extname, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Parser } from 'htmlparser2';
 import { crc32 } from '../checksum.ts';
@@ -19,6 +19,7 @@ import { isColbertError } from '../errors.ts';
 import { createSearch, type ColbertSearch } from '../search.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from '../store/precision.ts';
 import { splitPassages } from '../text/passages.ts';
+import { sniffText } from '../text/sniff.ts';
 
 export const USAGE = `Usage: colbert-web index <files or folders...> --model <repo-id|url|path> --out <file.cbwidx> [--precision ${VECTOR_PRECISIONS.join('|')}] [--revision <rev>] [--hub-url <url>]
 
@@ -69,17 +70,15 @@ export function htmlToText(html: string): { text: string; title?: string } {
   return out;
 }
 
-/** Why a file is not indexed, or null when it is text this command reads. */
-export function skipReason(path: string, bytes: Uint8Array): string | null {
-  if (!(extname(path).toLowerCase() in TEXT_KINDS)) return `not a .txt, .md or .html file`;
-  const head = bytes.subarray(0, 8192);
-  if (head.includes(0)) return 'binary content (NUL bytes), not text';
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    return 'not valid UTF-8 text';
-  }
-  return null;
+/**
+ * The file's text, or why it is not indexed: by name, only .txt, .md and .html are read; by
+ * content, the bytes must be text (src/text/sniff.ts, shared with the demo: magic numbers, NUL
+ * bytes, encodings), so a renamed image is skipped too.
+ */
+export async function readableText(path: string, bytes: Uint8Array): Promise<{ text: string } | { skip: string }> {
+  if (!(extname(path).toLowerCase() in TEXT_KINDS)) return { skip: 'not a .txt, .md or .html file' };
+  const sniffed = await sniffText(bytes, basename(path));
+  return sniffed.ok ? { text: sniffed.text } : { skip: sniffed.reason };
 }
 
 async function collect(inputs: string[]): Promise<string[]> {
@@ -189,10 +188,10 @@ export async function indexFiles(inputs: string[], options: IndexCommandOptions)
     for (const [i, file] of files.entries()) {
       const id = name(file);
       const bytes = new Uint8Array(await readFile(file));
-      const reason = skipReason(file, bytes);
-      if (reason) {
-        result.skipped.push({ file: id, reason });
-        log(`  skip ${id}: ${reason}`);
+      const readable = await readableText(file, bytes);
+      if ('skip' in readable) {
+        result.skipped.push({ file: id, reason: readable.skip });
+        log(`  skip ${id}: ${readable.skip}`);
         continue;
       }
       const crc = crc32(bytes).toString(16).padStart(8, '0');
@@ -210,7 +209,7 @@ export async function indexFiles(inputs: string[], options: IndexCommandOptions)
         await search.delete(Array.from({ length: previous.passages }, (_, n) => `${id}#${n}`));
         delete checkpoint.done[id];
       }
-      const source = new TextDecoder().decode(bytes);
+      const source = readable.text;
       const kind = TEXT_KINDS[extname(file).toLowerCase()]!;
       const { text, title } = kind === 'html' ? htmlToText(source) : { text: source, title: undefined };
       const passages = await splitPassages(text, budget, (t) => search.countTokens(t));

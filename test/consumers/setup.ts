@@ -91,6 +91,16 @@ async function prepare(): Promise<ConsumerSetup> {
     return buildApps(reuse, await read('out.json'), await read('index.log'), JSON.parse(await read('types.json')) as ConsumerSetup['types']);
   }
   const tmp = await mkdtemp(join(tmpdir(), 'colbert-web-consumers-'));
+  try {
+    return await createProjects(tmp, model);
+  } catch (err) {
+    if (!process.env['COLBERT_KEEP_CONSUMERS']) await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Packs the library into `tmp`, creates and installs the three projects, runs the Node one, builds the apps. */
+async function createProjects(tmp: string, model: string): Promise<ConsumerSetup> {
   // prepack's build output precedes npm's JSON on stdout.
   const packOutput = timed('npm pack (builds dist/)', () => sh('npm', ['pack', '--json', '--pack-destination', tmp], REPO_ROOT));
   const packed = JSON.parse(packOutput.slice(packOutput.search(/^\[$/m))) as { filename: string; files: { path: string }[] }[];
@@ -152,6 +162,7 @@ function typecheck(dir: string, resolution: 'bundler' | 'nodenext'): string {
 async function buildApps(tmp: string, quickStart: string, indexLog: string, types: ConsumerSetup['types']): Promise<ConsumerSetup> {
   const app = await readFile(resolve(import.meta.dirname, 'app.js'), 'utf8');
   await writeFile(join(tmp, 'vite/main.js'), app);
+  await mkdir(join(tmp, 'webpack/src'), { recursive: true });
   await writeFile(join(tmp, 'webpack/src/index.js'), app);
   timed('vite build', () => sh(join(tmp, 'vite/node_modules/.bin/vite'), ['build'], join(tmp, 'vite')));
   timed('webpack', () => sh(join(tmp, 'webpack/node_modules/.bin/webpack'), [], join(tmp, 'webpack')));

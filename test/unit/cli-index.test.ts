@@ -9,7 +9,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createSearch } from '../../src/index.ts';
 import { main } from '../../src/cli/main.ts';
-import { htmlToText, indexFiles, skipReason } from '../../src/cli/index-command.ts';
+import { htmlToText, indexFiles, readableText } from '../../src/cli/index-command.ts';
 import { makeTestModels } from '../fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
 
@@ -27,11 +27,12 @@ describe('htmlToText and skipReason', () => {
     expect(text).toBe('Swept wings\n\nBoundary\u00a0layers transition.\n\nSecond'.replace('\u00a0', ' '));
     expect(text).not.toMatch(/secretScriptWord|color/);
   });
-  it('names why a file is skipped', () => {
-    expect(skipReason('a.png', new Uint8Array([137, 80, 78, 71]))).toMatch(/not a \.txt, \.md or \.html/);
-    expect(skipReason('a.txt', new Uint8Array([65, 0, 66]))).toMatch(/binary/);
-    expect(skipReason('a.txt', new Uint8Array([0xff, 0xfe, 0x41]))).toMatch(/UTF-8/);
-    expect(skipReason('a.md', new TextEncoder().encode('# Title'))).toBeNull();
+  it('names why a file is skipped: by name, then by content (src/text/sniff.ts)', async () => {
+    const png = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    expect(await readableText('a.png', png)).toEqual({ skip: expect.stringMatching(/not a \.txt, \.md or \.html/) });
+    expect(await readableText('renamed.txt', png)).toEqual({ skip: expect.stringMatching(/PNG|image/i) });
+    expect(await readableText('a.txt', new Uint8Array([65, 0, 66, 0, 67]))).toHaveProperty('skip');
+    expect(await readableText('a.md', new TextEncoder().encode('# Title'))).toEqual({ text: '# Title' });
   });
 });
 
