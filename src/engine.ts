@@ -11,9 +11,10 @@ import { hashText } from './checksum.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
 import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
 import { MemoryStore } from './store/memory.ts';
+import { checkMetadata, metadataJson } from './store/metadata.ts';
 import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
-import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
+import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
 /** Options the engine takes: the model options plus storage. */
@@ -137,12 +138,6 @@ function checkUnique(ids: readonly string[]): void {
     if (seen.has(id)) throw new ColbertError('DUPLICATE_ID', `The id "${id}" appears more than once in one call.`, { id });
     seen.add(id);
   }
-}
-
-function checkMetadata(metadata: unknown, id: string): Metadata | undefined {
-  if (metadata === undefined) return undefined;
-  if (!isPlainObject(metadata)) throw new ColbertError('INVALID_ARGUMENT', `Metadata of "${id}" must be a plain object.`, { id });
-  return metadata;
 }
 
 /** Validates texts for encoding; returns them as strings. */
@@ -303,7 +298,8 @@ export class Engine {
     const ids = items.map((d) => d.id);
     const [states, stored] = await Promise.all([this.store.lookup(ids, items.map((d) => d.hash)), this.store.metadata(ids)]);
     this.check();
-    const sameMeta = (i: number) => JSON.stringify(stored[i] ?? null) === JSON.stringify(items[i]!.metadata ?? null);
+    // Stored metadata that is not JSON (from an older version) never counts as the same.
+    const sameMeta = (i: number) => metadataJson(stored[i]) !== undefined && metadataJson(stored[i]) === metadataJson(items[i]!.metadata);
     const unchanged = items.filter((_, i) => states[i] === 'live' && sameMeta(i));
     const toEncode = items.filter((_, i) => states[i] === 'none');
     const skipped = items.length - toEncode.length;

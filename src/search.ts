@@ -10,6 +10,7 @@ import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, Explain
 import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
+import { checkInputMetadata } from './store/metadata.ts';
 import type { ScoringDevice, ScoringStatus } from './score/scorer.ts';
 
 /**
@@ -122,9 +123,19 @@ export interface ColbertSearch {
   close(): Promise<void>;
 }
 
+function closedError(): ColbertError {
+  return new ColbertError('CLOSED', 'This search instance was closed; create a new one.');
+}
+
 abstract class BaseSearch implements ColbertSearch {
   protected closed = false;
-  constructor(readonly info: EngineInfo) {}
+  /** Rejects with CLOSED once close() is done: every call still in flight then fails with it. */
+  private readonly gone: Promise<never>;
+  private goneNow!: (err: ColbertError) => void;
+  constructor(readonly info: EngineInfo) {
+    this.gone = new Promise<never>((_, reject) => (this.goneNow = reject));
+    this.gone.catch(() => undefined); // observed through guard()
+  }
   protected abstract get scoring(): ScoringStatus;
   get scoringDevice(): ScoringDevice {
     return this.scoring.device;
@@ -150,8 +161,28 @@ abstract class BaseSearch implements ColbertSearch {
   get fallbackReason(): string | undefined {
     return this.info.fallbackReason;
   }
-  protected check(): void {
-    if (this.closed) throw new ColbertError('CLOSED', 'This search instance was closed; create a new one.');
+  /**
+   * Runs a call of the public API. It never throws: after close() it rejects with CLOSED, and a
+   * call still pending when close() finishes (its worker gone, its engine closed) rejects with
+   * CLOSED instead of waiting forever.
+   */
+  protected guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    let run: Promise<T>;
+    try {
+      run = fn();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.race([run, this.gone]);
+  }
+  /** Marks the instance closed for new calls (close() has begun). */
+  protected markClosed(): void {
+    this.closed = true;
+  }
+  /** Fails every call still in flight with CLOSED (close() is over). */
+  protected releasePending(): void {
+    this.goneNow(new ColbertError('CLOSED', 'This search instance was closed while the call was running; any write it made is atomic, so the index holds it whole or not at all. Create a new search and retry.'));
   }
   abstract add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
   abstract addEmbeddings(items: EmbeddingInput[]): Promise<AddResult>;
@@ -177,61 +208,53 @@ class InThreadSearch extends BaseSearch {
   protected get scoring(): ScoringStatus {
     return this.engine.scoring();
   }
-  async add(docs: DocumentInput[], options?: AddOptions) {
-    this.check();
-    return this.engine.add(docs, options?.onProgress);
+  add(docs: DocumentInput[], options?: AddOptions) {
+    return this.guard(() => this.engine.add(docs, options?.onProgress));
   }
-  async addEmbeddings(items: EmbeddingInput[]) {
-    this.check();
-    return this.engine.addEmbeddings(items);
+  addEmbeddings(items: EmbeddingInput[]) {
+    return this.guard(() => this.engine.addEmbeddings(items));
   }
-  async delete(ids: string[]) {
-    this.check();
-    return this.engine.delete(ids);
+  delete(ids: string[]) {
+    return this.guard(() => this.engine.delete(ids));
   }
-  async search(query: string, options?: SearchOptions) {
-    this.check();
-    return this.engine.search(query, options);
+  search(query: string, options?: SearchOptions) {
+    return this.guard(() => this.engine.search(query, options));
   }
-  async searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
-    this.check();
-    return this.engine.searchEmbedding(query, options);
+  searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
+    return this.guard(() => this.engine.searchEmbedding(query, options));
   }
-  async encodeQuery(text: string) {
-    this.check();
-    return this.engine.encodeQuery(text);
+  encodeQuery(text: string) {
+    return this.guard(() => this.engine.encodeQuery(text));
   }
-  async encodeDocuments(texts: string[]) {
-    this.check();
-    return this.engine.encodeDocuments(texts);
+  encodeDocuments(texts: string[]) {
+    return this.guard(() => this.engine.encodeDocuments(texts));
   }
-  async stats() {
-    this.check();
-    return this.engine.stats();
+  stats() {
+    return this.guard(() => this.engine.stats());
   }
-  async countTokens(texts: string[]) {
-    this.check();
-    return this.engine.countTokens(texts);
+  countTokens(texts: string[]) {
+    return this.guard(() => this.engine.countTokens(texts));
   }
-  async explain(query: string, target: ExplainTarget) {
-    this.check();
-    return this.engine.explain(query, target);
+  explain(query: string, target: ExplainTarget) {
+    return this.guard(() => this.engine.explain(query, target));
   }
-  async clear() {
-    this.check();
-    return this.engine.clear();
+  clear() {
+    return this.guard(() => this.engine.clear());
   }
-  async exportIndex() {
-    this.check();
-    return this.engine.exportIndex();
+  exportIndex() {
+    return this.guard(() => this.engine.exportIndex());
   }
-  async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
-    this.check();
-    return this.engine.importIndex(file);
+  importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    return this.guard(() => this.engine.importIndex(file));
   }
   async close() {
-    this.closed = true;
-    await this.engine.close();
+    if (this.closed) return;
+    this.markClosed();
+    try {
+      await this.engine.close();
+    } finally {
+      this.releasePending();
+    }
   }
 }
 
@@ -260,18 +283,31 @@ class WorkerSearch extends BaseSearch {
     return hits;
   }
 
-  /** Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile. */
+  /**
+   * Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile, and with
+   * INVALID_ARGUMENT (not a bare DataCloneError) when an argument cannot be posted to it.
+   */
   private call<T>(fn: () => Promise<T>): Promise<T> {
-    this.check();
-    return Promise.race([fn(), this.crashed]);
+    return this.guard(() => Promise.race([fn(), this.crashed])).catch((err: unknown) => {
+      if ((err as { name?: unknown } | null)?.name !== 'DataCloneError') throw err;
+      const reason = (err as Error).message;
+      throw new ColbertError('INVALID_ARGUMENT', `An argument cannot be sent to the colbert-web worker (${reason}); pass plain data (strings, numbers, arrays, plain objects, typed arrays).`, { reason }, { cause: err });
+    });
   }
 
   add(docs: DocumentInput[], options?: AddOptions) {
-    const progress = options?.onProgress ? Comlink.proxy(options.onProgress) : undefined;
-    return this.call(() => this.remote.add(docs, progress));
+    return this.call(() => {
+      // Refused here, with its code, before structured cloning fails on it or lets it through.
+      checkInputMetadata(docs);
+      const progress = options?.onProgress ? Comlink.proxy(options.onProgress) : undefined;
+      return this.remote.add(docs, progress);
+    });
   }
   addEmbeddings(items: EmbeddingInput[]) {
-    return this.call(() => this.remote.addEmbeddings(items));
+    return this.call(() => {
+      checkInputMetadata(items);
+      return this.remote.addEmbeddings(items);
+    });
   }
   delete(ids: string[]) {
     return this.call(() => this.remote.delete(ids));
@@ -308,12 +344,14 @@ class WorkerSearch extends BaseSearch {
   }
   async close() {
     if (this.closed) return;
+    this.markClosed();
     try {
-      await this.call(() => this.remote.close());
+      await Promise.race([this.remote.close(), this.crashed]);
     } finally {
-      this.closed = true;
       this.remote[Comlink.releaseProxy]();
       if (this.ownsWorker) this.worker.terminate();
+      // Replies to calls still pending can no longer come: they fail with CLOSED.
+      this.releasePending();
     }
   }
 }

@@ -22,6 +22,7 @@
 import { deleteDB, openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import { ColbertError, isColbertError } from '../errors.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
+import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
 import {
@@ -524,7 +525,7 @@ export class IdbStore implements VectorStore {
     await this.fresh();
     let bytes = 0;
     for (const s of this.set.shards.values()) bytes += s.vectorBytes + s.rows * 4 + (s.docIds.length + 1) * 4;
-    for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? JSON.stringify(d.metadata).length * 2 : 0);
+    for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? (metadataJson(d.metadata)?.length ?? 0) * 2 : 0);
     return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes, bytesOnDisk: bytes };
   }
 
