@@ -78,9 +78,11 @@ interface IndexSchema extends DBSchema {
   vectors: { key: number; value: SegmentData };
   docs: { key: string; value: DocRecord };
   texts: { key: string; value: string };
-  staging: { key: string; value: StagedRecord };
+  /** Keyed by [id, content hash], so concurrent adds of one id with other texts keep their own encodings. */
+  staging: { key: StagingKey; value: StagedRecord };
 }
 
+type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
 const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging'];
 const MANIFEST_KEY = 'manifest';
@@ -391,9 +393,9 @@ export class IdbStore implements VectorStore {
     await this.fresh();
     const out: DocumentState[] = ids.map((id, i) => (hashes[i] !== '' && this.docs.get(id)?.hash === hashes[i] ? 'live' : 'none'));
     const tx = this.db.transaction('staging', 'readonly');
-    const staged = await Promise.all(ids.map((id, i) => (out[i] === 'none' ? tx.store.getKey(id).then(async (key) => (key === undefined ? undefined : (await tx.store.get(id))?.hash)) : undefined)));
+    const staged = await Promise.all(ids.map((id, i) => (out[i] === 'none' ? tx.store.getKey([id, hashes[i]!]) : undefined)));
     await tx.done;
-    return out.map((state, i) => (state === 'none' && staged[i] !== undefined && staged[i] === hashes[i] ? 'staged' : state));
+    return out.map((state, i) => (state === 'none' && staged[i] !== undefined ? 'staged' : state));
   }
 
   async stage(docs: readonly StagedDocument[]): Promise<void> {
@@ -409,7 +411,7 @@ export class IdbStore implements VectorStore {
     // Staging is invisible to search, so it needs no lock: each chunk is its own transaction.
     const tx = this.db.transaction('staging', 'readwrite');
     try {
-      await this.finish(tx as never, records.map((r) => tx.store.put(r, r.id)));
+      await this.finish(tx as never, records.map((r) => tx.store.put(r, [r.id, r.hash])));
     } catch (err) {
       throw storageError(err, `Storing encoded documents of index "${this.name}"`);
     }
@@ -424,7 +426,7 @@ export class IdbStore implements VectorStore {
       try {
         const staging = tx.objectStore('staging');
         const need = items.filter((i) => !i.matrix && this.docs.get(i.id)?.hash !== i.hash);
-        const records = await Promise.all(need.map((i) => staging.get(i.id)));
+        const records = await Promise.all(need.map((i) => staging.get([i.id, i.hash])));
         const staged = new Map<string, PackedDocument & { hash: string }>();
         records.forEach((rec) => {
           if (rec) staged.set(rec.id, stagedDocument(rec, this.precision));
@@ -443,7 +445,7 @@ export class IdbStore implements VectorStore {
           docRecords.set(item.id, rec);
           pending.push(docsStore.put(rec, item.id));
           pending.push(item.text !== undefined ? texts.put(item.text, item.id) : texts.delete(item.id));
-          pending.push(staging.delete(item.id));
+          pending.push(staging.delete([item.id, item.hash]));
         }
         const documents = new Set([...this.docs.keys(), ...docRecords.keys()]).size;
         let tokens = 0;
