@@ -162,9 +162,9 @@ abstract class BaseSearch implements ColbertSearch {
     return this.info.fallbackReason;
   }
   /**
-   * Runs a call of the public API. It never throws: after close() it rejects with CLOSED, and a
-   * call still pending when close() finishes (its worker gone, its engine closed) rejects with
-   * CLOSED instead of waiting forever.
+   * Runs a call of the public API without ever throwing: after close() it rejects with CLOSED,
+   * and a call still pending when close() finishes (its worker gone) rejects with CLOSED instead
+   * of waiting forever for a reply that cannot come.
    */
   protected guard<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(closedError());
@@ -175,6 +175,9 @@ abstract class BaseSearch implements ColbertSearch {
       return Promise.reject(err);
     }
     return Promise.race([run, this.gone]);
+  }
+  protected check(): void {
+    if (this.closed) throw closedError();
   }
   /** Marks the instance closed for new calls (close() has begun). */
   protected markClosed(): void {
@@ -208,44 +211,57 @@ class InThreadSearch extends BaseSearch {
   protected get scoring(): ScoringStatus {
     return this.engine.scoring();
   }
-  add(docs: DocumentInput[], options?: AddOptions) {
-    return this.guard(() => this.engine.add(docs, options?.onProgress));
+  async add(docs: DocumentInput[], options?: AddOptions) {
+    this.check();
+    return this.engine.add(docs, options?.onProgress);
   }
-  addEmbeddings(items: EmbeddingInput[]) {
-    return this.guard(() => this.engine.addEmbeddings(items));
+  async addEmbeddings(items: EmbeddingInput[]) {
+    this.check();
+    return this.engine.addEmbeddings(items);
   }
-  delete(ids: string[]) {
-    return this.guard(() => this.engine.delete(ids));
+  async delete(ids: string[]) {
+    this.check();
+    return this.engine.delete(ids);
   }
-  search(query: string, options?: SearchOptions) {
-    return this.guard(() => this.engine.search(query, options));
+  async search(query: string, options?: SearchOptions) {
+    this.check();
+    return this.engine.search(query, options);
   }
-  searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
-    return this.guard(() => this.engine.searchEmbedding(query, options));
+  async searchEmbedding(query: TokenMatrix, options?: SearchOptions) {
+    this.check();
+    return this.engine.searchEmbedding(query, options);
   }
-  encodeQuery(text: string) {
-    return this.guard(() => this.engine.encodeQuery(text));
+  async encodeQuery(text: string) {
+    this.check();
+    return this.engine.encodeQuery(text);
   }
-  encodeDocuments(texts: string[]) {
-    return this.guard(() => this.engine.encodeDocuments(texts));
+  async encodeDocuments(texts: string[]) {
+    this.check();
+    return this.engine.encodeDocuments(texts);
   }
-  stats() {
-    return this.guard(() => this.engine.stats());
+  async stats() {
+    this.check();
+    return this.engine.stats();
   }
-  countTokens(texts: string[]) {
-    return this.guard(() => this.engine.countTokens(texts));
+  async countTokens(texts: string[]) {
+    this.check();
+    return this.engine.countTokens(texts);
   }
-  explain(query: string, target: ExplainTarget) {
-    return this.guard(() => this.engine.explain(query, target));
+  async explain(query: string, target: ExplainTarget) {
+    this.check();
+    return this.engine.explain(query, target);
   }
-  clear() {
-    return this.guard(() => this.engine.clear());
+  async clear() {
+    this.check();
+    return this.engine.clear();
   }
-  exportIndex() {
-    return this.guard(() => this.engine.exportIndex());
+  async exportIndex() {
+    this.check();
+    return this.engine.exportIndex();
   }
-  importIndex(file: Uint8Array | ArrayBuffer | Blob) {
-    return this.guard(() => this.engine.importIndex(file));
+  async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
+    this.check();
+    return this.engine.importIndex(file);
   }
   async close() {
     if (this.closed) return;
