@@ -22,6 +22,8 @@ interface Unit {
   start: number;
   end: number;
   tokens: number;
+  /** What joining it to the unit before may cost: a space before a word merges into the word's token. */
+  joint: number;
 }
 
 /** `[start, end)` ranges of the non-blank pieces of `text` between matches of `separator`. */
@@ -134,7 +136,7 @@ async function unitsWithin(walk: Walk, ranges: { start: number; end: number }[],
     const r = ranges[i]!;
     const tokens = counts[i]!;
     if (tokens <= budget) {
-      out.push({ ...r, tokens });
+      out.push({ ...r, tokens, joint: level >= LEVELS.length - 1 ? 0 : 1 });
     } else {
       // The first finer level that actually breaks this range: a paragraph without sentence
       // punctuation goes straight to words.
@@ -148,7 +150,7 @@ async function unitsWithin(walk: Walk, ranges: { start: number; end: number }[],
         out.push(...(await unitsWithin(walk, parts, next)));
       } else {
         const cut = cutPoint(text, r.start, r.end);
-        if (cut === undefined) out.push({ ...r, tokens });
+        if (cut === undefined) out.push({ ...r, tokens, joint: 0 });
         else out.push(...(await unitsWithin(walk, [{ start: r.start, end: cut }, { start: cut, end: r.end }], LEVELS.length - 1)));
       }
     }
@@ -186,14 +188,14 @@ export async function splitPassages(text: string, budget: number, count: TokenCo
   let current: Unit[] = [];
   let used = 0;
   for (const unit of units) {
-    // One token of slack per joint: the separator between two units may cost a token.
-    const cost = unit.tokens + (current.length ? 1 : 0);
+    // Slack per joint: a paragraph or sentence break may cost a token; the check below catches the rest.
+    const cost = unit.tokens + (current.length ? unit.joint : 0);
     if (current.length && used + cost > budget) {
       groups.push(current);
       current = [];
       used = 0;
     }
-    used += current.length ? unit.tokens + 1 : unit.tokens;
+    used += current.length ? cost : unit.tokens;
     current.push(unit);
   }
   if (current.length) groups.push(current);
