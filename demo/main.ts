@@ -554,6 +554,9 @@ function watchOverflow(body: HTMLElement, cue: HTMLElement): void {
     const more = body.scrollHeight - body.clientHeight > 2;
     const atEnd = body.scrollTop + body.clientHeight >= body.scrollHeight - 2;
     body.classList.toggle('scrolls', more);
+    // A box that scrolls can be scrolled with the keyboard too.
+    if (more) body.setAttribute('tabindex', '0');
+    else body.removeAttribute('tabindex');
     cue.hidden = !more || atEnd;
   };
   new ResizeObserver(update).observe(body);
@@ -562,7 +565,7 @@ function watchOverflow(body: HTMLElement, cue: HTMLElement): void {
 
 function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   const meta = metaOf(hit);
-  const body = h('p', { class: 'passage', tabindex: 0 }, meta.text);
+  const body = h('p', { class: 'passage' }, meta.text);
   const cue = h('p', { class: 'more-cue muted small', hidden: true }, '↓ More of this passage below: scroll inside it');
   watchOverflow(body, cue);
   const panelId = `why-${rank}`;
@@ -632,6 +635,8 @@ async function runSearch(text: string): Promise<void> {
     ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
     ui.legend.textContent = `Marked in each passage: the words that match a word of your query with a similarity of ${HIGHLIGHT_MIN.toFixed(2)} or more (darker: closer), whole words. Every result is marked as it comes into view; "Why this result?" lists every query token and what it added.`;
     ui.legend.hidden = hits.length === 0;
+    // Which query the results are for (tests wait on it; a stale status line says nothing).
+    ui.results.dataset['query'] = text;
     const stats = ui.stats.dataset['passages'] ?? '?';
     say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
   } catch (err) {
