@@ -209,7 +209,7 @@ async function loadModel(): Promise<void> {
     if (ui.query.value.trim()) void runSearch(ui.query.value);
   } catch (err) {
     const still = previous ? ` Still using ${modelLabel}, with its index as it was.` : '';
-    say(ui.modelStatus, `Could not load ${choice.label}: ${errorText(err)}${still}`, 'error');
+    say(ui.modelStatus, `Loading failed: ${errorText(err)}${still}`, 'error');
   } finally {
     ui.modelProgress.hidden = true;
     ui.loadModel.disabled = false;
@@ -270,15 +270,15 @@ async function refreshStats(afterLoad = false): Promise<void> {
   const stats = (await search.stats()) as OptionalStats;
   if (stats.documents === 0 && Object.keys(readManifest()).length) writeManifest({});
   const sources = Object.keys(readManifest()).length;
-  const row = (term: string, value: string, key: string) => [h('div', {}, h('dt', {}, term), h('dd', { 'data-stat': key }, value))];
+  const row = (term: string, value: string, key: string, wide = false) => [h('div', wide ? { class: 'wide' } : {}, h('dt', {}, term), h('dd', { 'data-stat': key }, value))];
   const { size, site, note } = sizeRows(stats);
   ui.stats.replaceChildren(
     ...row('Documents', formatCount(sources), 'sources'),
     ...row('Passages', formatCount(stats.documents), 'passages'),
     ...row('Token vectors', formatCount(stats.tokens), 'tokens'),
-    ...row('Index size', size, 'bytes'),
-    ...(site ? row('Site storage', site, 'site') : []),
     ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
+    ...row('Index size', size, 'bytes', true),
+    ...(site ? row('Site storage', site, 'site', true) : []),
   );
   ui.sizeNote.textContent = note ?? '';
   ui.sizeNote.hidden = note === undefined;

@@ -461,7 +461,7 @@ test('7. a failed "Another model" load keeps the working model and its index', a
   await page.getByRole('button', { name: 'Download and load' }).click();
   const status = page.locator('#model-status');
   await expect(status).toHaveClass(/error/, { timeout: 60_000 });
-  await expect(status).toContainText(`Could not load ${server.url}/no-such-model/`);
+  await expect(status).toContainText(`Loading failed: MODEL_NOT_FOUND: No model found at ${server.url}/no-such-model/`);
   await expect(status).toContainText('Still using the offline test model, with its index as it was.');
   await expect(page.locator('#query')).toBeEnabled();
   await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
