@@ -450,6 +450,7 @@ async function clearIndex(): Promise<void> {
     say(ui.searchStatus, '');
     say(ui.indexStatus, 'The index is empty.', 'ok');
     ui.undoClear.hidden = false;
+    ui.undoClear.focus();
   } catch (err) {
     say(ui.indexStatus, errorText(err), 'error');
   }
@@ -710,6 +711,9 @@ ui.clearNo.addEventListener('click', () => {
   hideClearConfirm();
   say(ui.indexStatus, 'Kept the index.');
   ui.clear.focus();
+});
+ui.clearConfirm.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') ui.clearNo.click();
 });
 ui.undoClear.addEventListener('click', () => void undoClear());
 ui.exportIndex.addEventListener('click', () => void exportIndex());

@@ -436,6 +436,12 @@ test('6. "Clear index" asks first, empties the search box, and can be undone', a
   await page.getByRole('button', { name: 'Keep it' }).click();
   await expect(dialog).toBeHidden();
   await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
+  // Escape keeps it too.
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  await expect(dialog).toBeVisible();
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
   await expect(page.locator('#results li.hit')).not.toHaveCount(0);
   await page.getByRole('button', { name: 'Clear index…' }).click();
   await page.getByRole('button', { name: 'Delete the index' }).click();
@@ -443,7 +449,8 @@ test('6. "Clear index" asks first, empties the search box, and can be undone', a
   await expect(page.locator('#query')).toHaveValue('');
   await expect(page.locator('#query')).toBeDisabled();
   await expect(page.locator('#results li.hit')).toHaveCount(0);
-  await page.getByRole('button', { name: 'Undo: restore the index' }).click();
+  await expect(page.getByRole('button', { name: 'Undo: restore the index' })).toBeFocused();
+  await page.keyboard.press('Enter');
   await expect(page.locator('#index-status')).toContainText('Restored the index: 5 passages');
   await expect(page.locator('#index-stats [data-stat=sources]')).toHaveText('5');
   await searchFor(page, 'graphics processor compute shaders');
