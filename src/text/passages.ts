@@ -116,6 +116,44 @@ function cutPoint(text: string, start: number, end: number): number | undefined 
   return nearest(wordSegmenter) ?? nearest(graphemeSegmenter);
 }
 
+/** Share of the budget a run of words is cut to, from the range's own token density. */
+const WORD_FILL = 0.9;
+
+/**
+ * The word level: `range` (which takes `tokens` tokens) cut at whitespace into runs of words of
+ * about {@link WORD_FILL} of the budget each, estimated from the range's characters per token.
+ * Counting a few runs instead of every word keeps the tokenizer's per-text cost off long texts;
+ * a run that still overflows is cut again (at word boundaries), one that fits is packed as is.
+ */
+function wordChunks(text: string, range: { start: number; end: number }, tokens: number, budget: number): { start: number; end: number }[] {
+  const target = Math.max(1, Math.floor(((range.end - range.start) * budget * WORD_FILL) / Math.max(1, tokens)));
+  const out: { start: number; end: number }[] = [];
+  const space = /\s/;
+  let pos = range.start;
+  while (pos < range.end) {
+    while (pos < range.end && space.test(text[pos]!)) pos++;
+    if (pos >= range.end) break;
+    let cut = pos + target;
+    if (cut >= range.end) {
+      out.push({ start: pos, end: range.end });
+      break;
+    }
+    // The nearest whitespace at or before the target, else the first after it.
+    let at = cut;
+    while (at > pos && !space.test(text[at]!)) at--;
+    if (at === pos) {
+      at = cut;
+      while (at < range.end && !space.test(text[at]!)) at++;
+    }
+    cut = at;
+    let end = cut;
+    while (end > pos && space.test(text[end - 1]!)) end--;
+    out.push({ start: pos, end });
+    pos = cut;
+  }
+  return out;
+}
+
 interface Walk {
   text: string;
   budget: number;
@@ -143,7 +181,7 @@ async function unitsWithin(walk: Walk, ranges: { start: number; end: number }[],
       let parts: { start: number; end: number }[] = [];
       let next = level + 1;
       for (; next < LEVELS.length; next++) {
-        parts = pieces(text, r.start, r.end, LEVELS[next]!);
+        parts = next === LEVELS.length - 1 ? wordChunks(text, r, tokens, budget) : pieces(text, r.start, r.end, LEVELS[next]!);
         if (parts.length > 1) break;
       }
       if (parts.length > 1) {

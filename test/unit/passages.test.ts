@@ -42,6 +42,22 @@ describe('splitPassages', () => {
     }
   });
 
+  it('counts runs of words, not every word, on a long line (the tokenizer costs per text)', async () => {
+    let texts = 0;
+    let calls = 0;
+    const chars: TokenCounter = async (batch) => {
+      calls++;
+      texts += batch.length;
+      return batch.map((t) => Math.ceil(t.length / 4));
+    };
+    const text = Array.from({ length: 20_000 }, (_, i) => `w${i}`).join(' ');
+    const passages = await splitPassages(text, 100, chars);
+    expect(passages.length).toBeGreaterThan(200);
+    // One text per passage or so (the runs, the check), not one per word (20,000).
+    expect(texts).toBeLessThan(passages.length * 4);
+    expect(calls).toBeLessThan(40);
+  });
+
   it('cuts text without spaces at word boundaries (Intl.Segmenter), and one overlong word between graphemes', async () => {
     const chars: TokenCounter = async (texts) => texts.map((t) => [...t].length);
     const text = '東京は日本の首都です。'.repeat(3) + '私は毎朝コーヒーを飲みます'.repeat(4);
