@@ -125,7 +125,7 @@ function updateModelNote(): void {
   if (choice.test) {
     ui.modelNote.textContent = 'Ships with this page (about 13 MB, no internet needed). It maps each token to a fixed random vector, so it finds shared words, not meaning: use it to try the page, not to judge search quality.';
   } else if (choice.value === DEFAULT_MODEL) {
-    ui.modelNote.textContent = 'Downloads about 150 MB (8-bit, WASM) to 600 MB (fp32, WebGPU) from the Hugging Face Hub once; it is then kept in this browser and works offline. The repository publishes safetensors weights only: the page converts them into a model it can run, here in the browser on the first visit (no Python, nothing leaves the page), and keeps the result.';
+    ui.modelNote.textContent = "Downloads the checkpoint's weights (model.safetensors, several hundred MB) from the Hugging Face Hub once. The repository has no ONNX export: the page converts the weights here in the browser into a model it can run (8-bit on WASM, about 150 MB; fp32 on WebGPU, about 600 MB; no Python, nothing leaves the page) and keeps it, so later visits load it directly and work offline.";
   } else {
     ui.modelNote.textContent = 'A base-size model downloads 150–600 MB once, then works offline. Any PyLate checkpoint works: its ONNX export when the repository has one, otherwise its safetensors weights, converted here in the browser (ModernBERT-based checkpoints).';
   }
