@@ -25,6 +25,8 @@ const ADD_BATCH = 16;
 /** Results shown; each is explained (highlighted) when it scrolls into view. */
 const K = 10;
 const DEBOUNCE_MS = 250;
+/** Sources up to this many characters are counted whole first (most fit in one passage). */
+const SHORT_CHARS = 16 * 1024;
 const LAST_MODEL_KEY = 'colbert-demo:model';
 
 /** Metadata stored with every passage: enough to show and explain it after a reload. */
@@ -332,8 +334,12 @@ async function indexSources(sources: SourceDocument[], skipped: string[] = []): 
     const manifest = readManifest();
     const items: { id: string; text: string; metadata: PassageMeta }[] = [];
     const stale: string[] = [];
-    // One round trip counts every source; only those over the budget go through the splitter.
-    const whole = await s.countTokens(sources.map((d) => d.text));
+    // One round trip counts every short source; only those over the budget go through the
+    // splitter. A long one goes straight to it (it counts its paragraphs anyway).
+    const short = (d: SourceDocument) => d.text.length <= SHORT_CHARS;
+    const counted = await s.countTokens(sources.filter(short).map((d) => d.text));
+    let next = 0;
+    const whole = sources.map((d) => (short(d) ? counted[next++]! : Number.POSITIVE_INFINITY));
     const totalChars = sources.reduce((n, d) => n + d.text.length, 0);
     let charsDone = 0;
     ui.indexBar.max = 1;

@@ -238,12 +238,16 @@ export async function splitPassages(text: string, budget: number, count: TokenCo
   }
   if (current.length) groups.push(current);
   const passages = groups.map((g) => ({ start: g[0]!.start, end: g[g.length - 1]!.end }));
-  // Token counts of joined text can differ from the sum of the parts; check, and split what overflows.
-  const totals = await countInSteps(
-    passages.map((p) => text.slice(p.start, p.end)),
+  // Token counts of joined text can differ from the sum of the parts; check, and split what
+  // overflows. A passage of one unit was counted as it is already.
+  const joined = groups.flatMap((g, i) => (g.length > 1 ? [i] : []));
+  const checked = await countInSteps(
+    joined.map((i) => text.slice(passages[i]!.start, passages[i]!.end)),
     count,
-    onProgress ? (done) => report(UNITS_SHARE + ((1 - UNITS_SHARE) * done) / passages.length) : undefined,
+    onProgress ? (done) => report(UNITS_SHARE + ((1 - UNITS_SHARE) * done) / joined.length) : undefined,
   );
+  const totals = groups.map((g) => g[0]!.tokens);
+  joined.forEach((i, n) => (totals[i] = checked[n]!));
   const out: Passage[] = [];
   for (let i = 0; i < passages.length; i++) {
     const p = passages[i]!;
