@@ -277,7 +277,7 @@ async function refreshStats(afterLoad = false): Promise<void> {
   ui.stats.replaceChildren(
     ...row('Documents', formatCount(sources), 'sources'),
     ...row('Passages', formatCount(stats.documents), 'passages'),
-    ...row('Token vectors', formatCount(stats.tokens), 'tokens'),
+    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount(stats.vectorBytes / stats.tokens)} bytes each)` : '0', 'tokens'),
     ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
     ...row('Index size', size, 'bytes', true),
     ...(site ? row('Site storage', site, 'site', true) : []),

@@ -509,6 +509,7 @@ test('9. sizes say which figure is an estimate and whose it is', async ({ page }
   const errors = watchErrors(page);
   await loadTestModel(page);
   await addFiles(page);
+  await expect(page.locator('#index-stats [data-stat=tokens]')).toContainText(/^[\d,]+ \((fp32|fp16|int8), \d+ bytes each\)$/);
   const size = page.locator('#index-stats [data-stat=bytes]');
   await expect(size).toContainText(/^about [\d.]+ (kB|MB) \(estimate\): [\d.]+ (kB|MB) of token vectors \(exact\) \+ about [\d.]+ (kB|MB|B) of texts, ids and metadata \(estimated, uncompressed\)$/);
   await expect(page.locator('#index-stats')).not.toContainText('on disk (this site uses');
