@@ -61,10 +61,12 @@ export interface CompressedSearchOptions {
   rerankDepth?: number;
   /** Only documents this accepts are candidates (a filter); the others cost nothing. */
   allowed?: (id: string) => boolean;
+  /** Overrides the index's `rerank` for this query (benchmarks compare both on one index). */
+  rerank?: boolean;
 }
 
 /** Knob defaults: wider probes for small indexes, where every list is short. */
-export function defaultKnobs(tokens: number, k: number): Required<Omit<CompressedSearchOptions, 'allowed'>> {
+export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
   return { nprobe, candidates: Math.max(256, 16 * k), rerankDepth: Math.max(64, 4 * k) };
 }
@@ -324,8 +326,9 @@ export class CompressedIndex {
     }
     const rs = new Float32Array(docs.length);
     this.kernels.residualMaxSim(query, codec, scores, view, docs, rs);
-    const order = topIndexes(rs, this.options.rerank ? depth : docs.length);
-    if (this.options.rerank) return exact(Array.from(order, (i) => codes.id(docs[i]!)!));
+    const rerank = options.rerank ?? this.options.rerank;
+    const order = topIndexes(rs, rerank ? depth : docs.length);
+    if (rerank) return exact(Array.from(order, (i) => codes.id(docs[i]!)!));
     const ranked: Scored[] = Array.from(order, (i) => ({ id: codes.id(docs[i]!)!, score: rs[i]! }));
     ranked.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return ranked.slice(0, k);
