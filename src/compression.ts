@@ -65,10 +65,15 @@ export interface CompressedSearchOptions {
   rerank?: boolean;
 }
 
-/** Knob defaults: wider probes for small indexes, where every list is short. */
+/**
+ * Knob defaults: wider probes for small indexes, where every list is short. Measured with
+ * `npm run bench -- scale` and a knob sweep at 100k tokens (README, "Compressed index"): the
+ * residual stage costs about as much per document as the exact rerank on the WASM kernel, so few
+ * documents go on past centroid interaction.
+ */
 export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
-  return { nprobe, candidates: Math.max(256, 16 * k), rerankDepth: Math.max(64, 4 * k) };
+  return { nprobe, candidates: Math.max(64, 8 * k), rerankDepth: Math.max(32, 3 * k) };
 }
 
 /** The state the compressed index is in. */
