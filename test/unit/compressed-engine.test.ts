@@ -93,6 +93,18 @@ describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED
     expect((await mem.searchEmbedding(q, { k: 5 })).map((h) => h.id)).toEqual(before.map((h) => h.id));
   });
 
+  it('rerank: false answers from the codes alone, and a deleted document leaves them', async () => {
+    const s = await open({ compression: { rerank: false } });
+    await s.addEmbeddings(data.docs);
+    const q = data.queries[2]!;
+    const top = await s.searchEmbedding(q, { k: 10 });
+    const exact = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+    // Scores come from decoded residuals: close to, but not, the exact ones.
+    expect(top[0]!.score).not.toBe(exact.find((h) => h.id === top[0]!.id)?.score);
+    await s.delete([top[0]!.id]);
+    expect((await s.searchEmbedding(q, { k: 10 })).map((h) => h.id)).not.toContain(top[0]!.id);
+  });
+
   it('pools document tokens when poolFactor > 1 (never queries)', async () => {
     const s = await open({ compression: { poolFactor: 2 } });
     const doc = data.docs[0]!;
