@@ -6,12 +6,15 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--queries=40]   (or: npm run bench -- scale)
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--queries=40] [--no-cranfield]
+ *   (or: npm run bench -- scale)
  *
- * Data: the word-clustered synthetic collection of test/support/clusters.ts (documents of 64-220
- * tokens, 32-token queries), fed through the store in batches of 256 documents. Node only; the
- * exhaustive baseline is the project's WASM SIMD kernel over an fp32 memory store. Timings on a
- * shared machine are noisy: read them as ratios against the exhaustive baseline of the same run.
+ * Data: the synthetic clustered collection of test/fixtures/clustered.ts (documents of 64-256
+ * tokens, queries of 8-32 tokens), streamed into the store in batches of 256 documents; and
+ * Cranfield encoded by the contextual test model (exhaustive vs compressed through the public
+ * API), where ../shared is present. Node only; the exhaustive baseline is the project's WASM SIMD
+ * kernel over an fp32 memory store, one thread. Timings on a shared machine are noisy: read them
+ * as ratios against the exhaustive baseline of the same run.
  */
 import { CompressedIndex, type ResolvedCompression } from '../src/compression.ts';
 import { createScorer, type Scorer } from '../src/score/scorer.ts';
@@ -19,7 +22,12 @@ import { MemoryStore } from '../src/store/memory.ts';
 import { poolTokens } from '../src/store/pooling.ts';
 import type { ShardView } from '../src/store/types.ts';
 import type { TokenMatrix } from '../src/types.ts';
-import { clusteredData, type ClusteredData } from '../test/support/clusters.ts';
+import { resolve } from 'node:path';
+import { createSearch } from '../src/index.ts';
+import { clusteredCollection, type ClusteredCollection } from '../test/fixtures/clustered.ts';
+import { loadCranfield } from '../test/fixtures/cranfield.ts';
+import { makeTestModels } from '../test/fixtures/make-models.ts';
+import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
 import { mean, ndcgAtK } from './metrics.ts';
 
 const arg = (name: string, fallback: number) => {
@@ -30,25 +38,6 @@ const BASE_TOKENS = arg('tokens', 100_000);
 const QUERIES = arg('queries', 40);
 const SIZES = [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : [])];
 const BATCH = 256;
-
-function collection(tokens: number, seed: number): ClusteredData {
-  const docs = Math.round(tokens / 142);
-  return clusteredData({ docs, queries: QUERIES, topics: Math.max(64, Math.round(Math.sqrt(docs) * 4)), minTokens: 64, maxTokens: 220, seed });
-}
-
-function queries32(data: ClusteredData): TokenMatrix[] {
-  // Two 16-token queries of the generator make one 32-token query (ColBERT query length).
-  const out: TokenMatrix[] = [];
-  for (let i = 0; i + 1 < data.queries.length; i += 2) {
-    const a = data.queries[i]!;
-    const b = data.queries[i + 1]!;
-    const d = new Float32Array((a.tokens + b.tokens) * a.dim);
-    d.set(a.data);
-    d.set(b.data, a.data.length);
-    out.push({ data: d, tokens: a.tokens + b.tokens, dim: a.dim, ids: new Int32Array(a.tokens + b.tokens) });
-  }
-  return out;
-}
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -66,19 +55,16 @@ interface Built {
   trainMs: number;
 }
 
-async function build(data: ClusteredData, options: ResolvedCompression, store?: MemoryStore): Promise<Built> {
-  const own = store ?? new MemoryStore({ precision: 'fp32' });
+async function build(data: ClusteredCollection, options: ResolvedCompression): Promise<Built> {
+  const own = new MemoryStore({ precision: 'fp32' });
   let originalTokens = 0;
-  if (!store) {
-    for (let i = 0; i < data.docs.length; i += BATCH) {
-      const batch = data.docs.slice(i, i + BATCH).map((d) => {
+  for (const batch of data.batches(BATCH)) {
+    await own.put(
+      batch.map((d) => {
         originalTokens += d.embedding.tokens;
         return { id: d.id, matrix: options.poolFactor > 1 ? poolTokens(d.embedding, options.poolFactor) : d.embedding };
-      });
-      await own.put(batch);
-    }
-  } else {
-    originalTokens = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+      }),
+    );
   }
   // One training over the whole collection (the streamed path re-trains at 4x growth; see --stream).
   const index = new CompressedIndex(options);
@@ -104,12 +90,12 @@ function exactOver(scorer: Scorer, store: MemoryStore) {
 
 async function main(): Promise<void> {
   const scorer = await createScorer({ scoring: 'cpu', threads: 1 });
-  console.log(`scale bench: synthetic word-clustered collection, dim 128, 32-token queries, one CPU thread (Node ${process.version})`);
+  console.log(`scale bench: synthetic clustered collection (test/fixtures/clustered.ts), dim 128, one CPU thread (Node ${process.version})`);
   for (const size of SIZES) {
-    const data = collection(size, 7);
-    const queries = queries32(data);
-    const tokens = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
-    console.log(`\n== ${data.docs.length} documents, ${tokens} tokens, ${queries.length} queries ==`);
+    const data = clusteredCollection(size, { seed: 7 });
+    const queries = data.queries(QUERIES, 3).map((q) => q.embedding);
+    const tokens = data.tokens;
+    console.log(`\n== ${data.documents} documents, ${tokens} tokens, ${queries.length} queries of 8-32 tokens ==`);
     // Exhaustive fp32 baseline on the same data.
     const base = await build(data, { nbits: 2, poolFactor: 1, rerank: true });
     const truth: { ids: string[]; ms: number }[] = [];
@@ -151,6 +137,52 @@ async function main(): Promise<void> {
     console.log(`process memory after this size: heap ${mib(mem.heapUsed)} MiB, array buffers ${mib(mem.arrayBuffers)} MiB (fp32 store and every trained index of this size included)`);
   }
   scorer.dispose();
+  if (!process.argv.includes('--no-cranfield')) await cranfield();
+}
+
+/** Cranfield through the public API with the contextual test model: compressed vs exhaustive: true on one index. */
+async function cranfield(): Promise<void> {
+  if (!HAVE_SHARED) {
+    console.log('\nCranfield: skipped (../shared with the tokenizer and Cranfield is absent)');
+    return;
+  }
+  const models = await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+  const { docs, queries } = await loadCranfield(CRANFIELD_DIR);
+  const indexable = docs.filter((d) => d.text.trim() !== '');
+  const encoder = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32' });
+  const t = performance.now();
+  const matrices = await encoder.encodeDocuments(indexable.map((d) => d.text));
+  const queryMatrices = [];
+  for (const q of queries) queryMatrices.push(await encoder.encodeQuery(q.text));
+  await encoder.close();
+  const tokens = matrices.reduce((n, m) => n + m.tokens, 0);
+  console.log(`\n== Cranfield, contextual test model: ${indexable.length} documents, ${tokens} tokens, ${queries.length} queries (encoded in ${((performance.now() - t) / 1000).toFixed(0)} s) ==`);
+  const rows = ['| nbits | rerank | B/token | top-10 overlap | nDCG@10 vs exhaustive fp32 | median ms | exhaustive median ms |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
+  for (const nbits of [2, 1] as const) {
+    for (const rerank of [true, false]) {
+      const s = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32', scoring: 'cpu', scoringThreads: 1, compression: { nbits, rerank } });
+      for (let i = 0; i < matrices.length; i += BATCH) await s.addEmbeddings(matrices.slice(i, i + BATCH).map((m, j) => ({ id: indexable[i + j]!.id, embedding: m })));
+      const stats = await s.stats();
+      const overlaps: number[] = [];
+      const ndcgs: number[] = [];
+      const times: number[] = [];
+      const base: number[] = [];
+      for (const q of queryMatrices) {
+        let t0 = performance.now();
+        const want = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+        base.push(performance.now() - t0);
+        t0 = performance.now();
+        const got = await s.searchEmbedding(q, { k: 10 });
+        times.push(performance.now() - t0);
+        const set = new Set(want.map((h) => h.id));
+        overlaps.push(got.filter((h) => set.has(h.id)).length / 10);
+        ndcgs.push(ndcgAtK(got.map((h) => h.id), new Map(want.map((h) => [h.id, 1])), 10));
+      }
+      rows.push(`| ${nbits} | ${rerank} | ${(stats.compression!.codeBytes / stats.tokens).toFixed(1)} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${median(times).toFixed(1)} | ${median(base).toFixed(1)} |`);
+      await s.close();
+    }
+  }
+  console.log(rows.join('\n'));
 }
 
 await main();

@@ -13,7 +13,8 @@
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError } from './errors.ts';
-import { candidateSlots, cpuCompressedKernels, probeCentroids, topIndexes, type CompressedKernels } from './score/compressed.ts';
+import { simdCompressedKernels } from './score/centroid-simd.ts';
+import { candidateSlots, probeCentroids, topIndexes, type CompressedKernels } from './score/compressed.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
 import { CodeSet } from './store/codes.ts';
@@ -117,7 +118,7 @@ export class CompressedIndex {
 
   constructor(
     readonly options: ResolvedCompression,
-    private readonly kernels: CompressedKernels = cpuCompressedKernels,
+    private readonly kernels: CompressedKernels = simdCompressedKernels,
     private readonly seed = 1,
   ) {}
 

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompressedIndex, checkCompression } from '../../src/compression.ts';
+import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centroid-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
@@ -97,6 +98,30 @@ describe('compressed stages (CPU) equal the reference', () => {
       }
     });
   }
+});
+
+describe('SIMD centroid scores', () => {
+  it('equal the reference for any centroid count and query length', async () => {
+    const data = clusteredData({ docs: 30, queries: 1, seed: 12 });
+    const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    const all = new Float32Array(rows * DIM);
+    let at = 0;
+    for (const d of data.docs) {
+      all.set(d.embedding.data, at * DIM);
+      at += d.embedding.tokens;
+    }
+    for (const centroids of [33, 64]) {
+      const { codec } = await trainCodec(all, rows, DIM, { nbits: 2, centroids });
+      expect(centroidSimdAvailable(codec)).toBe(true);
+      for (const tokens of [1, 7, 16]) {
+        const q = { ...data.queries[0]!, tokens, data: data.queries[0]!.data.subarray(0, tokens * DIM) };
+        const s = centroidScoresSimd(q, codec);
+        const ref = centroidScoresRef(q, codec);
+        expect(s.length).toBe(ref.length);
+        for (let i = 0; i < s.length; i++) expect(Math.abs(s[i]! - ref[i]!)).toBeLessThan(1e-5);
+      }
+    }
+  });
 });
 
 describe('training', () => {
