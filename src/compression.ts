@@ -215,6 +215,12 @@ export class CompressedIndex {
     }
   }
 
+  /** Another context changed the store: forget the codes and train again from what it holds (searches are exhaustive meanwhile). */
+  async resync(store: VectorStore): Promise<void> {
+    this.reset();
+    await this.open(store);
+  }
+
   private startTraining(store: VectorStore, tokens: number, background: boolean): void {
     const epoch = this.epoch;
     this.changed.clear();

@@ -260,6 +260,7 @@ export class Engine {
     try {
       encoder = await loadEncoder({ ...options, onProgress: safeProgress });
       const fingerprint = fingerprintOf(encoder.info, encoder.dim);
+      const compressed = compression ? new CompressedIndex(compression) : undefined;
       const store: VectorStore =
         storage === 'memory'
           ? new MemoryStore({ precision: precision ?? 'fp16', fingerprint, sharedMemory })
@@ -270,6 +271,8 @@ export class Engine {
               ...(precision !== undefined ? { precision } : {}),
               newPrecision: 'fp16',
               onChange: (change) => {
+                // Another tab changed the index: its codes are re-derived from the reloaded store.
+                if (compressed) void Promise.resolve().then(() => compressed.resync(store)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -280,7 +283,6 @@ export class Engine {
       // Compile the scoring pipeline for the index's own precision (an existing index keeps the
       // one it was created with) while the caller adds documents; a failure falls back inside.
       void scorer.prepare(store.precision, encoder.dim).catch(() => undefined);
-      const compressed = compression ? new CompressedIndex(compression) : undefined;
       await compressed?.open(store);
       return new Engine(encoder, store, scorer, fingerprint, storage, name, compressed);
     } catch (err) {
