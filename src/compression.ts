@@ -6,9 +6,10 @@
  * 1. query x centroids; per query token its `nprobe` best centroids;
  * 2. candidates: the union of those centroids' inverted lists (live, allowed documents only);
  * 3. centroid interaction prunes them to `candidates` documents;
- * 4. those are scored from their residuals; with rerank the best `rerankDepth` are then scored
- *    from the store's full-precision vectors by the engine's MaxSim scorer, so their scores are
- *    exactly the exhaustive ones.
+ * 4. with rerank, the best `rerankDepth` of those (all of them by default) are scored from the
+ *    store's full-precision vectors by the engine's MaxSim scorer, so their scores are exactly the
+ *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
+ *    their residuals.
  *
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
@@ -68,13 +69,14 @@ export interface CompressedSearchOptions {
 
 /**
  * Knob defaults: wider probes for small indexes, where every list is short. Measured with
- * `npm run bench -- scale` and a knob sweep at 100k tokens (README, "Compressed index"): the
- * residual stage costs about as much per document as the exact rerank on the WASM kernel, so few
- * documents go on past centroid interaction.
+ * `npm run bench -- scale` and a knob sweep at 100k tokens (README, "Compressed index"): decoding
+ * residuals in JavaScript costs more per document than the exact score on the WASM kernel, so
+ * with rerank every survivor of centroid interaction is rescored exactly (rerankDepth =
+ * candidates) and the residual stage only serves `rerank: false` or a smaller rerankDepth.
  */
 export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
-  return { nprobe, candidates: Math.max(64, 8 * k), rerankDepth: Math.max(32, 3 * k) };
+  return { nprobe, candidates: Math.max(64, 8 * k), rerankDepth: Math.max(64, 8 * k) };
 }
 
 /** The state the compressed index is in. */
@@ -336,9 +338,12 @@ export class CompressedIndex {
       this.kernels.centroidInteraction(scores, query.tokens, count, view, docs, ci);
       docs = Uint32Array.from(topIndexes(ci, keep), (i) => docs[i]!).sort();
     }
+    const rerank = options.rerank ?? this.options.rerank;
+    // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
+    // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
+    if (rerank && docs.length <= depth) return exact(Array.from(docs, (slot) => codes.id(slot)!));
     const rs = new Float32Array(docs.length);
     this.kernels.residualMaxSim(query, codec, scores, view, docs, rs);
-    const rerank = options.rerank ?? this.options.rerank;
     const order = topIndexes(rs, rerank ? depth : docs.length);
     if (rerank) return exact(Array.from(order, (i) => codes.id(docs[i]!)!));
     const ranked: Scored[] = Array.from(order, (i) => ({ id: codes.id(docs[i]!)!, score: rs[i]! }));

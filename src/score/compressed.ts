@@ -141,6 +141,7 @@ export function residualMaxSim(query: TokenMatrix, codec: ResidualCodec, scores:
   const nq = query.tokens;
   const table = weightTables(query, codec);
   const best = new Float32Array(nq);
+  const at = new Int32Array(bytes);
   const { codes, residuals, starts, counts } = view;
   for (let n = 0; n < docs.length; n++) {
     const slot = docs[n]!;
@@ -163,10 +164,11 @@ export function residualMaxSim(query: TokenMatrix, codec: ResidualCodec, scores:
         norm += u * u;
       }
       const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+      for (let p = 0; p < bytes; p++) at[p] = p * 256 + residuals[ro + p]!;
       for (let i = 0; i < nq; i++) {
         let s = scores[i * count + code]!;
         const to = i * bytes * 256;
-        for (let p = 0; p < bytes; p++) s += table[to + p * 256 + residuals[ro + p]!]!;
+        for (let p = 0; p < bytes; p++) s += table[to + at[p]!]!;
         s *= inv;
         if (s > best[i]!) best[i] = s;
       }
