@@ -46,6 +46,7 @@ export class CodeSet {
   private used = 0;
   private dead = 0;
   private lists: InvertedLists | null = null;
+  private rewrites = 0;
 
   constructor(
     /** Residual bytes per token. */
@@ -62,6 +63,14 @@ export class CodeSet {
   /** Live tokens stored. */
   get tokens(): number {
     return this.used - this.dead;
+  }
+
+  /**
+   * How many times compaction renumbered the slots: a consumer that mirrors the slots (a GPU
+   * copy appended in slot order) re-sends everything when this changes, else only new slots.
+   */
+  get compactions(): number {
+    return this.rewrites;
   }
 
   /** Slots, live or dead (the bound of slot numbers). */
@@ -154,7 +163,7 @@ export class CodeSet {
       this.slotOf.set(id, k);
       at += n;
     });
-    Object.assign(this, { codes, residuals, starts, counts, ids, used: tokens, dead: 0, lists: null });
+    Object.assign(this, { codes, residuals, starts, counts, ids, used: tokens, dead: 0, lists: null, rewrites: this.rewrites + 1 });
   }
 
   /** The tokens for scoring (valid until the next change). */
