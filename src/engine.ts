@@ -4,6 +4,7 @@
  * the calling thread. Every input is validated here before anything changes.
  */
 import { ColbertError } from './errors.ts';
+import { allowedIds, compileFilter, type Filter, type FilterPredicate } from './filter/index.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
@@ -76,6 +77,18 @@ export type EngineInfo = Omit<EncoderInfo, 'config'> & {
 export interface SearchOptions {
   /** Number of hits to return (at most the number of documents). Default 10. */
   k?: number;
+  /**
+   * Only documents whose metadata passes this filter are scored and returned (see the README's
+   * Filters section); `k` hits come back when at least `k` documents pass. A malformed filter is
+   * INVALID_FILTER.
+   */
+  filter?: Filter;
+}
+
+/** Options for `explain`. */
+export interface ExplainOptions {
+  /** A search filter: the explanation then says whether the document passes it (`matchesFilter`). */
+  filter?: Filter;
 }
 
 /** What `add` reports. */
@@ -182,6 +195,10 @@ function checkK(k: unknown): number {
   if (k === undefined) return 10;
   if (!Number.isInteger(k) || (k as number) <= 0) throw new ColbertError('INVALID_K', `k must be a positive integer; got ${JSON.stringify(k)}.`, { k });
   return k as number;
+}
+
+function checkFilter(filter: unknown): FilterPredicate | undefined {
+  return filter === undefined ? undefined : compileFilter(filter);
 }
 
 /** Model + index + scoring. Create with {@link Engine.create}. */
@@ -415,19 +432,28 @@ export class Engine {
   async search(query: string, options: SearchOptions = {}): Promise<Hit[]> {
     this.check();
     const k = checkK(options?.k);
+    const predicate = checkFilter(options?.filter);
     const matrix = await this.encodeQuery(query);
-    return this.rank(matrix, k);
+    return this.rank(matrix, k, predicate);
   }
 
   /** Ranks documents for a precomputed query matrix. */
   async searchEmbedding(query: TokenMatrix, options: SearchOptions = {}): Promise<Hit[]> {
     this.check();
     const k = checkK(options?.k);
-    return this.rank(checkMatrix(query, this.encoder.dim, 'The query embedding'), k);
+    const predicate = checkFilter(options?.filter);
+    return this.rank(checkMatrix(query, this.encoder.dim, 'The query embedding'), k, predicate);
   }
 
-  private async rank(query: TokenMatrix, k: number): Promise<Hit[]> {
-    const best = await this.scorer.rank(query, () => this.store.shards(), k);
+  /** The documents a filter lets through (undefined: every document). */
+  private async allowed(predicate: FilterPredicate | undefined): Promise<Set<string> | undefined> {
+    return predicate ? allowedIds(predicate, await this.store.allMetadata()) : undefined;
+  }
+
+  private async rank(query: TokenMatrix, k: number, predicate?: FilterPredicate): Promise<Hit[]> {
+    const allowed = await this.allowed(predicate);
+    if (allowed?.size === 0) return [];
+    const best = await this.scorer.rank(query, () => this.store.shards(), k, allowed);
     const metadata = await this.store.metadata(best.map((h) => h.id));
     return best.map((h, i) => (metadata[i] === undefined ? { id: h.id, score: h.score } : { id: h.id, score: h.score, metadata: metadata[i] }));
   }
@@ -447,8 +473,10 @@ export class Engine {
    * product it added. With an indexed `id` the stored vectors are used (so the total equals the
    * hit's score); with `text` the tokens get character spans in that text.
    */
-  async explain(query: string, target: ExplainTarget): Promise<Explanation> {
+  async explain(query: string, target: ExplainTarget, options: ExplainOptions = {}): Promise<Explanation> {
     this.check();
+    if (options !== undefined && !isPlainObject(options)) throw new ColbertError('INVALID_ARGUMENT', 'explain() options must be an object like { filter }.');
+    const predicate = checkFilter(options?.filter);
     const raw: unknown = target;
     if (!isPlainObject(raw)) throw new ColbertError('INVALID_ARGUMENT', 'explain() takes a query and { id } or { text } (or both).');
     const id = raw['id'];
@@ -494,6 +522,7 @@ export class Engine {
     });
     const explanation: Explanation = { score: total, matches, documentTokens };
     if (typeof id === 'string') explanation.id = id;
+    if (predicate) explanation.matchesFilter = predicate(typeof id === 'string' ? (await this.store.metadata([id]))[0] : undefined);
     return explanation;
   }
 

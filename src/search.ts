@@ -4,7 +4,7 @@
  * same interface; comlink never leaks out of this file.
  */
 import * as Comlink from 'comlink';
-import type { AddResult, Engine, EngineInfo, EngineOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
+import type { AddResult, Engine, EngineInfo, EngineOptions, ExplainOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
 import { ColbertError, toColbertError } from './errors.ts';
 import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
@@ -106,9 +106,9 @@ export interface ColbertSearch {
    * best, that token's character span, and the dot product it added (the contributions sum to
    * the score). `{ id }` uses the indexed vectors, so the score equals the hit's; add `text` (the
    * exact text that was indexed; TEXT_MISMATCH otherwise) to get spans. `{ text }` alone explains
-   * any text without indexing it.
+   * any text without indexing it. With `{ filter }` it also says whether the document passes it.
    */
-  explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   /** Removes every document. */
   clear(): Promise<void>;
   /** The whole index as one portable, checksummed file (manifest, documents, vectors). */
@@ -162,7 +162,7 @@ abstract class BaseSearch implements ColbertSearch {
   abstract encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   abstract stats(): Promise<IndexStats>;
   abstract countTokens(texts: string[]): Promise<number[]>;
-  abstract explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  abstract explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   abstract clear(): Promise<void>;
   abstract exportIndex(): Promise<Uint8Array>;
   abstract importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
@@ -213,9 +213,9 @@ class InThreadSearch extends BaseSearch {
     this.check();
     return this.engine.countTokens(texts);
   }
-  async explain(query: string, target: ExplainTarget) {
+  async explain(query: string, target: ExplainTarget, options?: ExplainOptions) {
     this.check();
-    return this.engine.explain(query, target);
+    return this.engine.explain(query, target, options);
   }
   async clear() {
     this.check();
@@ -294,8 +294,8 @@ class WorkerSearch extends BaseSearch {
   countTokens(texts: string[]) {
     return this.call(() => this.remote.countTokens(texts));
   }
-  explain(query: string, target: ExplainTarget) {
-    return this.call(() => this.remote.explain(query, target));
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions) {
+    return this.call(() => this.remote.explain(query, target, options));
   }
   clear() {
     return this.call(() => this.remote.clear());

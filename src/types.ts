@@ -117,6 +117,8 @@ export interface Explanation {
   matches: QueryTokenMatch[];
   /** Every kept document token (a row of its matrix), in order. */
   documentTokens: ExplainedToken[];
+  /** With a `filter` option: whether the document's metadata passes it (a `{ text }` target has none). */
+  matchesFilter?: boolean;
 }
 
 /**

@@ -4,7 +4,7 @@
  * setups call `exposeEngine()` in their own worker file.
  */
 import * as Comlink from 'comlink';
-import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
+import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ExplainOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
 import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { ScoringStatus } from './score/scorer.ts';
@@ -22,7 +22,7 @@ export interface EngineHost {
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   stats(): Promise<IndexStats>;
   countTokens(texts: string[]): Promise<number[]>;
-  explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   /** Where MaxSim runs now (it can fall back to the CPU after a search). */
   scoring(): Promise<ScoringStatus>;
   clear(): Promise<void>;
@@ -77,7 +77,7 @@ export function createEngineHost(): EngineHost {
     encodeDocuments: async (texts) => transferMatrices(await ready().encodeDocuments(texts)),
     stats: () => ready().stats(),
     countTokens: (texts) => ready().countTokens(texts),
-    explain: (query, target) => ready().explain(query, target),
+    explain: (query, target, options) => ready().explain(query, target, options),
     scoring: async () => ready().scoring(),
     clear: () => ready().clear(),
     exportIndex: async () => {

@@ -510,6 +510,11 @@ export class IdbStore implements VectorStore {
     return ids.map((id) => this.docs.get(id)?.metadata);
   }
 
+  async allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>> {
+    await this.fresh();
+    return Array.from(this.docs.values(), (d) => [d.id, d.metadata] as const);
+  }
+
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     await this.fresh();
     return this.set.matrix(id);

@@ -110,6 +110,11 @@ export class MemoryStore implements VectorStore {
     return ids.map((id) => this.docs.get(id)?.metadata);
   }
 
+  async allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>> {
+    this.check();
+    return Array.from(this.docs, ([id, d]) => [id, d.metadata] as const);
+  }
+
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     this.check();
     return this.set.matrix(id);

@@ -108,6 +108,8 @@ export interface VectorStore {
   has(ids: readonly string[]): Promise<boolean[]>;
   /** Metadata of stored documents, `undefined` for unknown ids or documents without metadata. */
   metadata(ids: readonly string[]): Promise<(Metadata | undefined)[]>;
+  /** Every stored document's id with its metadata (for filters: one pass, no per-id lookups). */
+  allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>>;
   /** The token matrix of one document (with token ids), or undefined. */
   matrix(id: string): Promise<TokenMatrix | undefined>;
   /** Streams the shards for scoring. */
