@@ -5,6 +5,8 @@
  */
 import { ColbertError } from './errors.ts';
 import { allowedIds, compileFilter, type Filter, type FilterPredicate } from './filter/index.ts';
+import { analyze, resolveLexicalConfig, termFrequencies, type LexicalOptions } from './lexical/analyze.ts';
+import { explainBm25, fuse, rankBm25, type Fusion } from './lexical/bm25.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
@@ -47,6 +49,12 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
    * `info.scoring.threadsFallbackReason` says why. Small indexes always score on one thread.
    */
   scoringThreads?: number;
+  /**
+   * How document texts are indexed for lexical (BM25) search: `language` (BCP 47, default 'en')
+   * for word segmentation; English also gets Porter `stemming` and `stopWords` removal (both
+   * default true). A persistent index keeps the settings it was created with.
+   */
+  lexical?: LexicalOptions;
 }
 
 /** Where an index lives. */
@@ -83,9 +91,22 @@ export interface SearchOptions {
    * INVALID_FILTER.
    */
   filter?: Filter;
+  /**
+   * 'semantic' (default): late-interaction MaxSim. 'lexical': BM25 over the documents' words.
+   * 'hybrid': both, fused by `fusion`. `searchEmbedding` is semantic only (it has no query text).
+   */
+  mode?: SearchMode;
+  /** Hybrid fusion: 'rrf' (reciprocal rank, k = 60; default) or 'relative' (min-max scores weighted by `alpha`). */
+  fusion?: Fusion;
+  /** Relative fusion: the late-interaction weight in [0, 1], lexical gets `1 - alpha`. Default 0.75. */
+  alpha?: number;
 }
 
-/** Options for `explain`. */
+/** How a search ranks. */
+export type SearchMode = 'semantic' | 'lexical' | 'hybrid';
+const SEARCH_MODES: readonly SearchMode[] = ['semantic', 'lexical', 'hybrid'];
+/** How many of each list a hybrid search fuses (at least k). */
+const HYBRID_DEPTH = 100;
 export interface ExplainOptions {
   /** A search filter: the explanation then says whether the document passes it (`matchesFilter`). */
   filter?: Filter;
@@ -114,6 +135,8 @@ export interface IndexStats {
   /** The index name (persistent indexes). */
   name?: string;
   precision: VectorPrecision;
+  /** The lexical index: documents indexed from text (documents added as embeddings have no words). */
+  lexicalDocuments: number;
   /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated). */
   bytesOnDisk?: number;
   /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
@@ -197,6 +220,16 @@ function checkK(k: unknown): number {
   return k as number;
 }
 
+function checkMode(options: SearchOptions | undefined): { mode: SearchMode; fusion: Fusion; alpha: number } {
+  const mode = options?.mode ?? 'semantic';
+  const fusion = options?.fusion ?? 'rrf';
+  const alpha = options?.alpha ?? 0.75;
+  if (!SEARCH_MODES.includes(mode)) throw new ColbertError('INVALID_ARGUMENT', `Unknown search mode ${JSON.stringify(mode)}; use 'semantic', 'lexical' or 'hybrid'.`, { mode });
+  if (fusion !== 'rrf' && fusion !== 'relative') throw new ColbertError('INVALID_ARGUMENT', `Unknown fusion ${JSON.stringify(fusion)}; use 'rrf' or 'relative'.`, { fusion });
+  if (typeof alpha !== 'number' || !(alpha >= 0 && alpha <= 1)) throw new ColbertError('INVALID_ARGUMENT', `alpha must be a number from 0 to 1 (the late-interaction weight of relative fusion); got ${JSON.stringify(alpha)}.`, { alpha });
+  return { mode, fusion, alpha };
+}
+
 function checkFilter(filter: unknown): FilterPredicate | undefined {
   return filter === undefined ? undefined : compileFilter(filter);
 }
@@ -233,6 +266,8 @@ export class Engine {
           }
         }
       : undefined;
+    // Fail before downloading a model on a bad lexical option.
+    if (options.lexical !== undefined) resolveLexicalConfig(options.lexical);
     const precision = options.precision;
     if (precision !== undefined && !VECTOR_PRECISIONS.includes(precision)) {
       throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
@@ -247,11 +282,12 @@ export class Engine {
       const fingerprint = fingerprintOf(encoder.info, encoder.dim);
       const store: VectorStore =
         storage === 'memory'
-          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint, sharedMemory })
+          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint, sharedMemory, ...(options.lexical !== undefined ? { lexical: options.lexical } : {}) })
           : await IdbStore.open({
               name: name!,
               fingerprint,
               sharedMemory,
+              ...(options.lexical !== undefined ? { lexical: options.lexical } : {}),
               ...(precision !== undefined ? { precision } : {}),
               onChange: (change) => {
                 try {
@@ -433,8 +469,38 @@ export class Engine {
     this.check();
     const k = checkK(options?.k);
     const predicate = checkFilter(options?.filter);
+    const { mode, fusion, alpha } = checkMode(options);
+    checkText(query, 'The query');
+    if (mode === 'lexical') return this.withMetadata(await this.lexicalRank(query, k, await this.allowed(predicate)));
     const matrix = await this.encodeQuery(query);
-    return this.rank(matrix, k, predicate);
+    if (mode === 'semantic') return this.rank(matrix, k, predicate);
+    const allowed = await this.allowed(predicate);
+    if (allowed?.size === 0) return [];
+    const depth = Math.max(k, HYBRID_DEPTH);
+    const [semantic, lexical] = await Promise.all([this.scorer.rank(matrix, () => this.store.shards(), depth, allowed), this.lexicalRank(query, depth, allowed)]);
+    return this.withMetadata(fuse(semantic, lexical, k, fusion, alpha));
+  }
+
+  /** BM25 over the lexical index (only `allowed` documents when given). */
+  private async lexicalRank(query: string, k: number, allowed: Set<string> | undefined): Promise<{ id: string; score: number }[]> {
+    if (allowed?.size === 0) return [];
+    const terms = analyze(query, this.store.lexical);
+    if (!terms.length) return [];
+    return rankBm25(terms, await this.store.postings(terms), k, allowed);
+  }
+
+  private async withMetadata(best: readonly { id: string; score: number; semantic?: number; lexical?: number }[]): Promise<Hit[]> {
+    const metadata = await this.store.metadata(best.map((h) => h.id));
+    return best.map((h, i) => {
+      const hit: Hit = { id: h.id, score: h.score };
+      if (h.semantic !== undefined || h.lexical !== undefined) {
+        hit.scores = {};
+        if (h.semantic !== undefined) hit.scores.semantic = h.semantic;
+        if (h.lexical !== undefined) hit.scores.lexical = h.lexical;
+      }
+      if (metadata[i] !== undefined) hit.metadata = metadata[i];
+      return hit;
+    });
   }
 
   /** Ranks documents for a precomputed query matrix. */
@@ -442,6 +508,9 @@ export class Engine {
     this.check();
     const k = checkK(options?.k);
     const predicate = checkFilter(options?.filter);
+    if (checkMode(options).mode !== 'semantic') {
+      throw new ColbertError('INVALID_ARGUMENT', `searchEmbedding() ranks by late interaction only (it has no query text for BM25); use search(text, { mode: '${String(options?.mode)}' }).`, { mode: options?.mode });
+    }
     return this.rank(checkMatrix(query, this.encoder.dim, 'The query embedding'), k, predicate);
   }
 
@@ -453,9 +522,7 @@ export class Engine {
   private async rank(query: TokenMatrix, k: number, predicate?: FilterPredicate): Promise<Hit[]> {
     const allowed = await this.allowed(predicate);
     if (allowed?.size === 0) return [];
-    const best = await this.scorer.rank(query, () => this.store.shards(), k, allowed);
-    const metadata = await this.store.metadata(best.map((h) => h.id));
-    return best.map((h, i) => (metadata[i] === undefined ? { id: h.id, score: h.score } : { id: h.id, score: h.score, metadata: metadata[i] }));
+    return this.withMetadata(await this.scorer.rank(query, () => this.store.shards(), k, allowed));
   }
 
   /** Tokens each text takes on its own (no prompt, specials or marker; not truncated). */
@@ -523,14 +590,40 @@ export class Engine {
     const explanation: Explanation = { score: total, matches, documentTokens };
     if (typeof id === 'string') explanation.id = id;
     if (predicate) explanation.matchesFilter = predicate(typeof id === 'string' ? (await this.store.metadata([id]))[0] : undefined);
+    explanation.lexical = await this.explainLexical(query, typeof id === 'string' ? id : undefined, typeof text === 'string' ? text : undefined);
     return explanation;
+  }
+
+  /**
+   * The BM25 side of an explanation: the query terms the document contains and what each adds.
+   * An indexed id uses its stored postings; a text alone is scored against the index's statistics.
+   */
+  private async explainLexical(query: string, id: string | undefined, text: string | undefined): Promise<NonNullable<Explanation['lexical']>> {
+    const config = this.store.lexical;
+    const terms = analyze(query, config);
+    const postings = await this.store.postings(terms);
+    let tf = new Map<string, number>();
+    let length = 0;
+    if (id !== undefined) {
+      for (const [term, list] of postings.lists) {
+        const p = list.find((x) => x.id === id);
+        if (p) {
+          tf.set(term, p.tf);
+          length = p.length;
+        }
+      }
+      // A document without matched terms still has a length; it matters only when a term matched.
+    } else if (text !== undefined) {
+      ({ tf, length } = termFrequencies(text, config));
+    }
+    return { queryTerms: [...new Set(terms)], ...explainBm25(terms, postings, tf, length) };
   }
 
   /** Document count, token count and vector bytes. */
   /** Counts, vector bytes, and for persistent indexes the bytes on disk and the origin's quota. */
   async stats(): Promise<IndexStats> {
     this.check();
-    const stats: IndexStats = { ...(await this.store.stats()), storage: this.storage, precision: this.store.precision };
+    const stats: IndexStats = { ...(await this.store.stats()), lexicalDocuments: (await this.store.lexicalStats()).documents, storage: this.storage, precision: this.store.precision };
     if (this.name !== undefined) stats.name = this.name;
     const manager = (globalThis.navigator as Navigator | undefined)?.storage;
     if (this.storage === 'indexeddb' && manager) {
