@@ -7,6 +7,7 @@ import { ColbertError } from './errors.ts';
 import { allowedIds, compileFilter, type Filter, type FilterPredicate } from './filter/index.ts';
 import { analyze, resolveLexicalConfig, termFrequencies, type LexicalOptions } from './lexical/analyze.ts';
 import { explainBm25, fuse, rankBm25, type Fusion } from './lexical/bm25.ts';
+import { checkExport, exportSnapshot, type ExportOptions, type ExportTarget, type ServerExport } from './export/index.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
@@ -435,6 +436,18 @@ export class Engine {
     await this.store.restore(snapshot);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
+  }
+
+  /**
+   * The index for a server engine ('qdrant', 'vespa', 'next-plaid', 'elasticsearch'): its
+   * collection or schema definition, and the documents (ids, metadata, texts, every token vector)
+   * as that engine's request bodies, streamed one document or batch at a time from a snapshot
+   * taken now. See the README's "Export to server engines".
+   */
+  async exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport> {
+    this.check();
+    checkExport(target, options);
+    return exportSnapshot(await this.store.snapshot(), target, options);
   }
 
   /** Removes documents; every id must be stored, else nothing is removed (UNKNOWN_ID). */

@@ -11,6 +11,7 @@ import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
 import type { ScoringDevice, ScoringStatus } from './score/scorer.ts';
+import type { ExportOptions, ExportTarget, ServerExport } from './export/index.ts';
 
 /**
  * Set by the library build (vite.config.ts) to where onnxruntime-web's runtime files sit next to
@@ -114,6 +115,12 @@ export interface ColbertSearch {
   /** The whole index as one portable, checksummed file (manifest, documents, vectors). */
   exportIndex(): Promise<Uint8Array>;
   /**
+   * The index for a server engine: `definition` (collection / schema / mapping to create first),
+   * `documents` (a stream of that engine's request bodies, JSON lines, built one document or
+   * batch at a time) and a matching `query`. See the README's "Export to server engines".
+   */
+  exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
+  /**
    * Replaces the index by an exported file, atomically; a damaged file (INDEX_CORRUPT) or one
    * built by another model (INDEX_MODEL_MISMATCH) changes nothing.
    */
@@ -165,6 +172,7 @@ abstract class BaseSearch implements ColbertSearch {
   abstract explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   abstract clear(): Promise<void>;
   abstract exportIndex(): Promise<Uint8Array>;
+  abstract exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
   abstract importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   abstract close(): Promise<void>;
 }
@@ -224,6 +232,10 @@ class InThreadSearch extends BaseSearch {
   async exportIndex() {
     this.check();
     return this.engine.exportIndex();
+  }
+  async exportFor(target: ExportTarget, options?: ExportOptions) {
+    this.check();
+    return this.engine.exportFor(target, options);
   }
   async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
     this.check();
@@ -302,6 +314,9 @@ class WorkerSearch extends BaseSearch {
   }
   exportIndex() {
     return this.call(() => this.remote.exportIndex());
+  }
+  exportFor(target: ExportTarget, options?: ExportOptions) {
+    return this.call(() => this.remote.exportFor(target, options));
   }
   importIndex(file: Uint8Array | ArrayBuffer | Blob) {
     return this.call(() => this.remote.importIndex(file));

@@ -4,6 +4,7 @@
  * setups call `exposeEngine()` in their own worker file.
  */
 import * as Comlink from 'comlink';
+import type { ExportOptions, ExportTarget, ServerExport } from './export/index.ts';
 import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ExplainOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
 import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
@@ -27,6 +28,7 @@ export interface EngineHost {
   scoring(): Promise<ScoringStatus>;
   clear(): Promise<void>;
   exportIndex(): Promise<Uint8Array>;
+  exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
   importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   close(): Promise<void>;
 }
@@ -85,6 +87,11 @@ export function createEngineHost(): EngineHost {
       return Comlink.transfer(file, [file.buffer as ArrayBuffer]);
     },
     importIndex: (file) => ready().importIndex(file),
+    exportFor: async (target, options) => {
+      const out = await ready().exportFor(target, options);
+      // The documents stream is transferred (Chromium, Firefox, Node): it is read on the other side.
+      return Comlink.transfer(out, [out.documents as unknown as Transferable]);
+    },
     async close() {
       try {
         await engine?.close();
