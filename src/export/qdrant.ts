@@ -7,10 +7,10 @@
 import { batches, exportDocuments, rows, type ExportOptions, type ServerRequest } from './common.ts';
 import type { IndexSnapshot } from '../store/types.ts';
 
-/** RFC 4122 URL namespace, for UUID v5 of document ids. */
-const NAMESPACE = '6ba7b811-9dad-11d1-80b4-00c04fd430c8';
+/** The RFC 4122 DNS namespace (any fixed namespace would do), for UUID v5 of document ids. */
+const NAMESPACE = '6ba7b810-9dad-11d1-80b4-00c04fd430c8';
 
-/** The RFC 4122 version 5 UUID of `name` in the URL namespace. */
+/** The RFC 4122 version 5 UUID of `name` in {@link NAMESPACE}. */
 export async function uuidV5(name: string): Promise<string> {
   const ns = Uint8Array.from(NAMESPACE.replace(/-/g, '').match(/../g)!, (h) => parseInt(h, 16));
   const bytes = new TextEncoder().encode(name);

@@ -1,8 +1,9 @@
 /**
  * Vespa: a schema with the token vectors as a mixed tensor `tensor<float>(token{}, v[dim])` and a
  * MaxSim rank profile (plus BM25 over the text and a hybrid profile), and the documents as a
- * JSON-lines feed of put operations (`vespa feed`), each tensor in the mapped-dimension short
- * form `{ "0": [...], "1": [...] }` (token label -> dense row). Metadata is fed as a JSON string.
+ * JSON-lines feed of put operations (`vespa feed`), each tensor in the mixed-tensor short form
+ * `{ "blocks": { "0": [...], "1": [...] } }` (token label -> dense row). Metadata is fed as a
+ * JSON string.
  */
 import { exportDocuments, rows, type ExportOptions } from './common.ts';
 import type { IndexSnapshot } from '../store/types.ts';
@@ -60,7 +61,7 @@ export async function* vespaOperations(snapshot: IndexSnapshot, name: string, op
   for (const doc of exportDocuments(snapshot, options.omitText)) {
     const colbert: Record<string, number[]> = {};
     rows(doc).forEach((row, i) => (colbert[String(i)] = row));
-    const fields: Record<string, unknown> = { id: doc.id, colbert };
+    const fields: Record<string, unknown> = { id: doc.id, colbert: { blocks: colbert } };
     if (doc.text !== undefined) fields['text'] = doc.text;
     if (doc.metadata !== undefined) fields['metadata'] = JSON.stringify(doc.metadata);
     yield { put: `id:${n}:${n}::${doc.id}`, fields };
@@ -69,5 +70,5 @@ export async function* vespaOperations(snapshot: IndexSnapshot, name: string, op
 
 export function vespaQuery(name: string): string {
   const n = vespaName(name);
-  return `POST /search/\n{ "yql": "select * from ${n} where true", "ranking": "colbert", "input.query(qt)": { "0": [...], "1": [...] }, "hits": 10 }\n(hybrid: "yql": "select * from ${n} where userQuery()", "query": "the text", "ranking": "hybrid")`;
+  return `POST /search/\n{ "yql": "select * from ${n} where true", "ranking": "colbert", "input.query(qt)": "{0:[...], 1:[...]}", "hits": 10 }\n(hybrid: "yql": "select * from ${n} where userQuery()", "query": "the text", "ranking": "hybrid")`;
 }
