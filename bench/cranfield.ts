@@ -2,11 +2,13 @@
  * Cranfield retrieval quality through the public API: the 225 queries over the 1400 aerodynamics
  * abstracts, scored with the graded judgments (nDCG@10, recall@100).
  *
- *   npm run eval:cranfield -- [model] [--limit N]
+ *   npm run eval:cranfield -- [model] [--limit N] [--tiny]
  *
- * Without a model argument it uses the generated test model (.cache/test-models/tjs), which is
- * not a language model: its figures only prove the pipeline ranks by shared tokens, far above
- * chance. Pass a real exported model (path or URL) for real figures.
+ * Prints nDCG@10 and recall@100 for the semantic, lexical, hybrid-rrf and hybrid-relative modes.
+ * Without a model argument it uses the generated contextual test model
+ * (.cache/test-models/contextual-tjs; `--tiny` for the tiny random-vector one). Neither is a real
+ * language model: their figures prove the pipeline, not retrieval quality. Pass a real exported
+ * model (path or URL) for real figures.
  */
 import { resolve } from 'node:path';
 import { createSearch, type ColbertSearch, type SearchOptions } from '../src/index.ts';
@@ -70,8 +72,14 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename
   let model = positional[0];
   if (!model) {
     const { makeTestModels } = await import('../test/fixtures/make-models.ts');
-    model = (await makeTestModels(resolve(root, '.cache/test-models'), resolve(shared, 'modernbert-tokenizer'))).tjs;
-    console.log('model: the generated test model (not a language model)');
+    const models = await makeTestModels(resolve(root, '.cache/test-models'), resolve(shared, 'modernbert-tokenizer'));
+    if (args.includes('--tiny')) {
+      model = models.tjs;
+      console.log('model: the tiny generated test model (random token vectors, not a language model)');
+    } else {
+      model = models.contextualTjs;
+      console.log('model: the contextual generated test model (test/fixtures/contextual-model.ts; --tiny for the tiny one)');
+    }
   }
   const search = await createSearch({ model, worker: false });
   const t0 = performance.now();

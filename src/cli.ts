@@ -21,7 +21,9 @@ const USAGE = `Usage: colbert-web convert <repo-or-path> --out <dir> [--dtype fp
 
 Converts a PyLate ModernBERT checkpoint (model.safetensors) to ONNX in the transformers.js layout:
   <out>/onnx/model.onnx (fp32), model_fp16.onnx, model_quantized.onnx (q8, for WASM), model_q4.onnx (4-bit, for WebGPU)
-plus the checkpoint's configs, tokenizer and Dense head. Default --dtype: fp32,q8.`;
+plus the checkpoint's configs, tokenizer and Dense head. Default --dtype: fp32,q8.
+
+       colbert-web export --to <qdrant|vespa|next-plaid|elasticsearch> --index <file> --out <dir>   (see colbert-web export --help)`;
 
 /** File name of a dtype in the transformers.js layout. */
 export const ONNX_FILES: Record<ConvertDtype, string> = { fp32: 'onnx/model.onnx', fp16: 'onnx/model_fp16.onnx', q8: 'onnx/model_quantized.onnx', q4: 'onnx/model_q4.onnx' };
@@ -99,6 +101,7 @@ export async function convertToDirectory(model: string, options: ConvertCommandO
 
 /** Parses argv (without node and script) and runs the command; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'export') return (await import('./export/cli.ts')).exportMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

@@ -4,6 +4,7 @@
  * index never exists as one JSON string). One small writer per target beside this file.
  */
 import { ColbertError } from '../errors.ts';
+import { readPortable } from '../store/portable.ts';
 import type { IndexSnapshot } from '../store/types.ts';
 import { EXPORT_TARGETS, type ExportOptions, type ExportTarget, type ServerRequest } from './common.ts';
 import { elasticDefinition, elasticLines, elasticQuery } from './elasticsearch.ts';
@@ -75,4 +76,19 @@ export function exportSnapshot(snapshot: IndexSnapshot, target: ExportTarget, op
     case 'next-plaid':
       return { target: o.target, definition: nextPlaidDefinition(o.name), feed: { method: 'POST', path: `/indices/${o.name}/update`, format: 'json-lines' }, documents: lineStream(nextPlaidBodies(snapshot, o)), query: nextPlaidQuery(o.name), documentCount };
   }
+}
+
+/**
+ * The export of an index file (what `exportIndex()` writes, or `colbert-web index` builds) for
+ * one engine, without loading a model. The file is verified first (INDEX_CORRUPT,
+ * INDEX_FORMAT_UNSUPPORTED).
+ */
+export async function exportFileFor(file: Uint8Array | ArrayBuffer | Blob, target: ExportTarget, options: ExportOptions = {}): Promise<ServerExport> {
+  checkExport(target, options);
+  let bytes: Uint8Array;
+  if (file instanceof Uint8Array) bytes = file;
+  else if (file instanceof ArrayBuffer) bytes = new Uint8Array(file);
+  else if (typeof Blob !== 'undefined' && file instanceof Blob) bytes = new Uint8Array(await file.arrayBuffer());
+  else throw new ColbertError('INVALID_ARGUMENT', 'exportFileFor() takes a Uint8Array, an ArrayBuffer or a Blob holding an exported index.');
+  return exportSnapshot(readPortable(bytes), target, options);
 }

@@ -6,7 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolve } from 'node:path';
 import { createSearch, type ColbertSearch, type ExportTarget, type ServerExport } from '../../src/index.ts';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportMain } from '../../src/export/cli.ts';
 import { uuidV5 } from '../../src/export/qdrant.ts';
+import { main as cliMain } from '../../src/cli.ts';
 import { readPortable } from '../../src/store/portable.ts';
 import { decodeRows } from '../../src/store/precision.ts';
 import type { Metadata } from '../../src/types.ts';
@@ -199,6 +204,27 @@ describe.skipIf(!HAVE_SHARED)(`exportFor ${HAVE_SHARED ? '' : SHARED_MISSING}`, 
     const omit = await searches[0]!.exportFor('elasticsearch', { name: 'docs', omitText: true });
     const { lines } = await readLines(omit.documents);
     expect(lines.some((l) => (l as { text?: string }).text !== undefined)).toBe(false);
+  });
+
+  it('colbert-web export writes the definition, the documents (parsed back exactly) and the query from an index file', async () => {
+    const search = searches[1]!;
+    const dir = await mkdtemp(join(tmpdir(), 'colbert-export-'));
+    const file = join(dir, 'index.colbert');
+    await writeFile(file, await search.exportIndex());
+    for (const target of ['next-plaid', 'vespa'] as const) {
+      const out = join(dir, target);
+      expect(await cliMain(['export', '--to', target, '--index', file, '--out', out, '--name', 'docs', '--batch-size', '16'])).toBe(0);
+      const text = await readFile(join(out, 'documents.jsonl'), 'utf8');
+      const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+      expectSame(await parseBack(target, lines), await expectedDocs(search), `cli ${target}`);
+      if (target === 'vespa') expect(await readFile(join(out, 'schemas', 'docs.sd'), 'utf8')).toContain('rank-profile colbert');
+      else expect(JSON.parse(await readFile(join(out, 'definition.json'), 'utf8'))).toEqual({ method: 'POST', path: '/indices', body: { name: 'docs', config: { nbits: 4 } } });
+      expect(await readFile(join(out, 'query.txt'), 'utf8')).toContain('Query:');
+    }
+    expect(await exportMain(['--to', 'milvus', '--index', file, '--out', dir])).toBe(2);
+    expect(await exportMain(['--to', 'qdrant', '--out', dir])).toBe(2);
+    await writeFile(join(dir, 'bad.colbert'), new Uint8Array(100));
+    expect(await exportMain(['--to', 'qdrant', '--index', join(dir, 'bad.colbert'), '--out', join(dir, 'bad')])).toBe(1);
   });
 
   it('rejects unknown targets and bad options with INVALID_ARGUMENT', async () => {
