@@ -1,8 +1,8 @@
 /**
  * The lexical index in Debian Chromium, through the built library and its real Web Worker: a tab
  * closed while a series of adds commits never leaves the lexical and vector indexes disagreeing
- * (same documents, same counts after reopening), and filtered, lexical and hybrid search work
- * there.
+ * (same documents, same counts after reopening), and filtered, lexical and hybrid search and
+ * exportFor (its stream transferred from the worker) work there.
  */
 import { expect, test, type Page } from '@playwright/test';
 import { harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
@@ -80,7 +80,7 @@ test('a tab closed during a series of adds leaves the lexical and vector indexes
   console.log(`[lexical atomicity] documents after each kill: ${rounds.map((r) => r.documents).join(', ')}`);
 
   // Filters, lexical and hybrid search through the worker, on the reopened index.
-  const out = await inPage<{ filtered: string[]; lexical: string[]; hybrid: number; explained: string[] }>(
+  const out = await inPage<{ filtered: string[]; lexical: string[]; hybrid: number; explained: string[]; exported: { count: number; points: number; ids: string[]; documents: number } }>(
     page,
     `
     const s = await open('atomic');
@@ -88,9 +88,13 @@ test('a tab closed during a series of adds leaves the lexical and vector indexes
     const lexical = (await s.search('zq1n3', { mode: 'lexical' })).map((h) => h.id);
     const hybrid = (await s.search('zq1n3 wing', { mode: 'hybrid', k: 5 })).length;
     const explained = (await s.explain('zq1n3 wing', { id: 'b1-3' })).lexical.terms.map((t) => t.term);
+    // exportFor through the worker: the documents stream is transferred and read here.
+    const ex = await s.exportFor('qdrant', { name: 'docs', batchSize: 50 });
+    const bodies = (await new Response(ex.documents).text()).trim().split('\\n').map((l) => JSON.parse(l));
+    const exported = { count: ex.documentCount, points: bodies.reduce((n, b) => n + b.points.length, 0), ids: bodies.flatMap((b) => b.points.map((p) => p.payload.doc_id)).sort(), documents: (await s.stats()).documents };
     await s.close();
     await lib.deleteIndex('atomic');
-    return { filtered, lexical, hybrid, explained };
+    return { filtered, lexical, hybrid, explained, exported };
     `,
   );
   expect(out.filtered.length).toBe(2 * BATCH);
@@ -98,4 +102,7 @@ test('a tab closed during a series of adds leaves the lexical and vector indexes
   expect(out.lexical).toEqual(['b1-3']);
   expect(out.hybrid).toBe(5);
   expect(out.explained).toEqual(['zq1n3', 'wing']);
+  expect(out.exported.count).toBe(out.exported.documents);
+  expect(out.exported.points).toBe(out.exported.documents);
+  expect(out.exported.ids).toEqual(rounds[1]!.vectorIds);
 });
