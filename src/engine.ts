@@ -3,7 +3,7 @@
  * (MaxSim). It is the only module that knows all three, and it runs unchanged in the worker and in
  * the calling thread. Every input is validated here before anything changes.
  */
-import { ColbertError } from './errors.ts';
+import { ColbertError, isColbertError } from './errors.ts';
 import { allowedIds, compileFilter, type Filter, type FilterPredicate } from './filter/index.ts';
 import { analyze, resolveLexicalConfig, termFrequencies, type LexicalOptions } from './lexical/analyze.ts';
 import { explainBm25, fuse, rankBm25, type Fusion } from './lexical/bm25.ts';
@@ -15,8 +15,10 @@ import { hashText } from './checksum.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
 import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
 import { MemoryStore } from './store/memory.ts';
+import { checkMetadata, metadataJson } from './store/metadata.ts';
 import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
+import { MissingEncodingError } from './store/shards.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
 import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
@@ -156,6 +158,8 @@ export interface ImportResult {
 
 /** How many documents are encoded per progress step and per store write. */
 const ADD_CHUNK = 64;
+/** Commits an add tries while other writes keep taking the encodings it staged. */
+const MAX_COMMIT_ATTEMPTS = 8;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -174,12 +178,6 @@ function checkUnique(ids: readonly string[]): void {
     if (seen.has(id)) throw new ColbertError('DUPLICATE_ID', `The id "${id}" appears more than once in one call.`, { id });
     seen.add(id);
   }
-}
-
-function checkMetadata(metadata: unknown, id: string): Metadata | undefined {
-  if (metadata === undefined) return undefined;
-  if (!isPlainObject(metadata)) throw new ColbertError('INVALID_ARGUMENT', `Metadata of "${id}" must be a plain object.`, { id });
-  return metadata;
 }
 
 /** Validates texts for encoding; returns them as strings. */
@@ -354,10 +352,21 @@ export class Engine {
       return { id, text, hash: hashText(text), metadata: checkMetadata(doc['metadata'], id) };
     });
     checkUnique(items.map((d) => d.id));
+    try {
+      return await this.addChecked(items, onProgress);
+    } catch (err) {
+      // Whatever failed because close() took the model or the store away is CLOSED.
+      if (this.closed && !(isColbertError(err) && err.code === 'CLOSED')) throw new ColbertError('CLOSED', 'This search instance was closed while add() was running; nothing of this batch was committed. Create a new search and add again (encoded chunks are reused).', undefined, { cause: err });
+      throw err;
+    }
+  }
+
+  private async addChecked(items: { id: string; text: string; hash: string; metadata: Metadata | undefined }[], onProgress?: ProgressCallback): Promise<AddResult> {
     const ids = items.map((d) => d.id);
     const [states, stored] = await Promise.all([this.store.lookup(ids, items.map((d) => d.hash)), this.store.metadata(ids)]);
     this.check();
-    const sameMeta = (i: number) => JSON.stringify(stored[i] ?? null) === JSON.stringify(items[i]!.metadata ?? null);
+    // Stored metadata that is not JSON (from an older version) never counts as the same.
+    const sameMeta = (i: number) => metadataJson(stored[i]) !== undefined && metadataJson(stored[i]) === metadataJson(items[i]!.metadata);
     const unchanged = items.filter((_, i) => states[i] === 'live' && sameMeta(i));
     const toEncode = items.filter((_, i) => states[i] === 'none');
     const skipped = items.length - toEncode.length;
@@ -365,21 +374,40 @@ export class Engine {
     let tokens = 0;
     onProgress?.({ status: 'encode', done, total: items.length, tokens, skipped });
     // Encode and stage chunk by chunk: nothing is visible until the one commit below.
-    for (let start = 0; start < toEncode.length; start += ADD_CHUNK) {
-      const chunk = toEncode.slice(start, start + ADD_CHUNK);
-      const matrices = await this.encoder.encodeDocuments(chunk.map((d) => d.text));
-      this.check();
-      await this.store.stage(chunk.map((d, i) => ({ id: d.id, hash: d.hash, matrix: matrices[i]! })));
-      done += chunk.length;
-      tokens += matrices.reduce((n, m) => n + m.tokens, 0);
-      onProgress?.({ status: 'encode', done, total: items.length, tokens, skipped });
-    }
+    const encodeAndStage = async (docs: readonly { id: string; text: string; hash: string }[], report: boolean) => {
+      for (let start = 0; start < docs.length; start += ADD_CHUNK) {
+        const chunk = docs.slice(start, start + ADD_CHUNK);
+        const matrices = await this.encoder.encodeDocuments(chunk.map((d) => d.text));
+        this.check();
+        await this.store.stage(chunk.map((d, i) => ({ id: d.id, hash: d.hash, matrix: matrices[i]! })));
+        tokens += matrices.reduce((n, m) => n + m.tokens, 0);
+        if (!report) continue;
+        done += chunk.length;
+        onProgress?.({ status: 'encode', done, total: items.length, tokens, skipped });
+      }
+    };
+    await encodeAndStage(toEncode, true);
     const keep = new Set(unchanged.map((d) => d.id));
     const commit = items
       .filter((d) => !keep.has(d.id))
       .map((d): CommitItem => (d.metadata === undefined ? { id: d.id, hash: d.hash, text: d.text } : { id: d.id, hash: d.hash, text: d.text, metadata: d.metadata }));
-    this.check();
-    await this.store.commit(commit);
+    for (let attempt = 1; ; attempt++) {
+      this.check();
+      try {
+        await this.store.commit(commit);
+        break;
+      } catch (err) {
+        // Another write took encodings this batch counted on (a clear, a delete, a concurrent add
+        // of the same ids, in this tab or another): nothing was written, so encode those again
+        // and retry. Writes thus serialise in some order instead of failing.
+        if (!(err instanceof MissingEncodingError)) throw err;
+        if (attempt >= MAX_COMMIT_ATTEMPTS) {
+          throw new ColbertError('STORAGE_FAILED', `Other writes to this index removed the encodings of this add ${attempt} times before it could commit; nothing of it was committed. Try again.`, { ids: err.ids }, { cause: err });
+        }
+        const missing = new Set(err.ids);
+        await encodeAndStage(items.filter((d) => missing.has(d.id)), false);
+      }
+    }
     onProgress?.({ status: 'store', done: items.length, total: items.length });
     return { added: commit.length, tokens, skipped };
   }
@@ -524,7 +552,10 @@ export class Engine {
     if (checkMode(options).mode !== 'semantic') {
       throw new ColbertError('INVALID_ARGUMENT', `searchEmbedding() ranks by late interaction only (it has no query text for BM25); use search(text, { mode: '${String(options?.mode)}' }).`, { mode: options?.mode });
     }
-    return this.rank(checkMatrix(query, this.encoder.dim, 'The query embedding'), k, predicate);
+    const matrix = checkMatrix(query, this.encoder.dim, 'The query embedding');
+    // MaxSim sums over query tokens: with none every score would be 0, which ranks nothing.
+    if (matrix.tokens === 0) throw new ColbertError('INVALID_MATRIX', 'The query embedding has 0 tokens; a query needs at least one token vector (encodeQuery() always gives some).', { what: 'The query embedding', tokens: 0 });
+    return this.rank(matrix, k, predicate);
   }
 
   /** The documents a filter lets through (undefined: every document). */

@@ -10,6 +10,7 @@ import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, Explain
 import type { EngineHost } from './worker.ts';
 import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
+import { checkInputMetadata } from './store/metadata.ts';
 import type { ScoringDevice, ScoringStatus } from './score/scorer.ts';
 import type { ExportOptions, ExportTarget, ServerExport } from './export/index.ts';
 
@@ -129,9 +130,19 @@ export interface ColbertSearch {
   close(): Promise<void>;
 }
 
+function closedError(): ColbertError {
+  return new ColbertError('CLOSED', 'This search instance was closed; create a new one.');
+}
+
 abstract class BaseSearch implements ColbertSearch {
   protected closed = false;
-  constructor(readonly info: EngineInfo) {}
+  /** Rejects with CLOSED once close() is done: every call still in flight then fails with it. */
+  private readonly gone: Promise<never>;
+  private goneNow!: (err: ColbertError) => void;
+  constructor(readonly info: EngineInfo) {
+    this.gone = new Promise<never>((_, reject) => (this.goneNow = reject));
+    this.gone.catch(() => undefined); // observed through guard()
+  }
   protected abstract get scoring(): ScoringStatus;
   get scoringDevice(): ScoringDevice {
     return this.scoring.device;
@@ -157,8 +168,31 @@ abstract class BaseSearch implements ColbertSearch {
   get fallbackReason(): string | undefined {
     return this.info.fallbackReason;
   }
+  /**
+   * Runs a call of the public API without ever throwing: after close() it rejects with CLOSED,
+   * and a call still pending when close() finishes (its worker gone) rejects with CLOSED instead
+   * of waiting forever for a reply that cannot come.
+   */
+  protected guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    let run: Promise<T>;
+    try {
+      run = fn();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.race([run, this.gone]);
+  }
   protected check(): void {
-    if (this.closed) throw new ColbertError('CLOSED', 'This search instance was closed; create a new one.');
+    if (this.closed) throw closedError();
+  }
+  /** Marks the instance closed for new calls (close() has begun). */
+  protected markClosed(): void {
+    this.closed = true;
+  }
+  /** Fails every call still in flight with CLOSED (close() is over). */
+  protected releasePending(): void {
+    this.goneNow(new ColbertError('CLOSED', 'This search instance was closed while the call was running; any write it made is atomic, so the index holds it whole or not at all. Create a new search and retry.'));
   }
   abstract add(docs: DocumentInput[], options?: AddOptions): Promise<AddResult>;
   abstract addEmbeddings(items: EmbeddingInput[]): Promise<AddResult>;
@@ -242,8 +276,13 @@ class InThreadSearch extends BaseSearch {
     return this.engine.importIndex(file);
   }
   async close() {
-    this.closed = true;
-    await this.engine.close();
+    if (this.closed) return;
+    this.markClosed();
+    try {
+      await this.engine.close();
+    } finally {
+      this.releasePending();
+    }
   }
 }
 
@@ -272,18 +311,31 @@ class WorkerSearch extends BaseSearch {
     return hits;
   }
 
-  /** Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile. */
+  /**
+   * Runs a remote call, failing with WORKER_FAILED if the worker dies meanwhile, and with
+   * INVALID_ARGUMENT (not a bare DataCloneError) when an argument cannot be posted to it.
+   */
   private call<T>(fn: () => Promise<T>): Promise<T> {
-    this.check();
-    return Promise.race([fn(), this.crashed]);
+    return this.guard(() => Promise.race([fn(), this.crashed])).catch((err: unknown) => {
+      if ((err as { name?: unknown } | null)?.name !== 'DataCloneError') throw err;
+      const reason = (err as Error).message;
+      throw new ColbertError('INVALID_ARGUMENT', `An argument cannot be sent to the colbert-web worker (${reason}); pass plain data (strings, numbers, arrays, plain objects, typed arrays).`, { reason }, { cause: err });
+    });
   }
 
   add(docs: DocumentInput[], options?: AddOptions) {
-    const progress = options?.onProgress ? Comlink.proxy(options.onProgress) : undefined;
-    return this.call(() => this.remote.add(docs, progress));
+    return this.call(() => {
+      // Refused here, with its code, before structured cloning fails on it or lets it through.
+      checkInputMetadata(docs);
+      const progress = options?.onProgress ? Comlink.proxy(options.onProgress) : undefined;
+      return this.remote.add(docs, progress);
+    });
   }
   addEmbeddings(items: EmbeddingInput[]) {
-    return this.call(() => this.remote.addEmbeddings(items));
+    return this.call(() => {
+      checkInputMetadata(items);
+      return this.remote.addEmbeddings(items);
+    });
   }
   delete(ids: string[]) {
     return this.call(() => this.remote.delete(ids));
@@ -323,12 +375,14 @@ class WorkerSearch extends BaseSearch {
   }
   async close() {
     if (this.closed) return;
+    this.markClosed();
     try {
-      await this.call(() => this.remote.close());
+      await Promise.race([this.remote.close(), this.crashed]);
     } finally {
-      this.closed = true;
       this.remote[Comlink.releaseProxy]();
       if (this.ownsWorker) this.worker.terminate();
+      // Replies to calls still pending can no longer come: they fail with CLOSED.
+      this.releasePending();
     }
   }
 }

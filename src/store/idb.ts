@@ -29,6 +29,7 @@ import { ColbertError, isColbertError } from '../errors.ts';
 import { resolveLexicalConfig, sameLexicalConfig, termFrequencies, type LexicalConfig, type LexicalOptions } from '../lexical/analyze.ts';
 import type { LexicalPostings, Posting } from '../lexical/bm25.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
+import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
 import {
@@ -88,16 +89,27 @@ interface StagedRecord {
   stagedAt: number;
 }
 
+/**
+ * Beside the manifest: the generation of the last write that kept the index clean. A write at a
+ * full quota (delete, clear) stores nothing, so it cannot bump the generation: it deletes this
+ * record instead, and while it is missing every read reloads (see {@link IdbStore.reload}).
+ */
+interface CleanRecord {
+  generation: number;
+}
+
 interface IndexSchema extends DBSchema {
-  manifest: { key: string; value: ManifestRecord };
+  manifest: { key: string; value: ManifestRecord | CleanRecord };
   segments: { key: number; value: SegmentMeta };
   vectors: { key: number; value: SegmentData };
   docs: { key: string; value: DocRecord };
   texts: { key: string; value: string };
-  staging: { key: string; value: StagedRecord };
+  /** Keyed by [id, content hash], so concurrent adds of one id with other texts keep their own encodings. */
+  staging: { key: StagingKey; value: StagedRecord };
   postings: { key: [string, number]; value: PostingRecord };
 }
 
+type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
 const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging', 'postings'];
 /**
@@ -106,6 +118,12 @@ const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors'
  */
 const DB_VERSION = 2;
 const MANIFEST_KEY = 'manifest';
+const CLEAN_KEY = 'clean';
+
+/** True for a failure that a write needing no new space might avoid. */
+function isQuotaError(err: unknown): boolean {
+  return storageError(err, '').code === 'QUOTA_EXCEEDED';
+}
 
 /** Options of {@link IdbStore.open}. */
 export interface IdbStoreOptions {
@@ -212,6 +230,20 @@ function writePostings(
   return lex;
 }
 
+/**
+ * Aborts a failed write's transaction (a request that threw synchronously must not let the
+ * others commit) and returns the error to throw: the transaction's own, where it has one.
+ */
+function abortWith(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, pending: Promise<unknown>[], err: unknown): unknown {
+  pending.forEach((p) => p.catch(() => undefined));
+  try {
+    tx.abort();
+  } catch {
+    // Already finished or aborted.
+  }
+  return tx.error ?? err;
+}
+
 /** Applies a shard plan's segment changes inside a transaction. */
 function writePlan(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, plan: ShardPlan, pending: Promise<unknown>[]): void {
   const segments = tx.objectStore('segments');
@@ -235,6 +267,13 @@ export class IdbStore implements VectorStore {
   private lost: string | undefined;
   private readonly channel: BroadcastChannel | undefined;
   private refreshing: Promise<void> | undefined;
+  /** Whether the last load found the clean record of its generation (else every read reloads). */
+  private clean = true;
+  /**
+   * Segments whose stored meta still names documents that a write at a full quota deleted (their
+   * doc records are gone, so loading tombstones them); the next write with space rewrites them.
+   */
+  private readonly phantoms = new Set<number>();
 
   private constructor(
     private readonly db: Db,
@@ -299,6 +338,7 @@ export class IdbStore implements VectorStore {
           const now = Date.now();
           manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0, lexical };
           await tx.store.put(manifest, MANIFEST_KEY);
+          await tx.store.put({ generation: 0 } satisfies CleanRecord, CLEAN_KEY);
         }
         await tx.done;
       }
@@ -314,6 +354,9 @@ export class IdbStore implements VectorStore {
       store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange, options.sharedMemory, stored);
       await store.reload();
       if (await db.count('staging')) await store.dropStaleStaging();
+      // Left unclean by a write at a full quota, or made by a version without the clean record: a
+      // small write makes it clean again where there is space, so reads stop reloading.
+      if (!store.clean) await store.markClean().catch(() => undefined);
       return store;
     } catch (err) {
       store?.channel?.close();
@@ -339,8 +382,10 @@ export class IdbStore implements VectorStore {
   private async reload(): Promise<void> {
     const tx = this.db.transaction(['manifest', 'segments', 'vectors', 'docs'], 'readonly');
     const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
+    const cleanRecord = (await tx.objectStore('manifest').get(CLEAN_KEY)) as CleanRecord | undefined;
     if (!manifest) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost its manifest.`);
-    if (manifest.generation === this.manifest.generation) return;
+    const clean = cleanRecord?.generation === manifest.generation;
+    if (clean && this.clean && manifest.generation === this.manifest.generation) return;
     const metas = await tx.objectStore('segments').getAll();
     const shards: Shard[] = [];
     for (const meta of metas.sort((a, b) => a.segment - b.segment)) {
@@ -356,6 +401,17 @@ export class IdbStore implements VectorStore {
     }
     const docs = await tx.objectStore('docs').getAll();
     await tx.done;
+    // A document is live only with its doc record: a delete at a full quota removed just that.
+    const live = new Set(docs.map((d) => d.id));
+    this.phantoms.clear();
+    for (const shard of shards) {
+      shard.docIds.forEach((id, slot) => {
+        if (id === null || live.has(id)) return;
+        shard.tombstone(slot);
+        this.phantoms.add(shard.segment);
+      });
+    }
+    this.clean = clean;
     this.set.load(shards);
     this.set.dim = manifest.dim;
     this.set.nextSegment = manifest.nextSegment;
@@ -422,7 +478,7 @@ export class IdbStore implements VectorStore {
     const tx = this.db.transaction(ALL_STORES, 'readwrite');
     // Observed by finish(); a write that fails before reaching it must not leave it unhandled.
     tx.done.catch(() => undefined);
-    const manifest = await tx.objectStore('manifest').get(MANIFEST_KEY);
+    const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
     if (!manifest || manifest.generation !== this.manifest.generation) {
       tx.abort();
       throw new ColbertError('STORAGE_FAILED', `Index "${this.name}" changed in another context during a write; nothing was written. Try again.`);
@@ -449,6 +505,42 @@ export class IdbStore implements VectorStore {
     return { ...manifest, documents: set.documents, tokens: set.tokens, nextSegment, generation: manifest.generation + 1, updatedAt: Date.now(), lexical: this.lexical };
   }
 
+  /**
+   * The records every write with space adds to its transaction: the clean record of its
+   * generation, and the metas of segments with phantom documents that `plan` does not write.
+   */
+  private writeClean(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, next: ManifestRecord, plan: ShardPlan | undefined, pending: Promise<unknown>[]): void {
+    pending.push(tx.objectStore('manifest').put({ generation: next.generation } satisfies CleanRecord, CLEAN_KEY));
+    if (!plan) return;
+    for (const segment of this.phantoms) {
+      if (plan.removed.has(segment) || plan.rowsChanged.has(segment) || plan.metaChanged.has(segment)) continue;
+      const shard = plan.shards.get(segment);
+      if (shard) pending.push(tx.objectStore('segments').put(shard.toMeta(), segment));
+    }
+  }
+
+  /** After a write with space: the index is clean again. */
+  private cleaned(): void {
+    this.clean = true;
+    this.phantoms.clear();
+  }
+
+  /** Makes an unclean index clean with a write of its manifest (needs a little space). */
+  private async markClean(): Promise<void> {
+    await this.write(`Updating index "${this.name}"`, async () => {
+      if (this.clean) return;
+      const { tx, manifest } = await this.begin();
+      const pending: Promise<unknown>[] = [];
+      const plan = this.set.plan([], []);
+      const next = this.nextManifest(manifest, { documents: this.set.documents, tokens: this.set.tokens }, manifest.nextSegment);
+      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+      this.writeClean(tx, next, plan, pending);
+      await this.finish(tx, pending);
+      this.cleaned();
+      this.committed(next);
+    });
+  }
+
   private committed(manifest: ManifestRecord): void {
     this.manifest = manifest;
     this.channel?.postMessage({ type: 'changed', generation: manifest.generation });
@@ -462,9 +554,9 @@ export class IdbStore implements VectorStore {
     await this.fresh();
     const out: DocumentState[] = ids.map((id, i) => (hashes[i] !== '' && this.docs.get(id)?.hash === hashes[i] ? 'live' : 'none'));
     const tx = this.db.transaction('staging', 'readonly');
-    const staged = await Promise.all(ids.map((id, i) => (out[i] === 'none' ? tx.store.getKey(id).then(async (key) => (key === undefined ? undefined : (await tx.store.get(id))?.hash)) : undefined)));
+    const staged = await Promise.all(ids.map((id, i) => (out[i] === 'none' ? tx.store.getKey([id, hashes[i]!]) : undefined)));
     await tx.done;
-    return out.map((state, i) => (state === 'none' && staged[i] !== undefined && staged[i] === hashes[i] ? 'staged' : state));
+    return out.map((state, i) => (state === 'none' && staged[i] !== undefined ? 'staged' : state));
   }
 
   async stage(docs: readonly StagedDocument[]): Promise<void> {
@@ -480,7 +572,7 @@ export class IdbStore implements VectorStore {
     // Staging is invisible to search, so it needs no lock: each chunk is its own transaction.
     const tx = this.db.transaction('staging', 'readwrite');
     try {
-      await this.finish(tx as never, records.map((r) => tx.store.put(r, r.id)));
+      await this.finish(tx as never, records.map((r) => tx.store.put(r, [r.id, r.hash])));
     } catch (err) {
       throw storageError(err, `Storing encoded documents of index "${this.name}"`);
     }
@@ -495,7 +587,7 @@ export class IdbStore implements VectorStore {
       try {
         const staging = tx.objectStore('staging');
         const need = items.filter((i) => !i.matrix && this.docs.get(i.id)?.hash !== i.hash);
-        const records = await Promise.all(need.map((i) => staging.get(i.id)));
+        const records = await Promise.all(need.map((i) => staging.get([i.id, i.hash])));
         const staged = new Map<string, PackedDocument & { hash: string }>();
         records.forEach((rec) => {
           if (rec) staged.set(rec.id, stagedDocument(rec, this.precision));
@@ -517,16 +609,18 @@ export class IdbStore implements VectorStore {
           docRecords.set(item.id, rec);
           pending.push(docsStore.put(rec, item.id));
           pending.push(item.text !== undefined ? texts.put(item.text, item.id) : texts.delete(item.id));
-          pending.push(staging.delete(item.id));
+          pending.push(staging.delete([item.id, item.hash]));
         }
         const documents = new Set([...this.docs.keys(), ...docRecords.keys()]).size;
         let tokens = 0;
         for (const s of plan.shards.values()) tokens += s.liveRows;
         const next = this.nextManifest(manifest, { documents, tokens }, plan.nextSegment);
         pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+        this.writeClean(tx, next, plan, pending);
         await this.finish(tx, pending);
         this.set.apply(plan);
         for (const [id, rec] of docRecords) this.docs.set(id, rec);
+        this.cleaned();
         this.committed(next);
       } catch (err) {
         pending.forEach((p) => p.catch(() => undefined));
@@ -540,39 +634,115 @@ export class IdbStore implements VectorStore {
     });
   }
 
+  /**
+   * Removes documents. At a full quota, where even the small records of a normal delete do not
+   * fit, it falls back to a write that stores nothing (see {@link deleteInPlace}).
+   */
   async delete(ids: readonly string[]): Promise<string[]> {
     return this.write(`Deleting from index "${this.name}"`, async () => {
       const removed = ids.filter((id) => this.docs.has(id));
       if (!removed.length) return [];
-      const { tx, manifest } = await this.begin();
-      const pending: Promise<unknown>[] = [];
-      const plan = this.set.plan([], removed);
-      writePlan(tx, plan, pending);
-      for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
-      let tokens = 0;
-      for (const s of plan.shards.values()) tokens += s.liveRows;
-      const next = this.nextManifest(manifest, { documents: this.docs.size - removed.length, tokens }, plan.nextSegment);
-      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
-      await this.finish(tx, pending);
-      this.set.apply(plan);
-      for (const id of removed) this.docs.delete(id);
-      this.committed(next);
+      try {
+        await this.deleteWithSpace(removed);
+      } catch (err) {
+        if (!isQuotaError(err)) throw err;
+        await this.deleteInPlace(removed);
+      }
       return removed;
     });
   }
 
+  private async deleteWithSpace(removed: readonly string[]): Promise<void> {
+    const { tx, manifest } = await this.begin();
+    const pending: Promise<unknown>[] = [];
+    let next: ManifestRecord;
+    let plan: ShardPlan;
+    try {
+      plan = this.set.plan([], removed);
+      writePlan(tx, plan, pending);
+      for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
+      let tokens = 0;
+      for (const s of plan.shards.values()) tokens += s.liveRows;
+      next = this.nextManifest(manifest, { documents: this.docs.size - removed.length, tokens }, plan.nextSegment);
+      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+      this.writeClean(tx, next, plan, pending);
+      await this.finish(tx, pending);
+    } catch (err) {
+      throw abortWith(tx, pending, err);
+    }
+    this.set.apply(plan);
+    for (const id of removed) this.docs.delete(id);
+    this.cleaned();
+    this.committed(next);
+  }
+
+  /**
+   * A delete that stores nothing, for a full quota: it removes the documents' records (their doc
+   * records, texts, and every segment left without a live document, vectors and all) and the
+   * clean record. The rows of deleted documents in segments shared with live ones stay until the
+   * next write with space rewrites those segments; loading treats them as deleted already.
+   */
+  private async deleteInPlace(removed: readonly string[]): Promise<void> {
+    const { tx } = await this.begin();
+    const pending: Promise<unknown>[] = [];
+    try {
+      const gone = new Set(removed);
+      for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
+      for (const shard of this.set.shards.values()) {
+        if (shard.docIds.every((id) => id === null || gone.has(id))) pending.push(tx.objectStore('segments').delete(shard.segment), tx.objectStore('vectors').delete(shard.segment));
+      }
+      pending.push(tx.objectStore('manifest').delete(CLEAN_KEY));
+      await this.finish(tx, pending);
+    } catch (err) {
+      throw abortWith(tx, pending, err);
+    }
+    // Other contexts see the missing clean record and reload; so does this one.
+    this.clean = false;
+    await this.reload();
+    this.channel?.postMessage({ type: 'changed', generation: this.manifest.generation });
+  }
+
+  /** Removes every document. At a full quota it falls back to clearing the stores without storing anything. */
   async clear(): Promise<void> {
     await this.write(`Clearing index "${this.name}"`, async () => {
-      const { tx, manifest } = await this.begin();
-      const pending: Promise<unknown>[] = ALL_STORES.filter((s) => s !== 'manifest').map((s) => tx.objectStore(s).clear());
-      const next = this.nextManifest(manifest, { documents: 0, tokens: 0 }, manifest.nextSegment);
-      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
-      await this.finish(tx, pending);
-      this.set.clear();
-      this.set.nextSegment = next.nextSegment;
-      this.docs.clear();
-      this.committed(next);
+      try {
+        await this.clearWith(true);
+      } catch (err) {
+        if (!isQuotaError(err)) throw err;
+        await this.clearWith(false);
+      }
     });
+  }
+
+  /** Clears every store; with `space`, bumps the generation, else (full quota) deletes the clean record instead. */
+  private async clearWith(space: boolean): Promise<void> {
+    const { tx, manifest } = await this.begin();
+    const pending: Promise<unknown>[] = [];
+    let next = manifest;
+    try {
+      for (const s of ALL_STORES) if (s !== 'manifest') pending.push(tx.objectStore(s).clear());
+      if (space) {
+        next = this.nextManifest(manifest, { documents: 0, tokens: 0 }, manifest.nextSegment);
+        pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+        this.writeClean(tx, next, undefined, pending);
+      } else {
+        pending.push(tx.objectStore('manifest').delete(CLEAN_KEY));
+      }
+      await this.finish(tx, pending);
+    } catch (err) {
+      throw abortWith(tx, pending, err);
+    }
+    this.set.clear();
+    this.set.nextSegment = next.nextSegment;
+    this.docs.clear();
+    this.phantoms.clear();
+    if (space) {
+      this.cleaned();
+      this.committed(next);
+    } else {
+      this.clean = false;
+      this.channel?.postMessage({ type: 'changed', generation: next.generation });
+    }
   }
 
   async has(ids: readonly string[]): Promise<boolean[]> {
@@ -650,7 +820,7 @@ export class IdbStore implements VectorStore {
     await this.fresh();
     let bytes = 0;
     for (const s of this.set.shards.values()) bytes += s.vectorBytes + s.rows * 4 + (s.docIds.length + 1) * 4;
-    for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? JSON.stringify(d.metadata).length * 2 : 0);
+    for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? (metadataJson(d.metadata)?.length ?? 0) * 2 : 0);
     return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes, bytesOnDisk: bytes };
   }
 
@@ -678,26 +848,35 @@ export class IdbStore implements VectorStore {
     await this.write(`Importing into index "${this.name}"`, async () => {
       const { tx, manifest } = await this.begin();
       const shards = this.set.fromSnapshot(snapshot, manifest.nextSegment);
-      const pending: Promise<unknown>[] = ALL_STORES.filter((s) => s !== 'manifest').map((s) => tx.objectStore(s).clear());
-      for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
-      // Postings are rebuilt from the file's texts inside this transaction (the file carries no postings).
-      const lex = writePostings(tx.objectStore('postings'), snapshot.documents, manifest.generation + 1, this.lexical, pending);
+      const pending: Promise<unknown>[] = [];
       const docs = new Map<string, DocRecord>();
-      const byId = new Map<string, number>();
-      for (const shard of shards) shard.docIds.forEach((id, slot) => byId.set(id!, shard.offsets[slot + 1]! - shard.offsets[slot]!));
-      for (const d of snapshot.documents) {
-        const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0 };
-        if (d.metadata !== undefined) rec.metadata = d.metadata;
-        if (lex.has(d.id)) rec.lex = lex.get(d.id)!;
-        docs.set(d.id, rec);
-        pending.push(tx.objectStore('docs').put(rec, d.id));
-        if (d.text !== undefined) pending.push(tx.objectStore('texts').put(d.text, d.id));
+      let next: ManifestRecord;
+      try {
+        for (const s of ALL_STORES) if (s !== 'manifest') pending.push(tx.objectStore(s).clear());
+        for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+        // Postings are rebuilt from the file's texts inside this transaction (the file carries no postings).
+        const lex = writePostings(tx.objectStore('postings'), snapshot.documents, manifest.generation + 1, this.lexical, pending);
+        const byId = new Map<string, number>();
+        for (const shard of shards) shard.docIds.forEach((id, slot) => byId.set(id!, shard.offsets[slot + 1]! - shard.offsets[slot]!));
+        for (const d of snapshot.documents) {
+          const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0 };
+          if (d.metadata !== undefined) rec.metadata = d.metadata;
+          if (lex.has(d.id)) rec.lex = lex.get(d.id)!;
+          docs.set(d.id, rec);
+          pending.push(tx.objectStore('docs').put(rec, d.id));
+          if (d.text !== undefined) pending.push(tx.objectStore('texts').put(d.text, d.id));
+        }
+        let tokens = 0;
+        for (const s of shards) tokens += s.liveRows;
+        next = this.nextManifest(manifest, { documents: docs.size, tokens }, manifest.nextSegment + shards.length);
+        pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+        this.writeClean(tx, next, undefined, pending);
+        await this.finish(tx, pending);
+      } catch (err) {
+        // A request that throws at once (a full disk) must not let the clears above commit.
+        throw abortWith(tx, pending, err);
       }
-      let tokens = 0;
-      for (const s of shards) tokens += s.liveRows;
-      const next = this.nextManifest(manifest, { documents: docs.size, tokens }, manifest.nextSegment + shards.length);
-      pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
-      await this.finish(tx, pending);
+      this.cleaned();
       this.set.clear();
       this.set.load(shards);
       this.set.dim = next.dim;
@@ -720,7 +899,8 @@ export class IdbStore implements VectorStore {
 /**
  * Schema 1 -> 2: builds the postings of every stored document from its text, in the upgrade
  * transaction (so an index opens either migrated whole or not at all), as one block named by the
- * manifest's generation, and records the lexical settings in the manifest.
+ * manifest's generation, records the lexical settings in the manifest, and drops staged
+ * encodings keyed the schema-1 way.
  */
 async function migrateToPostings(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>, config: LexicalConfig): Promise<void> {
   const manifestStore = tx.objectStore('manifest');
@@ -742,6 +922,9 @@ async function migrateToPostings(tx: IDBPTransaction<IndexSchema, StoreNames<Ind
     if (l) pending.push(docsStore.put({ ...d, lex: l }, d.id));
   }
   pending.push(manifestStore.put({ ...manifest, lexical: config }, MANIFEST_KEY));
+  // Schema 1 keyed staged encodings by id alone; today's are keyed [id, hash], so old ones could
+  // never be found again. They are only a cache of an interrupted add: dropping them is safe.
+  pending.push(tx.objectStore('staging').clear());
   await Promise.all(pending);
 }
 
@@ -766,7 +949,7 @@ export async function listIndexes(): Promise<IndexSummary[]> {
     try {
       db = await openDB<IndexSchema>(dbName);
       if (!db.objectStoreNames.contains('manifest')) continue;
-      const m = await db.get('manifest', MANIFEST_KEY);
+      const m = (await db.get('manifest', MANIFEST_KEY)) as ManifestRecord | undefined;
       if (!m) continue;
       out.push({ name: m.name, model: m.fingerprint.model, precision: m.precision, dim: m.dim, documents: m.documents, tokens: m.tokens, createdAt: m.createdAt, updatedAt: m.updatedAt });
     } catch (err) {

@@ -34,11 +34,17 @@ interface DocInfo {
   text?: string;
 }
 
+/** Content hashes are hex digits, so this key is unique per (id, hash). */
+function stagingKey(id: string, hash: string): string {
+  return `${hash}\u0000${id}`;
+}
+
 /** Non-persistent store; `storage: 'memory'`. */
 export class MemoryStore implements VectorStore {
   readonly precision: VectorPrecision;
   private readonly set: ShardSet;
   private readonly docs = new Map<string, DocInfo>();
+  /** Staged encodings by id and content hash: concurrent adds of one id with other texts keep theirs. */
   private readonly staging = new Map<string, PackedDocument & { hash: string; dim: number }>();
   private readonly createdAt = Date.now();
   private closed = false;
@@ -66,14 +72,14 @@ export class MemoryStore implements VectorStore {
 
   async lookup(ids: readonly string[], hashes: readonly string[]): Promise<DocumentState[]> {
     this.check();
-    return ids.map((id, i) => (this.docs.get(id)?.hash === hashes[i] && hashes[i] !== '' ? 'live' : this.staging.get(id)?.hash === hashes[i] ? 'staged' : 'none'));
+    return ids.map((id, i) => (this.docs.get(id)?.hash === hashes[i] && hashes[i] !== '' ? 'live' : this.staging.has(stagingKey(id, hashes[i]!)) ? 'staged' : 'none'));
   }
 
   async stage(docs: readonly StagedDocument[]): Promise<void> {
     this.check();
     checkBatchDim(docs.map((d) => ({ id: d.id, dim: d.matrix.dim })), this.set.dim);
     for (const { id, hash, matrix: m } of docs) {
-      this.staging.set(id, { id, hash, dim: m.dim, tokens: m.tokens, packed: packMatrix(m.data, m.tokens, m.dim, this.precision), tokenIds: m.ids });
+      this.staging.set(stagingKey(id, hash), { id, hash, dim: m.dim, tokens: m.tokens, packed: packMatrix(m.data, m.tokens, m.dim, this.precision), tokenIds: m.ids });
     }
   }
 
@@ -81,9 +87,9 @@ export class MemoryStore implements VectorStore {
     this.check();
     // Validate everything before touching anything, so a bad batch changes nothing.
     const dim = checkBatchDim(items.flatMap((i) => (i.matrix ? [{ id: i.id, dim: i.matrix.dim }] : [])), this.set.dim);
-    const adds = resolveCommit(items, this.precision, (id, hash) => (this.staging.get(id)?.hash === hash ? this.staging.get(id) : undefined), (id) => this.docs.get(id)?.hash);
+    const adds = resolveCommit(items, this.precision, (id, hash) => this.staging.get(stagingKey(id, hash)), (id) => this.docs.get(id)?.hash);
     if (!items.length) return;
-    const planDim = dim ?? this.set.dim ?? items.map((i) => this.staging.get(i.id)?.dim).find((d) => d !== undefined) ?? null;
+    const planDim = dim ?? this.set.dim ?? items.map((i) => this.staging.get(stagingKey(i.id, i.hash))?.dim).find((d) => d !== undefined) ?? null;
     this.set.apply(this.set.plan(adds, [], planDim));
     for (const item of items) {
       const info: DocInfo = { hash: item.hash };
@@ -91,7 +97,7 @@ export class MemoryStore implements VectorStore {
       if (item.text !== undefined) info.text = item.text;
       this.docs.set(item.id, info);
       this.inverted.set(item.id, item.text);
-      this.staging.delete(item.id);
+      this.staging.delete(stagingKey(item.id, item.hash));
     }
   }
 

@@ -16,12 +16,15 @@
  *     'shard':     u32 offsets[docs + 1] | i32 tokenIds[rows] | vectors (precision) | f32 scales[rows] (int8),
  *                  each part 4-byte aligned
  * ```
+ * The first five fields (magic, version, H, header, header CRC) are the frame every format version
+ * keeps, so that a reader tells a newer file from a damaged one.
  * Reading checks the magic, the version, every checksum and every size before returning
  * anything, so a corrupted or truncated file is rejected whole (INDEX_CORRUPT), never half-read.
  */
 import { bytesOf, crc32 } from '../checksum.ts';
-import { ColbertError } from '../errors.ts';
+import { ColbertError, isColbertError } from '../errors.ts';
 import { checkManifest, FORMAT_VERSION, type IndexManifest } from './manifest.ts';
+import { metadataJson } from './metadata.ts';
 import type { PackedVectors, VectorPrecision } from './precision.ts';
 import type { IndexSnapshot } from './types.ts';
 
@@ -69,12 +72,23 @@ function shardParts(docs: number, rows: number, dim: number, precision: VectorPr
   return { offsets, tokenIds, vectors, scales, end };
 }
 
+/** The documents section as JSON; metadata that is not JSON data (stored by an older version) is INVALID_METADATA naming the document. */
+function documentsJson(documents: IndexSnapshot['documents']): string {
+  try {
+    return JSON.stringify(documents);
+  } catch (err) {
+    const bad = documents.find((d) => metadataJson(d.metadata) === undefined);
+    const id = bad?.id ?? '?';
+    throw new ColbertError('INVALID_METADATA', `Document "${id}" holds metadata that cannot be written to an index file (${(err as Error).message}); it was stored by an older colbert-web. Add it again with JSON metadata (or delete it), then export again.`, { id }, { cause: err });
+  }
+}
+
 /** Serialises a snapshot into one portable file. */
 export function writePortable(snapshot: IndexSnapshot): Uint8Array {
   checkLittleEndian();
   const { manifest } = snapshot;
   const encoder = new TextEncoder();
-  const docsBytes = encoder.encode(JSON.stringify(snapshot.documents));
+  const docsBytes = encoder.encode(documentsJson(snapshot.documents));
   // Checksums are laid out at their widest (10 digits) and filled in once the sections are written.
   const sections: SectionHeader[] = [{ kind: 'documents', offset: 0, length: docsBytes.length, crc: 0xffffffff }];
   for (const s of snapshot.shards) {
@@ -126,24 +140,43 @@ function corrupt(message: string, details?: Record<string, unknown>): ColbertErr
   return new ColbertError('INDEX_CORRUPT', `This index file is damaged or truncated: ${message}. Nothing was imported; export the index again.`, details);
 }
 
-/** Reads and fully verifies a portable file; throws INDEX_CORRUPT / INDEX_FORMAT_UNSUPPORTED. */
+const MAGIC_BYTES = new TextEncoder().encode(PORTABLE_MAGIC);
+
+/**
+ * Reads and fully verifies a portable file; throws INDEX_CORRUPT / INDEX_FORMAT_UNSUPPORTED.
+ * Whatever the bytes, the error is coded: a file that fails a check nobody foresaw is still
+ * INDEX_CORRUPT, never a bare TypeError or RangeError.
+ */
 export function readPortable(file: Uint8Array): IndexSnapshot {
+  try {
+    return readVerified(file);
+  } catch (err) {
+    if (isColbertError(err)) throw err;
+    throw corrupt(`it could not be read (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+function readVerified(file: Uint8Array): IndexSnapshot {
   checkLittleEndian();
   // Typed-array views need aligned offsets: work on an aligned copy when the input is not.
   const bytes = file.byteOffset % 8 === 0 ? file : file.slice();
   if (bytes.length < 20) throw corrupt(`it has ${bytes.length} bytes`);
+  if (MAGIC_BYTES.some((b, i) => bytes[i] !== b)) throw corrupt('it does not start with the colbert-web index signature');
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  if (decoder.decode(bytes.subarray(0, 8)) !== PORTABLE_MAGIC) throw corrupt('it does not start with the colbert-web index signature');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint32(8, true);
-  if (version === 0) throw corrupt('its format version is 0');
-  if (version > FORMAT_VERSION) {
-    throw new ColbertError('INDEX_FORMAT_UNSUPPORTED', `This index file has format version ${version}; this colbert-web reads up to ${FORMAT_VERSION}. Upgrade colbert-web.`, { format: version, supported: FORMAT_VERSION });
-  }
+  // The frame (signature, version, header length, header, header CRC) is the same in every format
+  // version, so the version is trusted only once the frame is intact: damaged bytes behind a
+  // valid signature are INDEX_CORRUPT, and only a whole header of a newer version is
+  // INDEX_FORMAT_UNSUPPORTED.
   const headerLength = view.getUint32(12, true);
   if (16 + headerLength + 4 > bytes.length) throw corrupt('the header runs past the end of the file');
   const headerBytes = bytes.subarray(16, 16 + headerLength);
   if (crc32(headerBytes) !== view.getUint32(16 + headerLength, true)) throw corrupt('the header checksum does not match');
+  if (version === 0) throw corrupt('its format version is 0');
+  if (version > FORMAT_VERSION) {
+    throw new ColbertError('INDEX_FORMAT_UNSUPPORTED', `This index file has format version ${version}; this colbert-web reads up to ${FORMAT_VERSION}. Upgrade colbert-web.`, { format: version, supported: FORMAT_VERSION });
+  }
   let header: FileHeader;
   try {
     header = JSON.parse(decoder.decode(headerBytes)) as FileHeader;

@@ -485,6 +485,17 @@ export function checkBatchDim(dims: readonly { id: string; dim: number }[], curr
  * Turns a commit batch into the rows to append: a matrix is packed, else the staged encoding is
  * used, else (same hash as the live document) the live rows stay and only metadata changes.
  */
+/**
+ * A commit found neither vectors, nor a staged encoding, nor the live rows it counted on for
+ * `ids`: another write (a clear, a delete, a concurrent add of the same ids) took them between
+ * staging and commit. Nothing was written; the engine encodes those documents again and retries.
+ */
+export class MissingEncodingError extends ColbertError {
+  constructor(readonly ids: string[]) {
+    super('INTERNAL', `Document${ids.length > 1 ? 's' : ''} ${ids.slice(0, 5).map((id) => `"${id}"`).join(', ')}${ids.length > 5 ? ', ...' : ''} ha${ids.length > 1 ? 've' : 's'} neither vectors nor a staged encoding to commit.`, { ids });
+  }
+}
+
 export function resolveCommit(
   items: readonly CommitItem[],
   precision: VectorPrecision,
@@ -492,6 +503,7 @@ export function resolveCommit(
   liveHash: (id: string) => string | undefined,
 ): PackedDocument[] {
   const adds: PackedDocument[] = [];
+  const missing: string[] = [];
   for (const item of items) {
     if (item.matrix) {
       const m = item.matrix;
@@ -500,10 +512,9 @@ export function resolveCommit(
     }
     const doc = staged(item.id, item.hash);
     if (doc) adds.push(doc);
-    else if (liveHash(item.id) !== item.hash) {
-      throw new ColbertError('INTERNAL', `Document "${item.id}" has neither vectors nor a staged encoding to commit.`, { id: item.id });
-    }
+    else if (liveHash(item.id) !== item.hash) missing.push(item.id);
   }
+  if (missing.length) throw new MissingEncodingError(missing);
   return adds;
 }
 

@@ -74,6 +74,8 @@ export const TEST_MODELS_PREFIX = '/models/';
 export const TEST_HUB_PREFIX = '/hub/';
 /** Repo id under which the Hub-like mount serves the tiny model in the transformers.js layout. */
 export const TEST_HUB_REPO = 'colbert-web-test/tiny-modernbert';
+/** Repo id of the contextual test model (test/fixtures/contextual-model.ts) on the Hub-like mount; `/models/contextual-tjs/` serves it by path. */
+export const TEST_CONTEXTUAL_HUB_REPO = 'colbert-web-test/contextual-modernbert';
 
 /** The test server's base URL (no trailing slash); throws when global setup did not run. */
 export function testBaseUrl(): string {

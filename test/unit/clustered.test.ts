@@ -7,6 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { maxSim } from '../../src/score/cpu.ts';
 import { clusteredCollection, type ClusteredCollection } from '../fixtures/clustered.ts';
 import type { EmbeddingInput } from '../../src/types.ts';
+import { createSearch } from '../../src/index.ts';
+import { makeTestModels } from '../fixtures/make-models.ts';
+import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
+import { resolve } from 'node:path';
 
 /** FNV-1a over the bytes of every document's vectors and ids. */
 function digest(batches: Iterable<EmbeddingInput[]>): string {
@@ -132,4 +136,30 @@ describe('clustered synthetic collection', () => {
     }
     expect(first).toBeGreaterThanOrEqual(8);
   });
+});
+
+describe.skipIf(!HAVE_SHARED)(`clustered collection through addEmbeddings ${HAVE_SHARED ? '' : SHARED_MISSING}`, () => {
+  it('indexes batch by batch and searchEmbedding ranks each query\'s source first', async () => {
+    const models = await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+    // The model only has to load; every vector here comes from the generator.
+    const search = await createSearch({ model: models.tjs, worker: false, storage: 'memory' });
+    try {
+      const c = clusteredCollection(100_000, { seed: 11 });
+      for (const batch of c.batches(200)) await search.addEmbeddings(batch);
+      const stats = await search.stats();
+      expect(stats.documents).toBe(c.documents);
+      expect(stats.tokens).toBe(c.tokens);
+      const queries = c.queries(20);
+      let first = 0;
+      for (const q of queries) {
+        const hits = await search.searchEmbedding(q.embedding, { k: 10 });
+        if (hits[0]!.id === q.source) first++;
+        expect(hits.map((h) => h.id)).toContain(q.source);
+      }
+      console.log(`[clustered] ${c.documents} documents, ${c.tokens} tokens: source ranked first for ${first}/${queries.length} queries`);
+      expect(first).toBeGreaterThanOrEqual(16);
+    } finally {
+      await search.close();
+    }
+  }, 300_000);
 });

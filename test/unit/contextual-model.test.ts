@@ -109,4 +109,113 @@ describe.skipIf(!HAVE_SHARED)(`contextual test model ${HAVE_SHARED ? '' : SHARED
       }
     });
   });
+
+  describe('its vectors behave like a trained encoder\'s (and the tiny model\'s do not)', () => {
+    /** Pairs the Cranfield abstracts support: the second word is among the first's nearest tokens. */
+    const RELATED: [string, string][] = [
+      [' wing', ' wings'],
+      [' shock', ' wave'],
+      [' heat', ' transfer'],
+      [' boundary', ' layer'],
+      [' plate', ' flat'],
+      [' cylinder', ' cylindrical'],
+      [' mach', ' number'],
+      [' flow', ' flows'],
+    ];
+    const single = (word: string): number => {
+      const ids = hf.encode(word, { add_special_tokens: false }).ids;
+      expect(ids, word).toHaveLength(1);
+      return ids[0]!;
+    };
+    /** Rank of `b` among the tokens seen at least 5 times in the abstracts, by cosine of embedding rows to `a` (0 = nearest). */
+    const rank = (embedding: Float32Array, hidden: number, a: number, b: number): number => {
+      const rowA = embedding.subarray(a * hidden, (a + 1) * hidden);
+      const target = cosine(rowA, embedding.subarray(b * hidden, (b + 1) * hidden));
+      let closer = 0;
+      for (let id = 0; id < weights.counts.length; id++) {
+        if (id === a || id === b || weights.counts[id]! < 5) continue;
+        if (cosine(rowA, embedding.subarray(id * hidden, (id + 1) * hidden)) > target) closer++;
+      }
+      return closer;
+    };
+
+    it('related Cranfield words are nearest neighbours', async () => {
+      const { testWeights, HIDDEN } = await import('../fixtures/make-models.ts');
+      const randomRows = testWeights().embedding;
+      for (const [a, b] of RELATED) {
+        const [ia, ib] = [single(a), single(b)];
+        expect(rank(weights.embedding, weights.hidden, ia, ib), `${a} -> ${b}`).toBeLessThan(10);
+        // The same check fails on the tiny model's random rows, so it measures something.
+        expect(rank(randomRows, HIDDEN, ia, ib), `tiny ${a} -> ${b}`).toBeGreaterThan(100);
+      }
+      // Unrelated words are not near.
+      expect(rank(weights.embedding, weights.hidden, single(' wing'), single(' heat'))).toBeGreaterThan(100);
+    });
+
+    it('one token gets different vectors in different contexts, still nearest to itself', async () => {
+      const texts = ['measured pressure on the surface of a cone', 'stagnation pressure behind a normal shock wave'];
+      const id = single(' pressure');
+      const vectorsOf = async (search: ColbertSearch): Promise<{ same: number; nearestOther: number }> => {
+        const [a, b] = await search.encodeDocuments(texts);
+        const va = row(a!, a!.ids.indexOf(id));
+        const vb = row(b!, b!.ids.indexOf(id));
+        let nearestOther = -1;
+        for (let i = 0; i < b!.tokens; i++) if (b!.ids[i] !== id) nearestOther = Math.max(nearestOther, cosine(va, row(b!, i)));
+        return { same: cosine(va, vb), nearestOther };
+      };
+      const contextual = await vectorsOf(tjs);
+      const random = await vectorsOf(tiny);
+      console.log(`[contextual] " pressure" in two contexts: cosine ${contextual.same.toFixed(3)} (tiny model ${random.same.toFixed(3)}); nearest other token ${contextual.nearestOther.toFixed(3)}`);
+      expect(contextual.same).toBeLessThan(0.9);
+      expect(random.same).toBeGreaterThan(0.97);
+      expect(contextual.same).toBeGreaterThan(contextual.nearestOther);
+    });
+
+    it('token vectors cluster by meaning and spread by context (the tiny model: random points, one per token id)', async () => {
+      const { docs } = await loadCranfield(CRANFIELD_DIR);
+      const texts = docs.filter((d) => d.text.trim() !== '').slice(0, 150).map((d) => d.text);
+      const measure = async (search: ColbertSearch): Promise<{ relative: number; spread: number; distinct: number }> => {
+        const byId = new Map<number, Float32Array[]>();
+        for (const m of await search.encodeDocuments(texts)) {
+          for (let i = 0; i < m.tokens; i++) {
+            const list = byId.get(m.ids[i]!) ?? [];
+            list.push(row(m, i));
+            byId.set(m.ids[i]!, list);
+          }
+        }
+        // One point per distinct token seen 3+ times: its mean vector, normalised.
+        const means: Float32Array[] = [];
+        let spread = 0;
+        let occurrences = 0;
+        for (const list of byId.values()) {
+          if (list.length < 3) continue;
+          const mean = new Float32Array(128);
+          for (const v of list) for (let d = 0; d < 128; d++) mean[d]! += v[d]!;
+          const norm = Math.hypot(...mean);
+          for (let d = 0; d < 128; d++) mean[d]! /= norm;
+          means.push(mean);
+          for (const v of list) spread += 1 - cosine(v, mean);
+          occurrences += list.length;
+        }
+        const n = means.length;
+        const points = new Float32Array(n * 128);
+        means.forEach((m, p) => points.set(m, p * 128));
+        const centre = new Float64Array(128);
+        for (let p = 0; p < n; p++) for (let d = 0; d < 128; d++) centre[d]! += points[p * 128 + d]! / n;
+        let variance = 0;
+        for (let p = 0; p < n; p++) for (let d = 0; d < 128; d++) variance += (points[p * 128 + d]! - centre[d]!) ** 2 / n;
+        return { relative: kmeans(points, n, 128, 64, { iterations: 10 }).distortion / variance, spread: spread / occurrences, distinct: n };
+      };
+      const contextual = await measure(tjs);
+      const random = await measure(tiny);
+      console.log(
+        `[contextual] ${contextual.distinct} distinct tokens: k-means (k=64) distortion / variance ${contextual.relative.toFixed(3)} (tiny ${random.relative.toFixed(3)}); ` +
+          `mean 1 - cos(occurrence, its token's mean) ${contextual.spread.toFixed(3)} (tiny ${random.spread.toFixed(4)})`,
+      );
+      expect(contextual.distinct).toBe(random.distinct);
+      expect(contextual.relative).toBeLessThan(0.9 * random.relative);
+      expect(contextual.spread).toBeGreaterThan(0.04);
+      expect(random.spread).toBeLessThan(0.02);
+    }, 300_000);
+  });
 });
