@@ -3,6 +3,7 @@
  * document (no scripts run, nothing loads) and only its text is kept; nothing read here is ever
  * inserted into the page as HTML.
  */
+import { sniffText } from '../src/text/sniff.ts';
 
 /** A document read from a file or pasted. */
 export interface SourceDocument {
@@ -55,14 +56,20 @@ export function extensionOf(name: string): string {
   return dot <= 0 ? '' : name.slice(dot).toLowerCase();
 }
 
-/** Reads a .txt, .md or .html file as text; throws an Error with a readable message otherwise. */
+/**
+ * Reads a .txt, .md or .html file as text; throws an Error with a readable message otherwise.
+ * The content decides, not the name: an executable or an image renamed .txt is refused with
+ * what it is (src/text/sniff.ts).
+ */
 export async function readDocumentFile(file: File): Promise<SourceDocument> {
   const ext = extensionOf(file.name);
   if (!(ACCEPTED_EXTENSIONS as readonly string[]).includes(ext)) {
     throw new Error(`${file.name}: only ${ACCEPTED_EXTENSIONS.join(', ')} files can be added`);
   }
   if (file.size > MAX_FILE_BYTES) throw new Error(`${file.name}: larger than ${MAX_FILE_BYTES / 1024 / 1024} MB`);
-  const raw = await file.text();
+  const sniffed = await sniffText(new Uint8Array(await file.arrayBuffer()), file.name);
+  if (!sniffed.ok) throw new Error(sniffed.reason);
+  const raw = sniffed.text;
   const text = ext === '.html' || ext === '.htm' ? htmlToText(raw).text : raw.replace(/\r\n?/g, '\n');
   if (text.trim() === '') throw new Error(`${file.name}: no text in it`);
   return { name: file.name, text };

@@ -4,7 +4,7 @@
  * text (see ./ui/dom.ts).
  *
  * It uses library features as they exist: a persistent index when `createSearch` knows `name`
- * (IndexedDB), `clear()`, `bytesOnDisk` and `scoringDevice` when present.
+ * (IndexedDB), `clear()`, `exportIndex()` / `importIndex()`, `bytesOnDisk` and `scoringDevice`.
  */
 import * as lib from '../src/index.ts';
 import { createSearch, DEFAULT_MODEL, type ColbertSearch, type Explanation, type Hit, type IndexStats, type Progress } from '../src/index.ts';
@@ -12,7 +12,7 @@ import { readDocumentFile, type SourceDocument } from './files.ts';
 import { splitPassages } from '../src/text/passages.ts';
 import { SAMPLE_CORPUS } from './sample-corpus.ts';
 import { byId, errorText, formatBytes, formatCount, formatMs, h, plural } from './ui/dom.ts';
-import { explanationTable, highlightedPassage } from './ui/explain-view.ts';
+import { explanationTable, highlightedPassage, HIGHLIGHT_MIN } from './ui/explain-view.ts';
 
 /** What the build included from ../shared (vite.config.ts); absent under the dev server. */
 declare const __DEMO_FIXTURES__: { testModel: boolean; cranfield: boolean } | undefined;
@@ -22,10 +22,11 @@ const FIXTURES = typeof __DEMO_FIXTURES__ === 'undefined' ? { testModel: false, 
 const TEST_MODEL_URL = new URL('./models/tiny-test/', location.href).href;
 /** Passages per `add` call: the unit of progress and of cancelling. */
 const ADD_BATCH = 16;
-/** Results shown, and how many of them are explained (highlighted) right away. */
+/** Results shown; each is explained (highlighted) when it scrolls into view. */
 const K = 10;
-const EXPLAIN_FIRST = 3;
 const DEBOUNCE_MS = 250;
+/** Sources up to this many characters are counted whole first (most fit in one passage). */
+const SHORT_CHARS = 16 * 1024;
 const LAST_MODEL_KEY = 'colbert-demo:model';
 
 /** Metadata stored with every passage: enough to show and explain it after a reload. */
@@ -65,6 +66,16 @@ const ui = {
   sample: byId<HTMLButtonElement>('sample'),
   cranfield: byId<HTMLButtonElement>('cranfield'),
   clear: byId<HTMLButtonElement>('clear'),
+  exportIndex: byId<HTMLButtonElement>('export'),
+  importFile: byId<HTMLInputElement>('import-file'),
+  clearConfirm: byId<HTMLDivElement>('clear-confirm'),
+  clearConfirmText: byId<HTMLParagraphElement>('clear-confirm-text'),
+  clearYes: byId<HTMLButtonElement>('clear-yes'),
+  clearNo: byId<HTMLButtonElement>('clear-no'),
+  undoClear: byId<HTMLButtonElement>('undo-clear'),
+  pasteHint: byId<HTMLParagraphElement>('paste-hint'),
+  legend: byId<HTMLParagraphElement>('highlight-legend'),
+  sizeNote: byId<HTMLParagraphElement>('size-note'),
   indexProgress: byId<HTMLDivElement>('index-progress'),
   indexBar: byId<HTMLProgressElement>('index-bar'),
   indexProgressText: byId<HTMLSpanElement>('index-progress-text'),
@@ -82,6 +93,10 @@ const PERSISTENT = 'listIndexes' in lib;
 
 let search: (ColbertSearch & Optional) | undefined;
 let modelId = '';
+/** How the loaded model is named on the page ("the offline test model", a repo id). */
+let modelLabel = '';
+/** The index as it was before "Clear index", until the next change: what Undo restores. */
+let undo: { file: Uint8Array; manifest: Record<string, number> } | undefined;
 let indexing: { cancelled: boolean } | undefined;
 let searchSeq = 0;
 
@@ -112,9 +127,9 @@ function updateModelNote(): void {
   if (choice.test) {
     ui.modelNote.textContent = 'Ships with this page (about 13 MB, no internet needed). It maps each token to a fixed random vector, so it finds shared words, not meaning: use it to try the page, not to judge search quality.';
   } else if (choice.value === DEFAULT_MODEL) {
-    ui.modelNote.textContent = 'Downloads about 150 MB (8-bit, WASM) to 600 MB (fp32, WebGPU) from the Hugging Face Hub once; it is then kept in this browser and works offline. The checkpoint needs an ONNX export in its repository.';
+    ui.modelNote.textContent = "Downloads the checkpoint's weights (model.safetensors, several hundred MB) from the Hugging Face Hub once. The repository has no ONNX export: the page converts the weights here in the browser into a model it can run (8-bit on WASM, about 150 MB; fp32 on WebGPU, about 600 MB; no Python, nothing leaves the page) and keeps it, so later visits load it directly and work offline.";
   } else {
-    ui.modelNote.textContent = 'A base-size model downloads 150–600 MB once, then works offline. Any PyLate checkpoint with an ONNX export works.';
+    ui.modelNote.textContent = 'A base-size model downloads 150–600 MB once, then works offline. Any PyLate checkpoint works: its ONNX export when the repository has one, otherwise its safetensors weights, converted here in the browser (ModernBERT-based checkpoints).';
   }
   ui.modelNote.classList.toggle('warn', !choice.test);
   ui.loadModel.textContent = choice.test ? 'Load model' : 'Download and load';
@@ -150,16 +165,15 @@ async function loadModel(): Promise<void> {
     return;
   }
   cancelIndexing();
+  // The working model and its index stay usable (search included) until the new one is ready.
+  const previous = search;
   ui.loadModel.disabled = true;
-  ui.query.disabled = true;
   ui.docsControls.disabled = true;
-  ui.results.replaceChildren();
-  await search?.close();
-  search = undefined;
+  hideClearConfirm();
   const downloads = new Downloads();
   ui.modelProgress.hidden = false;
   ui.modelBar.removeAttribute('value');
-  say(ui.modelStatus, `Loading ${choice.label}…`);
+  say(ui.modelStatus, `Loading ${choice.label}…${previous ? ` ${modelLabel} stays in use until it is ready.` : ''}`);
   const onProgress = (p: Progress) => {
     downloads.update(p);
     if (p.status === 'download') {
@@ -178,19 +192,30 @@ async function loadModel(): Promise<void> {
     // `name` makes the index persistent where the library supports it (IndexedDB); older
     // builds ignore it and keep the index in memory.
     const config = { model: choice.value, onProgress, name: indexName(choice.value) };
-    search = (await createSearch(config)) as ColbertSearch & Optional;
+    const next = (await createSearch(config)) as ColbertSearch & Optional;
+    search = next;
     modelId = choice.value;
+    modelLabel = choice.test ? 'the offline test model' : choice.label;
+    undo = undefined;
+    ui.undoClear.hidden = true;
+    await previous?.close().catch(() => undefined);
+    ui.results.replaceChildren();
+    say(ui.searchStatus, '');
     localStorage.setItem(LAST_MODEL_KEY, JSON.stringify({ choice: (new FormData(ui.modelForm).get('model') as string) ?? 'default', custom: ui.customModel.value }));
     const from = downloads.loaded ? ` (${formatBytes(downloads.loaded)} read)` : '';
-    say(ui.modelStatus, `Ready: ${choice.test ? 'offline test model (not a language model)' : choice.label}, ${search.dim}-dimensional token vectors, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s${from}.`, 'ok');
+    say(ui.modelStatus, `Ready: ${choice.test ? 'offline test model (not a language model)' : choice.label}, ${next.dim}-dimensional token vectors, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s${from}.`, 'ok');
+    const budget = next.info.documentTextBudget ?? next.info.documentLength - 8;
+    ui.pasteHint.textContent = `The text is split into passages that the model reads whole, of up to ${formatCount(budget)} tokens each (about ${formatCount(budget * 4)} characters of English): short paragraphs are packed together into one passage, long ones are split at sentences, then between words.`;
     showDevice();
-    ui.docsControls.disabled = false;
     await refreshStats(true);
+    if (ui.query.value.trim()) void runSearch(ui.query.value);
   } catch (err) {
-    say(ui.modelStatus, errorText(err), 'error');
+    const still = previous ? ` Still using ${modelLabel}, with its index as it was.` : '';
+    say(ui.modelStatus, `Loading failed: ${errorText(err)}${still}`, 'error');
   } finally {
     ui.modelProgress.hidden = true;
     ui.loadModel.disabled = false;
+    ui.docsControls.disabled = search === undefined;
   }
 }
 
@@ -222,25 +247,48 @@ function writeManifest(m: Record<string, number>): void {
   localStorage.setItem(manifestKey(), JSON.stringify(m));
 }
 
+/**
+ * The index's size, and the browser's figure for the whole site, each saying what it is: the
+ * library measures the token vectors exactly and estimates texts, ids and metadata (as
+ * uncompressed UTF-16); the browser reports what the site stores (the cached model files
+ * included), after its own compression and with some delay. The two are never summed or mixed.
+ */
+function sizeRows(stats: OptionalStats): { size: string; site: string | undefined; note: string | undefined } {
+  const vectors = `${formatBytes(stats.vectorBytes)} of token vectors (exact)`;
+  if (stats.bytesOnDisk === undefined) return { size: vectors, site: undefined, note: undefined };
+  const rest = Math.max(0, stats.bytesOnDisk - stats.vectorBytes);
+  const size = `about ${formatBytes(stats.bytesOnDisk)} (estimate): ${vectors} + about ${formatBytes(rest)} of texts, ids and metadata (estimated, uncompressed)`;
+  if (stats.usage === undefined || !stats.quota) return { size, site: undefined, note: undefined };
+  const site = `${formatBytes(stats.usage)} used of ${formatBytes(stats.quota)} (the browser's figure for this whole site, model files included)`;
+  const note =
+    stats.bytesOnDisk > stats.usage
+      ? "The browser's figure is smaller than the index estimate: the browser compresses what it stores, and updates its figure with some delay."
+      : undefined;
+  return { size, site, note };
+}
+
 async function refreshStats(afterLoad = false): Promise<void> {
   if (!search) return;
   const stats = (await search.stats()) as OptionalStats;
   if (stats.documents === 0 && Object.keys(readManifest()).length) writeManifest({});
   const sources = Object.keys(readManifest()).length;
-  const row = (term: string, value: string, key: string) => [h('div', {}, h('dt', {}, term), h('dd', { 'data-stat': key }, value))];
-  const size = stats.bytesOnDisk !== undefined ? `${formatBytes(stats.bytesOnDisk)} on disk` : `${formatBytes(stats.vectorBytes)} of vectors`;
-  const quota = stats.usage !== undefined && stats.quota ? ` (this site uses ${formatBytes(stats.usage)} of ${formatBytes(stats.quota)})` : '';
+  const row = (term: string, value: string, key: string, wide = false) => [h('div', wide ? { class: 'wide' } : {}, h('dt', {}, term), h('dd', { 'data-stat': key }, value))];
+  const { size, site, note } = sizeRows(stats);
   ui.stats.replaceChildren(
     ...row('Documents', formatCount(sources), 'sources'),
     ...row('Passages', formatCount(stats.documents), 'passages'),
-    ...row('Token vectors', formatCount(stats.tokens), 'tokens'),
-    ...row('Size', size + quota, 'bytes'),
+    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount(stats.vectorBytes / stats.tokens)} bytes each)` : '0', 'tokens'),
     ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
+    ...row('Index size', size, 'bytes', true),
+    ...(site ? row('Site storage', site, 'site', true) : []),
   );
+  ui.sizeNote.textContent = note ?? '';
+  ui.sizeNote.hidden = note === undefined;
   ui.stats.dataset['persistent'] = String(PERSISTENT);
   ui.stats.dataset['passages'] = String(stats.documents);
   ui.query.disabled = stats.documents === 0;
   ui.clear.disabled = stats.documents === 0;
+  ui.exportIndex.disabled = stats.documents === 0;
   if (afterLoad && stats.documents > 0) {
     say(ui.indexStatus, `Restored the saved index: ${formatCount(stats.documents)} passages, no re-indexing needed.`, 'ok');
     ui.stats.dataset['restored'] = 'true';
@@ -253,8 +301,17 @@ function cancelIndexing(): void {
   if (indexing) indexing.cancelled = true;
 }
 
-async function indexSources(sources: SourceDocument[]): Promise<void> {
-  if (!search || sources.length === 0) return;
+/**
+ * Splits, encodes and stores documents, with progress for both steps. `skipped` lists files
+ * refused before (not text, empty, too large): the final message names them once.
+ */
+async function indexSources(sources: SourceDocument[], skipped: string[] = []): Promise<void> {
+  const skippedNote = skipped.length ? ` Skipped ${plural(skipped.length, 'file')}: ${skipped.join('; ')}.` : '';
+  if (!search) return;
+  if (sources.length === 0) {
+    if (skipped.length) say(ui.indexStatus, skippedNote.trim(), 'error');
+    return;
+  }
   if (indexing) {
     say(ui.indexStatus, 'Indexing is already running; wait for it or cancel it first.', 'error');
     return;
@@ -262,33 +319,53 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
   const job = { cancelled: false };
   indexing = job;
   const s = search;
+  undo = undefined;
+  ui.undoClear.hidden = true;
+  hideClearConfirm();
   ui.docsControls.disabled = true;
   ui.indexProgress.hidden = false;
   ui.indexBar.removeAttribute('value');
   ui.indexProgressText.textContent = 'Splitting into passages…';
   say(ui.indexStatus, `Indexing ${plural(sources.length, 'document')}… You can search what is already indexed.`);
+  // The whole time, splitting included: what a visitor waits for.
+  const t0 = performance.now();
   try {
     const budget = s.info.documentTextBudget ?? s.info.documentLength - 8;
     const manifest = readManifest();
     const items: { id: string; text: string; metadata: PassageMeta }[] = [];
     const stale: string[] = [];
-    // One round trip counts every source; only those over the budget go through the splitter.
-    const whole = await s.countTokens(sources.map((d) => d.text));
+    // One round trip counts every short source; only those over the budget go through the
+    // splitter. A long one goes straight to it (it counts its paragraphs anyway).
+    const short = (d: SourceDocument) => d.text.length <= SHORT_CHARS;
+    const counted = await s.countTokens(sources.filter(short).map((d) => d.text));
+    let next = 0;
+    const whole = sources.map((d) => (short(d) ? counted[next++]! : Number.POSITIVE_INFINITY));
+    const totalChars = sources.reduce((n, d) => n + d.text.length, 0);
+    let charsDone = 0;
+    ui.indexBar.max = 1;
     for (const [n, source] of sources.entries()) {
       const fits = whole[n]! <= budget && source.text.trim() !== '';
-      const passages = fits ? [{ text: source.text }] : await splitPassages(source.text, budget, (texts) => s.countTokens(texts));
+      const onProgress = (fraction: number) => {
+        ui.indexBar.value = (charsDone + fraction * source.text.length) / Math.max(1, totalChars);
+        ui.indexProgressText.textContent = `Splitting ${source.name} into passages: ${Math.floor(fraction * 100)}%${sources.length > 1 ? ` (document ${n + 1} of ${sources.length})` : ''}`;
+      };
+      const passages = fits ? [{ text: source.text }] : await splitPassages(source.text, budget, (texts) => s.countTokens(texts), { onProgress });
+      charsDone += source.text.length;
       const before = manifest[source.name] ?? 0;
       for (let i = passages.length; i < before; i++) stale.push(`${source.name}#${i + 1}`);
       passages.forEach((p, i) => items.push({ id: `${source.name}#${i + 1}`, text: p.text, metadata: { source: source.name, passage: i + 1, passages: passages.length, text: p.text } }));
+      if (job.cancelled) break;
     }
     if (stale.length) await s.delete(stale).catch(() => undefined);
-    const t0 = performance.now();
+    const t1 = performance.now();
     let done = 0;
     let tokens = 0;
+    let unchanged = 0;
     let statsAt = 0;
-    ui.indexBar.max = items.length;
+    ui.indexBar.max = Math.max(1, items.length);
+    ui.indexBar.value = 0;
     const show = (passagesDone: number, tokensDone: number) => {
-      const seconds = Math.max(1e-3, (performance.now() - t0) / 1000);
+      const seconds = Math.max(1e-3, (performance.now() - t1) / 1000);
       ui.indexBar.value = passagesDone;
       ui.indexProgressText.textContent = `${formatCount(passagesDone)} of ${formatCount(items.length)} passages · ${(passagesDone / seconds).toFixed(1)} passages/s · ${formatCount(tokensDone / seconds)} tokens/s`;
     };
@@ -301,6 +378,7 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
       });
       done += batch.length;
       tokens += result.tokens;
+      unchanged += result.skipped;
       show(done, tokens);
       for (const item of batch) manifest[item.metadata.source] = item.metadata.passages;
       writeManifest(manifest);
@@ -309,11 +387,21 @@ async function indexSources(sources: SourceDocument[]): Promise<void> {
         await refreshStats();
       }
     }
-    const seconds = (performance.now() - t0) / 1000;
-    const what = `${plural(done, 'passage')}, ${plural(tokens, 'token vector')} in ${seconds.toFixed(1)} s`;
-    say(ui.indexStatus, job.cancelled ? `Cancelled: indexed ${what} (kept) of ${formatCount(items.length)}.` : `Indexed ${plural(sources.length, 'document')}: ${what}.`, 'ok');
+    const t2 = performance.now();
+    const timing = `in ${((t2 - t0) / 1000).toFixed(1)} s (splitting ${((t1 - t0) / 1000).toFixed(1)} s, encoding ${((t2 - t1) / 1000).toFixed(1)} s)`;
+    let message: string;
+    if (job.cancelled) {
+      message = `Cancelled: indexed ${plural(done - unchanged, 'passage')}, ${plural(tokens, 'token vector')} (kept) of ${formatCount(items.length)}, ${timing}.`;
+    } else if (done > 0 && unchanged === done) {
+      const names = sources.map((d) => d.name).join(', ');
+      message = `Already indexed and unchanged, so skipped: ${names} (${plural(done, 'passage')}, nothing re-encoded).`;
+    } else {
+      const same = unchanged ? ` (${formatCount(unchanged)} already indexed and unchanged, skipped)` : '';
+      message = `Indexed ${plural(sources.length, 'document')}: ${plural(done, 'passage')}${same}, ${plural(tokens, 'token vector')} ${timing}.`;
+    }
+    say(ui.indexStatus, message + skippedNote, skipped.length ? 'error' : 'ok');
   } catch (err) {
-    say(ui.indexStatus, errorText(err), 'error');
+    say(ui.indexStatus, errorText(err) + skippedNote, 'error');
   } finally {
     indexing = undefined;
     ui.indexProgress.hidden = true;
@@ -333,30 +421,119 @@ async function addFiles(files: FileList | File[]): Promise<void> {
       problems.push(errorText(err));
     }
   }
-  if (problems.length) say(ui.indexStatus, `Skipped: ${problems.join('; ')}`, 'error');
-  await indexSources(read);
-  if (problems.length) say(ui.indexStatus, `${ui.indexStatus.textContent ?? ''} Skipped: ${problems.join('; ')}`, 'error');
+  await indexSources(read, problems);
+}
+
+/** Asks before deleting: what would go, and that Undo is possible right after. */
+async function askClear(): Promise<void> {
+  if (!search) return;
+  const stats = (await search.stats()) as OptionalStats;
+  const sources = Object.keys(readManifest()).length;
+  const size = stats.bytesOnDisk !== undefined ? `about ${formatBytes(stats.bytesOnDisk)}` : formatBytes(stats.vectorBytes);
+  ui.clearConfirmText.textContent = `Delete the whole index: ${plural(sources, 'document')}, ${plural(stats.documents, 'passage')}, ${size}? You can undo it right after, until you add documents, change model or leave the page; to keep a copy, export it first.`;
+  ui.clearConfirm.hidden = false;
+  ui.clearNo.focus();
+}
+
+function hideClearConfirm(): void {
+  ui.clearConfirm.hidden = true;
 }
 
 async function clearIndex(): Promise<void> {
   if (!search) return;
+  hideClearConfirm();
   cancelIndexing();
   try {
-    if (typeof search.clear === 'function') {
-      await search.clear();
-    } else {
-      const ids = Object.entries(readManifest()).flatMap(([name, n]) => Array.from({ length: n }, (_, i) => `${name}#${i + 1}`));
-      const present = ids.length ? ids : [];
-      if (present.length) await search.delete(present);
-    }
+    // Kept in memory for Undo: the library's portable export of the index as it is.
+    const file = await search.exportIndex();
+    const manifest = readManifest();
+    await search.clear();
+    undo = { file, manifest };
     writeManifest({});
     ui.results.replaceChildren();
+    ui.query.value = '';
+    ui.legend.hidden = true;
     say(ui.searchStatus, '');
     say(ui.indexStatus, 'The index is empty.', 'ok');
+    ui.undoClear.hidden = false;
+    ui.undoClear.focus();
   } catch (err) {
     say(ui.indexStatus, errorText(err), 'error');
   }
   await refreshStats();
+}
+
+async function undoClear(): Promise<void> {
+  const saved = undo;
+  if (!search || !saved) return;
+  try {
+    const result = await search.importIndex(saved.file);
+    writeManifest(saved.manifest);
+    undo = undefined;
+    ui.undoClear.hidden = true;
+    say(ui.indexStatus, `Restored the index: ${plural(result.documents, 'passage')}, ${plural(result.tokens, 'token vector')}.`, 'ok');
+  } catch (err) {
+    say(ui.indexStatus, errorText(err), 'error');
+  }
+  await refreshStats();
+}
+
+/** Downloads the index as the library's portable file (it opens again with "Import index"). */
+async function exportIndex(): Promise<void> {
+  if (!search) return;
+  try {
+    const file = await search.exportIndex();
+    const url = URL.createObjectURL(new Blob([file as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
+    const link = h('a', { href: url, download: `${indexName(modelId)}.cbwidx`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    say(ui.indexStatus, `Exported the index: ${formatBytes(file.byteLength)} (${link.getAttribute('download') ?? ''}). Import it here or in another browser with the same model.`, 'ok');
+  } catch (err) {
+    say(ui.indexStatus, errorText(err), 'error');
+  }
+}
+
+/**
+ * The document list of an index that arrived without it (an imported file): every passage's
+ * metadata, read with one search for a zero query over all of them (every score is 0).
+ */
+async function manifestFromIndex(s: ColbertSearch, passages: number): Promise<Record<string, number>> {
+  const manifest: Record<string, number> = {};
+  if (passages === 0) return manifest;
+  const zero = { data: new Float32Array(s.dim), tokens: 1, dim: s.dim, ids: new Int32Array(1) };
+  for (const hit of await s.searchEmbedding(zero, { k: passages })) {
+    const meta = metaOf(hit);
+    manifest[meta.source] = Math.max(manifest[meta.source] ?? 0, meta.passages);
+  }
+  return manifest;
+}
+
+/** Replaces the index by an exported file; a damaged file or another model's changes nothing. */
+async function importIndex(file: File): Promise<void> {
+  if (!search) return;
+  if (indexing) {
+    say(ui.indexStatus, 'Indexing is running; wait for it or cancel it first.', 'error');
+    return;
+  }
+  const s = search;
+  hideClearConfirm();
+  ui.docsControls.disabled = true;
+  say(ui.indexStatus, `Importing ${file.name}…`);
+  try {
+    const result = await s.importIndex(file);
+    writeManifest(await manifestFromIndex(s, result.documents));
+    undo = undefined;
+    ui.undoClear.hidden = true;
+    say(ui.indexStatus, `Imported ${file.name}: ${plural(Object.keys(readManifest()).length, 'document')}, ${plural(result.documents, 'passage')}, ${plural(result.tokens, 'token vector')}; it replaced the index.`, 'ok');
+  } catch (err) {
+    say(ui.indexStatus, `${file.name} was not imported, the index is unchanged: ${errorText(err)}`, 'error');
+  } finally {
+    ui.docsControls.disabled = false;
+  }
+  await refreshStats();
+  if (ui.query.value.trim()) void runSearch(ui.query.value);
 }
 
 // ---------------------------------------------------------------- search
@@ -366,9 +543,38 @@ function metaOf(hit: Hit): PassageMeta {
   return { source: m.source ?? hit.id, passage: m.passage ?? 1, passages: m.passages ?? 1, text: m.text ?? '' };
 }
 
+/** Highlights each result when it first comes into view (an explanation per result costs an encode). */
+const highlightWhenSeen = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      highlightWhenSeen.unobserve(entry.target);
+      (entry.target as HTMLElement & { highlight?: () => void }).highlight?.();
+    }
+  },
+  { rootMargin: '200px 0px' },
+);
+
+/** Shows "more below" under a passage box that scrolls, until it is scrolled to its end. */
+function watchOverflow(body: HTMLElement, cue: HTMLElement): void {
+  const update = () => {
+    const more = body.scrollHeight - body.clientHeight > 2;
+    const atEnd = body.scrollTop + body.clientHeight >= body.scrollHeight - 2;
+    body.classList.toggle('scrolls', more);
+    // A box that scrolls can be scrolled with the keyboard too.
+    if (more) body.setAttribute('tabindex', '0');
+    else body.removeAttribute('tabindex');
+    cue.hidden = !more || atEnd;
+  };
+  new ResizeObserver(update).observe(body);
+  body.addEventListener('scroll', update, { passive: true });
+}
+
 function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   const meta = metaOf(hit);
   const body = h('p', { class: 'passage' }, meta.text);
+  const cue = h('p', { class: 'more-cue muted small', hidden: true }, '↓ More of this passage below: scroll inside it');
+  watchOverflow(body, cue);
   const panelId = `why-${rank}`;
   const why = h('button', { type: 'button', class: 'why', 'aria-expanded': 'false', 'aria-controls': panelId }, 'Why this result?');
   const panel = h('div', { id: panelId, class: 'why-panel', hidden: true });
@@ -377,14 +583,18 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
     explanation ??= search!.explain(query, meta.text ? { id: hit.id, text: meta.text } : { id: hit.id });
     return explanation;
   };
+  let highlighted = false;
   const draw = async (withTable: boolean) => {
     try {
       const e = await explain();
-      body.replaceChildren(highlightedPassage(meta.text, e));
-      body.dataset['highlighted'] = 'true';
-      // Long passages scroll: bring the first match into view inside the passage box.
-      const mark = body.querySelector('mark');
-      if (mark) body.scrollTop = Math.max(0, mark.offsetTop - 24);
+      if (!highlighted) {
+        highlighted = true;
+        body.replaceChildren(highlightedPassage(meta.text, e));
+        body.dataset['highlighted'] = 'true';
+        // Long passages scroll: bring the first match into view inside the passage box.
+        const mark = body.querySelector('mark');
+        if (mark) body.scrollTop = Math.max(0, mark.offsetTop - 24);
+      }
       if (withTable && panel.childElementCount === 0) panel.append(explanationTable(e, meta.text));
     } catch (err) {
       panel.replaceChildren(h('p', { class: 'error' }, errorText(err)));
@@ -396,16 +606,19 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
     panel.hidden = !open;
     if (open) void draw(true);
   });
-  if (rank <= EXPLAIN_FIRST) void draw(false);
   const where = meta.passages > 1 ? `passage ${meta.passage} of ${meta.passages}` : '';
-  return h(
+  const item = h(
     'li',
     { class: 'hit', 'data-id': hit.id },
     h('div', { class: 'hit-head' }, h('span', { class: 'source' }, meta.source), where && h('span', { class: 'muted small' }, where), h('span', { class: 'score', title: 'MaxSim score: higher is better' }, hit.score.toFixed(2))),
     body,
+    cue,
     why,
     panel,
-  );
+  ) as HTMLLIElement & { highlight?: () => void };
+  item.highlight = () => void draw(false);
+  highlightWhenSeen.observe(item);
+  return item;
 }
 
 async function runSearch(text: string): Promise<void> {
@@ -413,6 +626,7 @@ async function runSearch(text: string): Promise<void> {
   const seq = ++searchSeq;
   if (!s || text.trim() === '') {
     ui.results.replaceChildren();
+    ui.legend.hidden = true;
     say(ui.searchStatus, '');
     return;
   }
@@ -424,7 +638,12 @@ async function runSearch(text: string): Promise<void> {
     const t2 = performance.now();
     if (seq !== searchSeq) return;
     showDevice();
+    for (const old of ui.results.children) highlightWhenSeen.unobserve(old);
     ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
+    ui.legend.textContent = `Marked in each passage: the words that match a word of your query with a similarity of ${HIGHLIGHT_MIN.toFixed(2)} or more (darker: closer), whole words. Every result is marked as it comes into view; "Why this result?" lists every query token and what it added.`;
+    ui.legend.hidden = hits.length === 0;
+    // Which query the results are for (tests wait on it; a stale status line says nothing).
+    ui.results.dataset['query'] = text;
     const stats = ui.stats.dataset['passages'] ?? '?';
     say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
   } catch (err) {
@@ -492,7 +711,23 @@ ui.cancel.addEventListener('click', () => {
   cancelIndexing();
   ui.indexProgressText.textContent = 'Cancelling after this batch…';
 });
-ui.clear.addEventListener('click', () => void clearIndex());
+ui.clear.addEventListener('click', () => void askClear());
+ui.clearYes.addEventListener('click', () => void clearIndex());
+ui.clearNo.addEventListener('click', () => {
+  hideClearConfirm();
+  say(ui.indexStatus, 'Kept the index.');
+  ui.clear.focus();
+});
+ui.clearConfirm.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') ui.clearNo.click();
+});
+ui.undoClear.addEventListener('click', () => void undoClear());
+ui.exportIndex.addEventListener('click', () => void exportIndex());
+ui.importFile.addEventListener('change', () => {
+  const file = ui.importFile.files?.[0];
+  ui.importFile.value = '';
+  if (file) void importIndex(file);
+});
 
 async function start(): Promise<void> {
   if (import.meta.env.PROD && 'serviceWorker' in navigator && window.isSecureContext) {

@@ -12,6 +12,9 @@ import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { hashText } from './checksum.ts';
+import { checkCompression, CompressedIndex, type CompressionOptions, type CompressionStats } from './compression.ts';
+import { poolTokens } from './store/pooling.ts';
+import type { Scored } from './score/topk.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
 import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
 import { MemoryStore } from './store/memory.ts';
@@ -20,7 +23,13 @@ import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
 import { MissingEncodingError } from './store/shards.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
-import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
+import type { CommitItem, ShardView, StoredDocument, VectorStore } from './store/types.ts';
+
+function checkSearchOptions(options: SearchOptions): void {
+  if (options.exhaustive !== undefined && typeof options.exhaustive !== 'boolean') throw new ColbertError('INVALID_ARGUMENT', `exhaustive must be true or false; got ${JSON.stringify(options.exhaustive)}.`);
+  checkKnob(options.nprobe, 'nprobe');
+  checkKnob(options.candidates, 'candidates');
+}
 
 /** Options the engine takes: the model options plus storage. */
 export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
@@ -35,10 +44,17 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
    */
   storage?: IndexStorage;
   /**
-   * Storage precision of token vectors: 'fp32' (exact, default), 'fp16', or 'int8' with a
-   * per-token scale. An existing persistent index keeps the precision it was created with.
+   * Storage precision of token vectors: 'fp16' (default for new indexes), 'fp32' (exact), or
+   * 'int8' with a per-token scale. An existing persistent index keeps the precision it was
+   * created with (older indexes were fp32 by default and stay so).
    */
   precision?: VectorPrecision;
+  /**
+   * A compressed, candidate-generating index (PLAID style) beside the stored vectors: centroid
+   * codes and `nbits` residuals per token, optional token pooling of documents, searched through
+   * inverted lists. See the README's "Compressed index".
+   */
+  compression?: CompressionOptions;
   /**
    * Where MaxSim runs: 'auto' (default: WebGPU on a hardware GPU, else the CPU), 'webgpu' (any
    * adapter, fails with DEVICE_UNAVAILABLE when there is none) or 'cpu'. A GPU that fails later
@@ -103,6 +119,12 @@ export interface SearchOptions {
   fusion?: Fusion;
   /** Relative fusion: the late-interaction weight in [0, 1], lexical gets `1 - alpha`. Default 0.75. */
   alpha?: number;
+  /** Score every document exactly, bypassing the compressed index (the oracle). Default false. */
+  exhaustive?: boolean;
+  /** Compressed index: centroids probed per query token (default by index size). */
+  nprobe?: number;
+  /** Compressed index: documents scored from residuals after centroid interaction (default by index size). */
+  candidates?: number;
 }
 
 /** How a search ranks. */
@@ -148,6 +170,8 @@ export interface IndexStats {
   quota?: number;
   /** Whether the browser granted persistent storage (not evicted under pressure), where known. */
   persisted?: boolean;
+  /** The compressed index, when `compression` was given (its `codeBytes` are included in `vectorBytes`). */
+  compression?: CompressionStats;
 }
 
 /** What `importIndex` reports. */
@@ -213,6 +237,12 @@ export function checkMatrix(matrix: unknown, dim: number, what: string): TokenMa
   return { data, tokens: tokens as number, dim, ids: ids ?? new Int32Array(tokens as number).fill(-1) };
 }
 
+function checkKnob(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || (value as number) <= 0) throw new ColbertError('INVALID_ARGUMENT', `${name} must be a positive integer; got ${JSON.stringify(value)}.`, { [name]: value });
+  return value as number;
+}
+
 function checkK(k: unknown): number {
   if (k === undefined) return 10;
   if (!Number.isInteger(k) || (k as number) <= 0) throw new ColbertError('INVALID_K', `k must be a positive integer; got ${JSON.stringify(k)}.`, { k });
@@ -244,6 +274,7 @@ export class Engine {
     private readonly fingerprint: ModelFingerprint,
     private readonly storage: IndexStorage,
     private readonly name: string | undefined,
+    private readonly compressed: CompressedIndex | undefined,
   ) {}
 
   /** Loads the model and opens the index. `onChange` hears about other tabs' writes to a persistent index. */
@@ -268,6 +299,7 @@ export class Engine {
     // Fail before downloading a model on a bad lexical option.
     if (options.lexical !== undefined) resolveLexicalConfig(options.lexical);
     const precision = options.precision;
+    const compression = checkCompression(options.compression);
     if (precision !== undefined && !VECTOR_PRECISIONS.includes(precision)) {
       throw new ColbertError('INVALID_ARGUMENT', `Unknown precision ${JSON.stringify(precision)}; use one of ${VECTOR_PRECISIONS.map((p) => `'${p}'`).join(', ')}.`, { precision });
     }
@@ -279,16 +311,20 @@ export class Engine {
     try {
       encoder = await loadEncoder({ ...options, onProgress: safeProgress });
       const fingerprint = fingerprintOf(encoder.info, encoder.dim);
+      const compressed = compression ? new CompressedIndex(compression) : undefined;
       const store: VectorStore =
         storage === 'memory'
-          ? new MemoryStore({ precision: precision ?? 'fp32', fingerprint, sharedMemory, ...(options.lexical !== undefined ? { lexical: options.lexical } : {}) })
+          ? new MemoryStore({ precision: precision ?? 'fp16', fingerprint, sharedMemory, ...(options.lexical !== undefined ? { lexical: options.lexical } : {}) })
           : await IdbStore.open({
               name: name!,
               fingerprint,
               sharedMemory,
               ...(options.lexical !== undefined ? { lexical: options.lexical } : {}),
               ...(precision !== undefined ? { precision } : {}),
+              newPrecision: 'fp16',
               onChange: (change) => {
+                // Another tab changed the index: its codes are re-derived from the reloaded store.
+                if (compressed) void Promise.resolve().then(() => compressed.resync(store)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -299,7 +335,8 @@ export class Engine {
       // Compile the scoring pipeline for the index's own precision (an existing index keeps the
       // one it was created with) while the caller adds documents; a failure falls back inside.
       void scorer.prepare(store.precision, encoder.dim).catch(() => undefined);
-      return new Engine(encoder, store, scorer, fingerprint, storage, name);
+      await compressed?.open(store);
+      return new Engine(encoder, store, scorer, fingerprint, storage, name, compressed);
     } catch (err) {
       scorer.dispose();
       await encoder?.dispose();
@@ -377,7 +414,7 @@ export class Engine {
     const encodeAndStage = async (docs: readonly { id: string; text: string; hash: string }[], report: boolean) => {
       for (let start = 0; start < docs.length; start += ADD_CHUNK) {
         const chunk = docs.slice(start, start + ADD_CHUNK);
-        const matrices = await this.encoder.encodeDocuments(chunk.map((d) => d.text));
+        const matrices = (await this.encoder.encodeDocuments(chunk.map((d) => d.text))).map((m) => this.pool(m));
         this.check();
         await this.store.stage(chunk.map((d, i) => ({ id: d.id, hash: d.hash, matrix: matrices[i]! })));
         tokens += matrices.reduce((n, m) => n + m.tokens, 0);
@@ -408,6 +445,7 @@ export class Engine {
         await encodeAndStage(items.filter((d) => missing.has(d.id)), false);
       }
     }
+    await this.compressed?.update(this.store, commit.map((d) => d.id));
     onProgress?.({ status: 'store', done: items.length, total: items.length });
     return { added: commit.length, tokens, skipped };
   }
@@ -419,12 +457,13 @@ export class Engine {
     const docs = items.map((item, index): StoredDocument => {
       if (!isPlainObject(item)) throw new ColbertError('INVALID_ARGUMENT', `Item ${index} must be an object { id, embedding, metadata? }.`, { index });
       const id = checkId(item['id'], index);
-      const matrix = checkMatrix(item['embedding'], this.encoder.dim, `Embedding of "${id}"`);
+      const matrix = this.pool(checkMatrix(item['embedding'], this.encoder.dim, `Embedding of "${id}"`));
       const metadata = checkMetadata(item['metadata'], id);
       return metadata === undefined ? { id, matrix } : { id, matrix, metadata };
     });
     checkUnique(docs.map((d) => d.id));
     await this.store.put(docs);
+    await this.compressed?.update(this.store, docs.map((d) => d.id));
     return { added: docs.length, tokens: docs.reduce((n, d) => n + d.matrix.tokens, 0), skipped: 0 };
   }
 
@@ -432,6 +471,18 @@ export class Engine {
   async clear(): Promise<void> {
     this.check();
     await this.store.clear();
+    this.compressed?.reset();
+  }
+
+  /** Hierarchical token pooling of a document matrix, when the compression options ask for it. */
+  private pool(matrix: TokenMatrix): TokenMatrix {
+    const factor = this.compressed?.options.poolFactor ?? 1;
+    return factor > 1 ? poolTokens(matrix, factor) : matrix;
+  }
+
+  /** Resolves when the compressed index is not (re)training (tests, benchmarks). */
+  async settled(): Promise<void> {
+    await this.compressed?.settled();
   }
 
   /**
@@ -462,6 +513,10 @@ export class Engine {
       throw new ColbertError('DIMENSION_MISMATCH', `This index file holds dim ${snapshot.manifest.dim}; the model produces ${this.encoder.dim}.`, { dim: snapshot.manifest.dim, expected: this.encoder.dim });
     }
     await this.store.restore(snapshot);
+    if (this.compressed) {
+      this.compressed.reset();
+      await this.compressed.open(this.store);
+    }
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }
@@ -489,7 +544,9 @@ export class Engine {
     if (unknown.length) {
       throw new ColbertError('UNKNOWN_ID', `No document has the id${unknown.length > 1 ? 's' : ''} ${unknown.map((id) => `"${id}"`).join(', ')}; nothing was deleted.`, { ids: unknown });
     }
-    return (await this.store.delete(ids)).length;
+    const removed = await this.store.delete(ids);
+    await this.compressed?.update(this.store, [], removed);
+    return removed.length;
   }
 
   /** Encodes one query into its token matrix. */
@@ -511,14 +568,15 @@ export class Engine {
     const k = checkK(options?.k);
     const predicate = checkFilter(options?.filter);
     const { mode, fusion, alpha } = checkMode(options);
+    checkSearchOptions(options);
     checkText(query, 'The query');
     if (mode === 'lexical') return this.withMetadata(await this.lexicalRank(query, k, await this.allowed(predicate)));
     const matrix = await this.encodeQuery(query);
-    if (mode === 'semantic') return this.rank(matrix, k, predicate);
+    if (mode === 'semantic') return this.rank(matrix, k, options, predicate);
     const allowed = await this.allowed(predicate);
     if (allowed?.size === 0) return [];
     const depth = Math.max(k, HYBRID_DEPTH);
-    const [semantic, lexical] = await Promise.all([this.scorer.rank(matrix, () => this.store.shards(), depth, allowed), this.lexicalRank(query, depth, allowed)]);
+    const [semantic, lexical] = await Promise.all([this.semanticRank(matrix, depth, options, allowed), this.lexicalRank(query, depth, allowed)]);
     return this.withMetadata(fuse(semantic, lexical, k, fusion, alpha));
   }
 
@@ -549,13 +607,14 @@ export class Engine {
     this.check();
     const k = checkK(options?.k);
     const predicate = checkFilter(options?.filter);
+    checkSearchOptions(options);
     if (checkMode(options).mode !== 'semantic') {
       throw new ColbertError('INVALID_ARGUMENT', `searchEmbedding() ranks by late interaction only (it has no query text for BM25); use search(text, { mode: '${String(options?.mode)}' }).`, { mode: options?.mode });
     }
     const matrix = checkMatrix(query, this.encoder.dim, 'The query embedding');
     // MaxSim sums over query tokens: with none every score would be 0, which ranks nothing.
     if (matrix.tokens === 0) throw new ColbertError('INVALID_MATRIX', 'The query embedding has 0 tokens; a query needs at least one token vector (encodeQuery() always gives some).', { what: 'The query embedding', tokens: 0 });
-    return this.rank(matrix, k, predicate);
+    return this.rank(matrix, k, options, predicate);
   }
 
   /** The documents a filter lets through (undefined: every document). */
@@ -563,11 +622,44 @@ export class Engine {
     return predicate ? allowedIds(predicate, await this.store.allMetadata()) : undefined;
   }
 
-  private async rank(query: TokenMatrix, k: number, predicate?: FilterPredicate): Promise<Hit[]> {
-    const allowed = await this.allowed(predicate);
-    if (allowed?.size === 0) return [];
-    return this.withMetadata(await this.scorer.rank(query, () => this.store.shards(), k, allowed));
+  private async rank(query: TokenMatrix, k: number, options: SearchOptions = {}, predicate?: FilterPredicate): Promise<Hit[]> {
+    return this.withMetadata(await this.semanticRank(query, k, options, await this.allowed(predicate)));
   }
+
+  /**
+   * The k best by late interaction among `allowed` (every document when absent): through the
+   * compressed index when it is ready (its candidates restricted to `allowed`), else exhaustively.
+   */
+  private async semanticRank(query: TokenMatrix, k: number, options: SearchOptions, allowed: Set<string> | undefined): Promise<Scored[]> {
+    if (allowed?.size === 0) return [];
+    const compressed = this.compressed;
+    if (compressed?.ready && options.exhaustive !== true) {
+      return compressed.search(
+        query,
+        k,
+        { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}), ...(allowed ? { allowed: (id: string) => allowed.has(id) } : {}) },
+        (ids) => this.exact(query, ids, k),
+      );
+    }
+    return this.scorer.rank(query, () => this.store.shards(), k, allowed);
+  }
+
+  /** The exact top `k` of `ids`, scored by the engine's scorer from the stored vectors (the compressed index's rerank). */
+  private async exact(query: TokenMatrix, ids: string[], k: number): Promise<Scored[]> {
+    const matrices = await Promise.all(ids.map((id) => this.store.matrix(id)));
+    const kept = ids.flatMap((id, i) => (matrices[i] ? [{ id, m: matrices[i] }] : []));
+    const dim = query.dim;
+    const offsets = new Uint32Array(kept.length + 1);
+    kept.forEach((d, i) => (offsets[i + 1] = offsets[i]! + d.m.tokens));
+    const vectors = new Float32Array(offsets[kept.length]! * dim);
+    kept.forEach((d, i) => vectors.set(d.m.data, offsets[i]! * dim));
+    const shard: ShardView = { key: `rerank:${++this.rerankRuns}`, dim, docIds: kept.map((d) => d.id), offsets, precision: 'fp32', vectors };
+    return this.scorer.rank(query, async function* () {
+      yield shard;
+    }, k);
+  }
+
+  private rerankRuns = 0;
 
   /** Tokens each text takes on its own (no prompt, specials or marker; not truncated). */
   async countTokens(texts: readonly string[]): Promise<number[]> {
@@ -668,6 +760,10 @@ export class Engine {
   async stats(): Promise<IndexStats> {
     this.check();
     const stats: IndexStats = { ...(await this.store.stats()), lexicalDocuments: (await this.store.lexicalStats()).documents, storage: this.storage, precision: this.store.precision };
+    if (this.compressed) {
+      stats.compression = this.compressed.stats();
+      stats.vectorBytes += stats.compression.codeBytes;
+    }
     if (this.name !== undefined) stats.name = this.name;
     const manager = (globalThis.navigator as Navigator | undefined)?.storage;
     if (this.storage === 'indexeddb' && manager) {
@@ -687,6 +783,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.compressed?.reset();
     this.scorer.dispose();
     await Promise.all([this.encoder.dispose(), this.store.close()]);
   }

@@ -39,4 +39,4 @@ export { detectCapabilities } from './capabilities.ts';
 export type { Capabilities } from './capabilities.ts';
 export { clearModelCache } from './model/files.ts';
 export { splitPassages } from './text/passages.ts';
-export type { Passage, TokenCounter } from './text/passages.ts';
+export type { Passage, SplitOptions, TokenCounter } from './text/passages.ts';

@@ -176,6 +176,8 @@ export async function fetchModelFile(source: ModelSource, path: string, options:
   if (!response.ok) {
     throw new ColbertError('NETWORK_ERROR', `Downloading ${location} failed with HTTP ${response.status}.`, { file: location, status: response.status });
   }
+  // Static hosts that answer every unknown path with the site's page (HTTP 200): not a model file.
+  if (/\.json$/i.test(path) && /^text\/html\b/i.test(response.headers.get('content-type') ?? '')) throw htmlInsteadOfJson(path, location);
   const bytes = await readBody(response, path, options.onProgress);
   if (cache) {
     try {
@@ -187,10 +189,17 @@ export async function fetchModelFile(source: ModelSource, path: string, options:
   return bytes;
 }
 
+/** MODEL_NOT_FOUND for a server that answered a model file's URL with an HTML page. */
+function htmlInsteadOfJson(path: string, location: string): ColbertError {
+  return new ColbertError('MODEL_NOT_FOUND', `${path} at ${location} was not found: the server answered with an HTML page where JSON was expected.`, { file: location, reason: 'html' });
+}
+
 /** Fetches and parses a JSON file; `null` when absent. */
 export async function fetchModelJSON(source: ModelSource, path: string, options: FetchOptions = {}): Promise<Record<string, unknown> | null> {
   const bytes = await fetchModelFile(source, path, options);
   if (bytes === null) return null;
+  // Also without a text/html content type: JSON never starts with '<'.
+  if (/^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 64)).replace(/^\uFEFF/, ''))) throw htmlInsteadOfJson(path, fileLocation(source, path));
   try {
     const value: unknown = JSON.parse(new TextDecoder().decode(bytes));
     if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');

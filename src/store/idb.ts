@@ -133,6 +133,8 @@ export interface IdbStoreOptions {
   fingerprint: ModelFingerprint;
   /** Precision for a new index; an existing one keeps its own (a different explicit value is an error). */
   precision?: VectorPrecision;
+  /** Precision of a new index when `precision` is not given. Default 'fp32'. */
+  newPrecision?: VectorPrecision;
   /** Called after another tab or worker changed this index (the store has already reloaded it). */
   onChange?: (change: StoreChange) => void;
   /**
@@ -336,7 +338,7 @@ export class IdbStore implements VectorStore {
         manifest = (await tx.store.get(MANIFEST_KEY)) as ManifestRecord | undefined;
         if (!manifest) {
           const now = Date.now();
-          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0, lexical };
+          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? options.newPrecision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0, lexical };
           await tx.store.put(manifest, MANIFEST_KEY);
           await tx.store.put({ generation: 0 } satisfies CleanRecord, CLEAN_KEY);
         }

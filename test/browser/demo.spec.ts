@@ -6,7 +6,9 @@
  */
 import { expect, test, type Page } from '@playwright/test';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { build } from 'vite';
 import { startServer, type TestServer } from '../support/server.ts';
@@ -86,6 +88,7 @@ async function searchFor(page: Page, query: string): Promise<void> {
   const box = page.getByRole('searchbox', { name: 'Search your documents' });
   await box.fill('');
   await box.pressSequentially(query, { delay: 10 });
+  await expect(page.locator('#results')).toHaveAttribute('data-query', query, { timeout: 30_000 });
   await expect(page.locator('#search-status')).toContainText(/\d+ results? from/, { timeout: 30_000 });
 }
 
@@ -201,7 +204,21 @@ test('phone-sized screen: no horizontal overflow', async ({ page }) => {
   await expect(page.locator('table.explain-table').first()).toBeVisible();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   expect(overflow).toBeLessThanOrEqual(0);
+  // No token in the table wraps inside itself (a one-word cell draws on one line).
+  const broken = await page.locator('table.explain-table').first().evaluate((table) =>
+    [...table.querySelectorAll('td.tok')]
+      .filter((td) => td.textContent !== null && !/\s/.test(td.textContent.trim()) && td.firstChild)
+      .filter((td) => {
+        const range = document.createRange();
+        range.selectNodeContents(td);
+        return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1;
+      })
+      .map((td) => td.textContent),
+  );
+  expect(broken).toEqual([]);
+  await page.locator('table.explain-table').first().scrollIntoViewIfNeeded();
   await shot(page, '7-phone');
+  await shot(page, '7-phone-table', false);
   expect(errors).toEqual([]);
 });
 
@@ -221,7 +238,8 @@ test('the index survives a reload: search again without re-indexing', async ({ p
   await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
   await expect(page.locator('#results li.hit').first().locator('mark.match').first()).toBeVisible();
   await shot(page, '8-after-reload');
-  await page.getByRole('button', { name: 'Clear index' }).click();
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  await page.getByRole('button', { name: 'Delete the index' }).click();
   await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('0');
   expect(errors).toEqual([]);
 });
@@ -291,5 +309,307 @@ test('indexing shows its rate and can be cancelled; what was indexed stays searc
   expect(passages).toBeLessThan(1398);
   await searchFor(page, 'boundary layer');
   await expect(page.locator('#results li.hit').first()).toContainText('cranfield-');
+  expect(errors).toEqual([]);
+});
+
+// ------------------------------------------------------------ issue 14: the first visitor
+
+/** Adds files and waits until the indexing message is final (no progress bar). */
+async function upload(page: Page, files: { name: string; mimeType: string; buffer: Buffer }[]): Promise<string> {
+  await page.locator('#file').setInputFiles(files);
+  await expect(page.locator('#index-progress')).toBeHidden({ timeout: 90_000 });
+  await expect(page.locator('#index-status')).not.toContainText('Indexing', { timeout: 90_000 });
+  return (await page.locator('#index-status').textContent()) ?? '';
+}
+
+async function loadSample(page: Page): Promise<void> {
+  await page.getByRole('button', { name: 'Load sample corpus' }).click();
+  await expect(page.locator('#index-status')).toContainText('Indexed 5 documents', { timeout: 60_000 });
+}
+
+const text = (name: string, body: string) => ({ name, mimeType: 'text/plain', buffer: Buffer.from(body) });
+
+test('1. the model notes say what the library does: safetensors checkpoints are converted in the browser', async ({ page }) => {
+  const errors = watchErrors(page);
+  await page.goto(site);
+  const note = page.locator('#model-note');
+  await expect(note).toContainText('safetensors');
+  await expect(note).not.toContainText('needs an ONNX export');
+  await page.getByRole('radio', { name: /Another model/ }).check();
+  await expect(note).toContainText('Any PyLate checkpoint works: its ONNX export when the repository has one, otherwise its safetensors weights, converted here in the browser');
+  await expect(note).not.toContainText('with an ONNX export works');
+  await expect(page.locator('label.choice').filter({ hasText: 'Another model' })).toContainText('ONNX export or safetensors');
+  expect(errors).toEqual([]);
+});
+
+test('2. a binary file renamed .txt is skipped with the reason, the others are indexed', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  const elf = Buffer.alloc(4096);
+  Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]).copy(elf, 0);
+  Buffer.from([2, 0, 0x3e, 0, 1, 0, 0, 0]).copy(elf, 16);
+  for (let i = 64; i < elf.length; i++) elf[i] = (i * 7919) % 251;
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+  const status = await upload(page, [
+    { name: 'x.txt', mimeType: 'text/plain', buffer: elf },
+    { name: 'photo.md', mimeType: 'text/markdown', buffer: png },
+    FILES[0]!,
+  ]);
+  expect(status).toContain('Indexed 1 document: 1 passage');
+  expect(status).toContain('Skipped 2 files: x.txt is an ELF executable, not text; photo.md is a PNG image, not text.');
+  await expect(page.locator('#index-stats [data-stat=sources]')).toHaveText('1');
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('1');
+  await shot(page, '10-binary-skipped');
+  expect(errors).toEqual([]);
+});
+
+test('3. a long line without punctuation: split between words, with progress, and the time includes splitting', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  // About 60 kB on one line, no sentence punctuation.
+  const words = Array.from({ length: 9000 }, (_, i) => `kw${i}x`);
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as { __seen?: string[] }).__seen = seen;
+    const target = document.getElementById('index-progress-text')!;
+    new MutationObserver(() => seen.push(target.textContent ?? '')).observe(target, { childList: true, characterData: true, subtree: true });
+  });
+  const status = await upload(page, [text('one-line.txt', words.join(' '))]);
+  const seen = await page.evaluate(() => (window as { __seen?: string[] }).__seen ?? []);
+  const percents = seen.map((t) => /^Splitting one-line\.txt into passages: (\d+)%/.exec(t)?.[1]).filter((p) => p !== undefined).map(Number);
+  expect(percents.some((p) => p > 0 && p < 100)).toBe(true);
+  const times = /Indexed 1 document: ([\d,]+) passages, [\d,]+ token vectors in ([\d.]+) s \(splitting ([\d.]+) s, encoding ([\d.]+) s\)/.exec(status);
+  expect(times, status).not.toBeNull();
+  const [total, split, encode] = [Number(times![2]), Number(times![3]), Number(times![4])];
+  expect(Math.abs(total - split - encode)).toBeLessThanOrEqual(0.15);
+  expect(Number(times![1]!.replace(/,/g, ''))).toBeGreaterThan(20);
+  // Every passage shown is whole words: kwNx, never a piece of one.
+  for (const query of ['kw17x kw18x', 'kw4500x kw4501x', 'kw8998x']) {
+    await searchFor(page, query);
+    const passages = await page.locator('#results li.hit .passage').allTextContents();
+    expect(passages.length).toBeGreaterThan(0);
+    for (const p of passages) expect(p).toMatch(/^kw\d+x( kw\d+x)*$/);
+  }
+  expect(errors).toEqual([]);
+});
+
+test('4. an empty file is reported once', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  let status = await upload(page, [text('empty.txt', ''), FILES[0]!]);
+  expect(status.match(/empty\.txt/g)).toHaveLength(1);
+  expect(status).toContain('Indexed 1 document');
+  expect(status).toContain('Skipped 1 file: empty.txt: no text in it.');
+  status = await upload(page, [text('empty.txt', '  \n\n ')]);
+  expect(status).toBe('Skipped 1 file: empty.txt: no text in it.');
+  await expect(page.locator('#index-status')).toHaveClass(/error/);
+  expect(errors).toEqual([]);
+});
+
+test('5. re-adding an unchanged file says it was already indexed and skipped', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  const tunnels = FILES[3]!;
+  const first = await upload(page, [tunnels]);
+  const passages = /Indexed 1 document: (\d+) passages/.exec(first)?.[1];
+  expect(Number(passages)).toBeGreaterThan(1);
+  const again = await upload(page, [tunnels]);
+  expect(again).toBe(`Already indexed and unchanged, so skipped: tunnels.txt (${passages} passages, nothing re-encoded).`);
+  expect(again).not.toContain('0 token vectors');
+  // A changed file among unchanged ones is indexed; the unchanged one is counted as skipped.
+  const mixed = await upload(page, [tunnels, text('new.txt', 'A new note about laminar flow.')]);
+  expect(mixed).toMatch(new RegExp(`Indexed 2 documents: ${Number(passages) + 1} passages \\(${passages} already indexed and unchanged, skipped\\)`));
+  expect(errors).toEqual([]);
+});
+
+test('6. "Clear index" asks first, empties the search box, and can be undone', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await loadSample(page);
+  await searchFor(page, 'graphics processor');
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await expect(dialog).toBeVisible();
+  await expect(dialog).toContainText('Delete the whole index: 5 documents, 5 passages, about');
+  await expect(page.getByRole('button', { name: 'Keep it' })).toBeFocused();
+  await shot(page, '11-clear-confirm', false);
+  await page.getByRole('button', { name: 'Keep it' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
+  // Escape keeps it too.
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  await expect(dialog).toBeVisible();
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
+  await expect(page.locator('#results li.hit')).not.toHaveCount(0);
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  await page.getByRole('button', { name: 'Delete the index' }).click();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('0');
+  await expect(page.locator('#query')).toHaveValue('');
+  await expect(page.locator('#query')).toBeDisabled();
+  await expect(page.locator('#results li.hit')).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Undo: restore the index' })).toBeFocused();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#index-status')).toContainText('Restored the index: 5 passages');
+  await expect(page.locator('#index-stats [data-stat=sources]')).toHaveText('5');
+  await searchFor(page, 'graphics processor compute shaders');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'webgpu.txt#1');
+  await expect(page.getByRole('button', { name: 'Undo: restore the index' })).toBeHidden();
+  expect(errors).toEqual([]);
+});
+
+test('7. a failed "Another model" load keeps the working model and its index', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await loadSample(page);
+  await page.getByRole('radio', { name: /Another model/ }).check();
+  await page.getByRole('textbox', { name: 'Model repo id or URL' }).fill(`${server.url}/no-such-model/`);
+  await page.getByRole('button', { name: 'Download and load' }).click();
+  const status = page.locator('#model-status');
+  await expect(status).toHaveClass(/error/, { timeout: 60_000 });
+  await expect(status).toContainText(`Loading failed: MODEL_NOT_FOUND: No model found at ${server.url}/no-such-model/`);
+  await expect(status).toContainText('Still using the offline test model, with its index as it was.');
+  await expect(page.locator('#query')).toBeEnabled();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
+  await expect(page.locator('#docs-controls')).toBeEnabled();
+  await searchFor(page, 'graphics processor compute shaders');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'webgpu.txt#1');
+  await shot(page, '12-model-failed');
+  expect(errors).toEqual([]);
+});
+
+test('8. a model URL on a server that answers with an HTML page: "not found", with the URL', async ({ page }) => {
+  const errors = watchErrors(page);
+  // A single-page-app host: every path is its index.html, HTTP 200.
+  const spa = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' });
+    res.end('<!doctype html><html><head><title>My app</title></head><body><div id="root"></div></body></html>');
+  });
+  await new Promise<void>((done) => spa.listen(0, '127.0.0.1', done));
+  try {
+    const url = `http://127.0.0.1:${(spa.address() as AddressInfo).port}/models/mine/`;
+    await page.goto(site);
+    await page.getByRole('radio', { name: /Another model/ }).check();
+    await page.getByRole('textbox', { name: 'Model repo id or URL' }).fill(url);
+    await page.getByRole('button', { name: 'Download and load' }).click();
+    const status = page.locator('#model-status');
+    await expect(status).toHaveClass(/error/, { timeout: 60_000 });
+    await expect(status).toContainText('MODEL_NOT_FOUND');
+    await expect(status).toContainText(new RegExp(`\\S+\\.json at ${url.replace(/[.]/g, '\\.')}\\S+\\.json was not found: the server answered with an HTML page where JSON was expected`));
+    await expect(status).not.toContainText('Unexpected token');
+    await shot(page, '13-model-html');
+  } finally {
+    await new Promise<void>((done) => spa.close(() => done()));
+  }
+  expect(errors).toEqual([]);
+});
+
+test('9. sizes say which figure is an estimate and whose it is', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  await expect(page.locator('#index-stats [data-stat=tokens]')).toContainText(/^[\d,]+ \((fp32|fp16|int8), \d+ bytes each\)$/);
+  const size = page.locator('#index-stats [data-stat=bytes]');
+  await expect(size).toContainText(/^about [\d.]+ (kB|MB) \(estimate\): [\d.]+ (kB|MB) of token vectors \(exact\) \+ about [\d.]+ (kB|MB|B) of texts, ids and metadata \(estimated, uncompressed\)$/);
+  await expect(page.locator('#index-stats')).not.toContainText('on disk (this site uses');
+  const site = page.locator('#index-stats [data-stat=site]');
+  await expect(site).toContainText(/used of [\d.]+ (MB|GB) \(the browser's figure for this whole site, model files included\)/);
+  // The index estimate above the browser's figure for the whole site is explained, not left to puzzle.
+  const parse = (t: string) => {
+    const m = /([\d.]+) (B|kB|MB|GB)/.exec(t)!;
+    return Number(m[1]) * { B: 1, kB: 1e3, MB: 1e6, GB: 1e9 }[m[2] as 'B']!;
+  };
+  const index = parse((await size.textContent())!);
+  const used = parse((await site.textContent())!);
+  if (index > used) await expect(page.locator('#size-note')).toContainText('the browser compresses what it stores');
+  else await expect(page.locator('#size-note')).toBeHidden();
+  expect(errors).toEqual([]);
+});
+
+test('10. highlights: whole words, no weak matches, every result, whole lines with a scroll cue', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  await loadSample(page);
+  await page.locator('#paste summary').click();
+  await page.locator('#paste-name').fill('license.txt');
+  await page.locator('#paste-text').fill('This program is under the GNU Affero General Public License, a free software license for gnu tools.');
+  await page.getByRole('button', { name: 'Add text' }).click();
+  await expect(page.locator('#index-status')).toContainText('Indexed 1 document');
+  // "Affero" is two tokens (Aff|ero): one mark for the word.
+  await searchFor(page, 'the GNU Affero license');
+  const license = page.locator('#results li.hit[data-id="license.txt#1"]');
+  await expect(license.locator('.passage')).toHaveAttribute('data-highlighted', 'true');
+  const marks = await license.locator('mark.match').allTextContents();
+  expect(marks).toContain('Affero');
+  expect(marks).not.toContain('Aff');
+  expect(marks).not.toContain('ero');
+  // A query word the passage lacks ("zebra") marks nothing (its best match is weak).
+  await searchFor(page, 'thin shells zebra');
+  const shells = page.locator('#results li.hit[data-id="shells.md#1"]');
+  await expect(shells.locator('.passage')).toHaveAttribute('data-highlighted', 'true');
+  expect(await shells.locator('mark.match').allTextContents()).toEqual(['thin', 'shells']);
+  await expect(page.locator('#highlight-legend')).toContainText('similarity of 0.50 or more');
+  await expect(page.locator('#highlight-legend')).toContainText('Every result is marked as it comes into view');
+  // Every result is highlighted once seen, not only the first three.
+  await searchFor(page, 'wind tunnels drag speed wall shells');
+  const hits = page.locator('#results li.hit');
+  await expect(hits).toHaveCount(10);
+  await hits.last().scrollIntoViewIfNeeded();
+  await expect(hits.last().locator('.passage')).toHaveAttribute('data-highlighted', 'true');
+  // A long passage shows whole lines and says that there is more below.
+  const long = page.locator('#results li.hit[data-id^="tunnels.txt"]').first().locator('.passage');
+  await long.scrollIntoViewIfNeeded();
+  await expect(long).toHaveClass(/scrolls/);
+  const lines = await long.evaluate((el) => el.clientHeight / Number.parseFloat(getComputedStyle(el).lineHeight));
+  expect(Math.abs(lines - Math.round(lines))).toBeLessThan(0.02);
+  const cue = page.locator('#results li.hit[data-id^="tunnels.txt"]').first().locator('.more-cue');
+  await long.evaluate((el) => (el.scrollTop = 0));
+  await expect(cue).toBeVisible();
+  await expect(cue).toContainText('More of this passage below');
+  await shot(page, '14-highlights', false);
+  await long.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await expect(cue).toBeHidden();
+  expect(errors).toEqual([]);
+});
+
+test('11. the paste box says how text becomes passages, and it does so', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await page.locator('#paste summary').click();
+  const hint = page.locator('#paste-hint');
+  await expect(hint).toContainText(/of up to [\d,]+ tokens each .*short paragraphs are packed together into one passage/);
+  await expect(page.locator('#paste-text')).not.toHaveAttribute('placeholder', /paragraphs become passages/);
+  await page.locator('#paste-text').fill('First short paragraph.\n\nSecond short paragraph.\n\nThird short paragraph.');
+  await page.getByRole('button', { name: 'Add text' }).click();
+  await expect(page.locator('#index-status')).toContainText('Indexed 1 document: 1 passage,');
+  expect(errors).toEqual([]);
+});
+
+test('export the index to a file and import it back; a damaged file changes nothing', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await loadSample(page);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export index' }).click()]);
+  expect(download.suggestedFilename()).toBe('colbert-demo-test-model.cbwidx');
+  const file = await readFile((await download.path())!);
+  expect(file.byteLength).toBeGreaterThan(1000);
+  await expect(page.locator('#index-status')).toContainText('Exported the index');
+  await page.getByRole('button', { name: 'Clear index…' }).click();
+  await page.getByRole('button', { name: 'Delete the index' }).click();
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('0');
+  await page.locator('#import-file').setInputFiles({ name: 'mine.cbwidx', mimeType: 'application/octet-stream', buffer: file });
+  await expect(page.locator('#index-status')).toContainText('Imported mine.cbwidx: 5 documents, 5 passages', { timeout: 30_000 });
+  await expect(page.locator('#index-stats [data-stat=sources]')).toHaveText('5');
+  await searchFor(page, 'graphics processor compute shaders');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'webgpu.txt#1');
+  await expect(page.locator('#results li.hit').first().locator('mark.match').first()).toBeVisible();
+  const damaged = Buffer.from(file);
+  damaged[Math.floor(damaged.length / 2)]! ^= 0xff;
+  await page.locator('#import-file').setInputFiles({ name: 'damaged.cbwidx', mimeType: 'application/octet-stream', buffer: damaged });
+  await expect(page.locator('#index-status')).toContainText('damaged.cbwidx was not imported, the index is unchanged: INDEX_CORRUPT', { timeout: 30_000 });
+  await expect(page.locator('#index-stats [data-stat=passages]')).toHaveText('5');
+  await shot(page, '15-import-damaged');
   expect(errors).toEqual([]);
 });

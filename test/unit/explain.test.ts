@@ -89,7 +89,7 @@ describe.skipIf(!HAVE_SHARED)(`explain() on the generated test model ${HAVE_SHAR
   beforeAll(async () => {
     const models = resolve(REPO_ROOT, '.cache/test-models');
     await makeTestModels(models, TOKENIZER_DIR);
-    search = await createSearch({ model: resolve(models, 'tjs'), worker: false, device: 'wasm', dtype: 'fp32' });
+    search = await createSearch({ model: resolve(models, 'tjs'), worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32' });
     await search.add(docs);
   });
   afterAll(async () => {

@@ -1,0 +1,189 @@
+/**
+ * The compressed index against exhaustive fp32 MaxSim on the same data, in one run:
+ * bytes per original token (codes, residuals, centroids, buckets, slots and inverted lists
+ * amortised; ids excluded) for nbits 1/2/4 and pool factor 1/2; top-10 overlap and nDCG@10
+ * against exhaustive fp32 (the exhaustive top 10 as the relevant set, binary gain); median query
+ * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
+ * assignment per million tokens).
+ *
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--queries=40] [--no-cranfield] [--cranfield-queries=225]
+ *   (or: npm run bench -- scale)
+ *
+ * Data: the synthetic clustered collection of test/fixtures/clustered.ts (documents of 64-256
+ * tokens, queries of 8-32 tokens), streamed into the store in batches of 256 documents; and
+ * Cranfield encoded by the contextual test model (exhaustive vs compressed through the public
+ * API), where ../shared is present. Node only; the exhaustive baseline is the project's WASM SIMD
+ * kernel over an fp32 memory store, one thread. Timings on a shared machine are noisy: read them
+ * as ratios against the exhaustive baseline of the same run.
+ */
+import { CompressedIndex, type ResolvedCompression } from '../src/compression.ts';
+import { createScorer, type Scorer } from '../src/score/scorer.ts';
+import { MemoryStore } from '../src/store/memory.ts';
+import { poolTokens } from '../src/store/pooling.ts';
+import type { ShardView } from '../src/store/types.ts';
+import type { TokenMatrix } from '../src/types.ts';
+import { resolve } from 'node:path';
+import { createSearch } from '../src/index.ts';
+import { clusteredCollection, type ClusteredCollection } from '../test/fixtures/clustered.ts';
+import { loadCranfield } from '../test/fixtures/cranfield.ts';
+import { makeTestModels } from '../test/fixtures/make-models.ts';
+import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+import { mean, ndcgAtK } from './metrics.ts';
+
+const arg = (name: string, fallback: number) => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? Number(a.slice(name.length + 3)) : fallback;
+};
+const BASE_TOKENS = arg('tokens', 100_000);
+const QUERIES = arg('queries', 40);
+const CRANFIELD_QUERIES = arg('cranfield-queries', 225);
+const SIZES = [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : [])];
+const BATCH = 256;
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(0);
+}
+
+interface Built {
+  store: MemoryStore;
+  index: CompressedIndex;
+  originalTokens: number;
+  trainMs: number;
+}
+
+async function build(data: ClusteredCollection, options: ResolvedCompression): Promise<Built> {
+  const own = new MemoryStore({ precision: 'fp32' });
+  let originalTokens = 0;
+  for (const batch of data.batches(BATCH)) {
+    await own.put(
+      batch.map((d) => {
+        originalTokens += d.embedding.tokens;
+        return { id: d.id, matrix: options.poolFactor > 1 ? poolTokens(d.embedding, options.poolFactor) : d.embedding };
+      }),
+    );
+  }
+  // One training over the whole collection (the streamed path re-trains at 4x growth; see --stream).
+  const index = new CompressedIndex(options);
+  const t = performance.now();
+  await index.open(own);
+  return { store: own, index, originalTokens, trainMs: performance.now() - t };
+}
+
+function exactOver(scorer: Scorer, store: MemoryStore) {
+  let run = 0;
+  return async (q: TokenMatrix, ids: string[], k: number) => {
+    const ms = await Promise.all(ids.map((id) => store.matrix(id)));
+    const offsets = new Uint32Array(ids.length + 1);
+    ms.forEach((m, i) => (offsets[i + 1] = offsets[i]! + m!.tokens));
+    const vectors = new Float32Array(offsets[ids.length]! * q.dim);
+    ms.forEach((m, i) => vectors.set(m!.data, offsets[i]! * q.dim));
+    const shard: ShardView = { key: `r${run++}`, dim: q.dim, docIds: ids, offsets, precision: 'fp32', vectors };
+    return scorer.rank(q, async function* () {
+      yield shard;
+    }, k);
+  };
+}
+
+async function main(): Promise<void> {
+  const scorer = await createScorer({ scoring: 'cpu', threads: 1 });
+  console.log(`scale bench: synthetic clustered collection (test/fixtures/clustered.ts), dim 128, one CPU thread (Node ${process.version})`);
+  for (const size of SIZES) {
+    const data = clusteredCollection(size, { seed: 7 });
+    const queries = data.queries(QUERIES, 3).map((q) => q.embedding);
+    const tokens = data.tokens;
+    console.log(`\n== ${data.documents} documents, ${tokens} tokens, ${queries.length} queries of 8-32 tokens ==`);
+    // Exhaustive fp32 baseline on the same data.
+    const base = await build(data, { nbits: 2, poolFactor: 1, rerank: true });
+    const truth: { ids: string[]; ms: number }[] = [];
+    for (const q of queries) {
+      const t = performance.now();
+      const top = await scorer.rank(q, () => base.store.shards(), 10);
+      truth.push({ ids: top.map((h) => h.id), ms: performance.now() - t });
+    }
+    const exhaustiveMs = median(truth.map((t) => t.ms));
+    const fp32Bytes = (await base.store.stats()).vectorBytes;
+    console.log(`exhaustive fp32: ${(fp32Bytes / tokens).toFixed(0)} B/token, median ${exhaustiveMs.toFixed(1)} ms/query (baseline)`);
+    const stats = base.index.stats();
+    console.log(`training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
+    const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
+    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === BASE_TOKENS ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
+    for (const [nbits, pool] of configs) {
+      const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
+      const bpt = built.index.stats().codeBytes / built.originalTokens;
+      for (const rerank of [true, false]) {
+        const exact = exactOver(scorer, built.store);
+        const overlaps: number[] = [];
+        const ndcgs: number[] = [];
+        const times: number[] = [];
+        for (let i = 0; i < queries.length; i++) {
+          const q = queries[i]!;
+          const t = performance.now();
+          const hits = await built.index.search(q, 10, { rerank }, (ids) => exact(q, ids, 10));
+          times.push(performance.now() - t);
+          const want = new Set(truth[i]!.ids);
+          overlaps.push(hits.filter((h) => want.has(h.id)).length / 10);
+          ndcgs.push(ndcgAtK(hits.map((h) => h.id), new Map(truth[i]!.ids.map((id) => [id, 1])), 10));
+        }
+        const ms = median(times);
+        rows.push(`| ${nbits} | ${pool} | ${bpt.toFixed(1)} | ${rerank} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${ms.toFixed(1)} | ${(exhaustiveMs / ms).toFixed(1)}x faster |`);
+      }
+    }
+    console.log(rows.join('\n'));
+    const mem = process.memoryUsage();
+    console.log(`process memory after this size: heap ${mib(mem.heapUsed)} MiB, array buffers ${mib(mem.arrayBuffers)} MiB (fp32 store and every trained index of this size included)`);
+  }
+  scorer.dispose();
+  if (!process.argv.includes('--no-cranfield')) await cranfield();
+}
+
+/** Cranfield through the public API with the contextual test model: compressed vs exhaustive: true on one index. */
+async function cranfield(): Promise<void> {
+  if (!HAVE_SHARED) {
+    console.log('\nCranfield: skipped (../shared with the tokenizer and Cranfield is absent)');
+    return;
+  }
+  const models = await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+  const { docs, queries } = await loadCranfield(CRANFIELD_DIR);
+  const indexable = docs.filter((d) => d.text.trim() !== '');
+  const encoder = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32' });
+  const t = performance.now();
+  const matrices = await encoder.encodeDocuments(indexable.map((d) => d.text));
+  const queryMatrices = [];
+  for (const q of queries.slice(0, CRANFIELD_QUERIES)) queryMatrices.push(await encoder.encodeQuery(q.text));
+  await encoder.close();
+  const tokens = matrices.reduce((n, m) => n + m.tokens, 0);
+  console.log(`\n== Cranfield, contextual test model: ${indexable.length} documents, ${tokens} tokens, ${queryMatrices.length} queries (encoded in ${((performance.now() - t) / 1000).toFixed(0)} s) ==`);
+  const rows = ['| nbits | rerank | B/token | top-10 overlap | nDCG@10 vs exhaustive fp32 | median ms | exhaustive median ms |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
+  for (const nbits of [2] as const) {
+    for (const rerank of [true, false]) {
+      const s = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32', scoring: 'cpu', scoringThreads: 1, compression: { nbits, rerank } });
+      for (let i = 0; i < matrices.length; i += BATCH) await s.addEmbeddings(matrices.slice(i, i + BATCH).map((m, j) => ({ id: indexable[i + j]!.id, embedding: m })));
+      const stats = await s.stats();
+      const overlaps: number[] = [];
+      const ndcgs: number[] = [];
+      const times: number[] = [];
+      const base: number[] = [];
+      for (const q of queryMatrices) {
+        let t0 = performance.now();
+        const want = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+        base.push(performance.now() - t0);
+        t0 = performance.now();
+        const got = await s.searchEmbedding(q, { k: 10 });
+        times.push(performance.now() - t0);
+        const set = new Set(want.map((h) => h.id));
+        overlaps.push(got.filter((h) => set.has(h.id)).length / 10);
+        ndcgs.push(ndcgAtK(got.map((h) => h.id), new Map(want.map((h) => [h.id, 1])), 10));
+      }
+      rows.push(`| ${nbits} | ${rerank} | ${(stats.compression!.codeBytes / stats.tokens).toFixed(1)} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${median(times).toFixed(1)} | ${median(base).toFixed(1)} |`);
+      await s.close();
+    }
+  }
+  console.log(rows.join('\n'));
+}
+
+await main();

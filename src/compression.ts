@@ -1,0 +1,353 @@
+/**
+ * The compressed, candidate-generating index (PLAID style) as the engine runs it: it trains a codec
+ * from the store's own vectors (../score/train.ts), keeps every document as centroid codes and
+ * residuals (./store/codes.ts), and answers a query in four stages (../score/compressed.ts):
+ *
+ * 1. query x centroids; per query token its `nprobe` best centroids;
+ * 2. candidates: the union of those centroids' inverted lists (live, allowed documents only);
+ * 3. centroid interaction prunes them to `candidates` documents;
+ * 4. with rerank, the best `rerankDepth` of those (all of them by default) are scored from the
+ *    store's full-precision vectors by the engine's MaxSim scorer, so their scores are exactly the
+ *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
+ *    their residuals.
+ *
+ * Like ./engine.ts this module knows store/ and score/; it never imports model/.
+ */
+import { ColbertError } from './errors.ts';
+import { simdCompressedKernels } from './score/centroid-simd.ts';
+import { candidateSlots, probeCentroids, topIndexes, type CompressedKernels } from './score/compressed.ts';
+import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
+import type { Scored } from './score/topk.ts';
+import { CodeSet } from './store/codes.ts';
+import { POOL_FACTORS } from './store/pooling.ts';
+import { decodeRows } from './store/precision.ts';
+import { centroidCount, encodeResidual, RESIDUAL_BITS, residualBytes, type ResidualBits } from './store/residual.ts';
+import type { ShardView, VectorStore } from './store/types.ts';
+import type { TokenMatrix } from './types.ts';
+
+/** `createSearch({ compression })`: how documents are compressed. */
+export interface CompressionOptions {
+  /** Bits per dimension of the residual: 1, 2 (default) or 4. */
+  nbits?: ResidualBits;
+  /** Hierarchical token pooling of documents (PyLate): 1 (none, default), 2 or 3 times fewer tokens. */
+  poolFactor?: 1 | 2 | 3;
+  /** Rescore the best candidates from full-precision vectors, so their scores are exact. Default true. */
+  rerank?: boolean;
+}
+
+/** Compression options with defaults applied. */
+export type ResolvedCompression = Required<CompressionOptions>;
+
+/** Validates `compression` (INVALID_ARGUMENT); undefined when not asked for. */
+export function checkCompression(value: unknown): ResolvedCompression | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ColbertError('INVALID_ARGUMENT', 'compression must be an object { nbits?: 1 | 2 | 4, poolFactor?: 1 | 2 | 3, rerank?: boolean }.', { compression: value });
+  }
+  const { nbits = 2, poolFactor = 1, rerank = true, ...rest } = value as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new ColbertError('INVALID_ARGUMENT', `Unknown compression option ${unknown.map((k) => `"${k}"`).join(', ')}; use nbits, poolFactor, rerank.`, { options: unknown });
+  if (!RESIDUAL_BITS.includes(nbits as ResidualBits)) throw new ColbertError('INVALID_ARGUMENT', `compression.nbits must be 1, 2 or 4; got ${JSON.stringify(nbits)}.`, { nbits });
+  if (!POOL_FACTORS.includes(poolFactor as number)) throw new ColbertError('INVALID_ARGUMENT', `compression.poolFactor must be 1, 2 or 3; got ${JSON.stringify(poolFactor)}.`, { poolFactor });
+  if (typeof rerank !== 'boolean') throw new ColbertError('INVALID_ARGUMENT', `compression.rerank must be true or false; got ${JSON.stringify(rerank)}.`, { rerank });
+  return { nbits: nbits as ResidualBits, poolFactor: poolFactor as 1 | 2 | 3, rerank };
+}
+
+/** Per-query knobs of the compressed search (defaults by index size, see {@link defaultKnobs}). */
+export interface CompressedSearchOptions {
+  /** Centroids probed per query token. */
+  nprobe?: number;
+  /** Documents kept after centroid interaction and scored from residuals. */
+  candidates?: number;
+  /** Documents rescored from full vectors (rerank only). */
+  rerankDepth?: number;
+  /** Only documents this accepts are candidates (a filter); the others cost nothing. */
+  allowed?: (id: string) => boolean;
+  /** Overrides the index's `rerank` for this query (benchmarks compare both on one index). */
+  rerank?: boolean;
+}
+
+/**
+ * Knob defaults: wider probes for small indexes, where every list is short. Measured with
+ * `npm run bench -- scale` and a knob sweep at 100k tokens (README, "Compressed index"): decoding
+ * residuals in JavaScript costs more per document than the exact score on the WASM kernel, so
+ * with rerank every survivor of centroid interaction is rescored exactly (rerankDepth =
+ * candidates) and the residual stage only serves `rerank: false` or a smaller rerankDepth.
+ */
+export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
+  const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
+  return { nprobe, candidates: Math.max(64, 8 * k), rerankDepth: Math.max(64, 8 * k) };
+}
+
+/** The state the compressed index is in. */
+export type CompressionState = 'exhaustive' | 'training' | 'ready';
+
+/** What stats() reports about compression. */
+export interface CompressionStats {
+  state: CompressionState;
+  nbits: ResidualBits;
+  poolFactor: number;
+  rerank: boolean;
+  /** Centroids of the codec in use (0 before training). */
+  centroids: number;
+  /** Tokens the codec in use was trained for. */
+  trainedTokens: number;
+  /** Resident bytes of codes, residuals, centroids, buckets, slots and inverted lists (ids excluded). */
+  codeBytes: number;
+}
+
+/** Tokens encoded between yields while (re)training in the background. */
+const YIELD_TOKENS = 2048;
+/** Re-train once the index holds this many times the tokens its centroids were trained for. */
+export const RETRAIN_GROWTH = 4;
+
+const nextTick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/** One trained generation: codec + codes. */
+interface Generation {
+  trained: TrainedCodec;
+  codes: CodeSet;
+}
+
+/** The compressed index of one engine. */
+export class CompressedIndex {
+  private current: Generation | null = null;
+  private training: Promise<void> | null = null;
+  /** Ids changed while a (re)training runs: re-encoded into the new generation before it is swapped in. */
+  private changed = new Set<string>();
+  private epoch = 0;
+  private failure: unknown = undefined;
+
+  constructor(
+    readonly options: ResolvedCompression,
+    private readonly kernels: CompressedKernels = simdCompressedKernels,
+    private readonly seed = 1,
+  ) {}
+
+  /** Whether searches use the codes. */
+  get ready(): boolean {
+    return this.current !== null;
+  }
+
+  /** The codec in use, for tests and diagnostics. */
+  get generation(): Readonly<Generation> | null {
+    return this.current;
+  }
+
+  stats(): CompressionStats {
+    const g = this.current;
+    const codec = g?.trained.codec;
+    return {
+      state: this.training ? 'training' : g ? 'ready' : 'exhaustive',
+      nbits: this.options.nbits,
+      poolFactor: this.options.poolFactor,
+      rerank: this.options.rerank,
+      centroids: codec ? centroidCount(codec) : 0,
+      trainedTokens: g?.trained.trainedTokens ?? 0,
+      codeBytes: g ? g.codes.bytes() + (codec!.centroids.length + codec!.cutoffs.length + codec!.weights.length) * 4 : 0,
+    };
+  }
+
+  /** Resolves when no training runs (rethrowing a failure of the last one). */
+  async settled(): Promise<void> {
+    while (this.training) await this.training;
+    if (this.failure !== undefined) {
+      const err = this.failure;
+      this.failure = undefined;
+      throw err;
+    }
+  }
+
+  /** Forgets everything (clear, import): the next {@link update} trains again from the store. */
+  reset(): void {
+    this.epoch++;
+    this.current = null;
+    this.training = null;
+    this.changed.clear();
+  }
+
+  /** Encodes one matrix against a codec. */
+  private encode(trained: TrainedCodec, m: TokenMatrix): { codes: Uint16Array; residuals: Uint8Array } {
+    const { codec, tree } = trained;
+    const bytes = residualBytes(codec.dim, codec.nbits);
+    const codes = new Uint16Array(m.tokens);
+    assignCodes(m.data, 0, m.tokens, m.dim, codec.centroids, tree, codes);
+    const residuals = new Uint8Array(m.tokens * bytes);
+    for (let j = 0; j < m.tokens; j++) encodeResidual(codec, m.data, j * m.dim, codes[j]!, residuals, j * bytes);
+    return { codes, residuals };
+  }
+
+  /**
+   * After a committed change: encodes the changed documents (their vectors as stored), forgets the
+   * removed ones, and starts training when the index first has enough tokens (awaited: the call
+   * that crosses the threshold returns with codes in place) or re-training in the background when
+   * it has outgrown its centroids.
+   */
+  async update(store: VectorStore, changedIds: readonly string[], removedIds: readonly string[] = []): Promise<void> {
+    for (const id of [...changedIds, ...removedIds]) if (this.training) this.changed.add(id);
+    const g = this.current;
+    if (g) {
+      for (const id of removedIds) g.codes.remove(id);
+      for (const id of changedIds) {
+        const m = await store.matrix(id);
+        if (m) {
+          const { codes, residuals } = this.encode(g.trained, m);
+          g.codes.add(id, codes, residuals);
+        } else {
+          g.codes.remove(id);
+        }
+      }
+    }
+    const { tokens } = await store.stats();
+    if (this.training) return;
+    if (!g && tokens >= MIN_TRAIN_TOKENS) {
+      this.startTraining(store, tokens, false);
+      await this.settled();
+    } else if (g && tokens >= RETRAIN_GROWTH * g.trained.trainedTokens) {
+      this.startTraining(store, tokens, true);
+    }
+  }
+
+  /** Opening an existing index: trains from what the store holds (awaited). */
+  async open(store: VectorStore): Promise<void> {
+    const { tokens } = await store.stats();
+    if (tokens >= MIN_TRAIN_TOKENS) {
+      this.startTraining(store, tokens, false);
+      await this.settled();
+    }
+  }
+
+  /** Another context changed the store: forget the codes and train again from what it holds (searches are exhaustive meanwhile). */
+  async resync(store: VectorStore): Promise<void> {
+    this.reset();
+    await this.open(store);
+  }
+
+  private startTraining(store: VectorStore, tokens: number, background: boolean): void {
+    const epoch = this.epoch;
+    this.changed.clear();
+    const run = (async () => {
+      const next = await this.train(store, tokens, background);
+      if (epoch !== this.epoch) return;
+      // Bring in what changed while training ran, then swap in one step.
+      while (this.changed.size) {
+        const ids = [...this.changed];
+        this.changed.clear();
+        for (const id of ids) {
+          const m = await store.matrix(id);
+          if (epoch !== this.epoch) return;
+          if (m) {
+            const { codes, residuals } = this.encode(next.trained, m);
+            next.codes.add(id, codes, residuals);
+          } else {
+            next.codes.remove(id);
+          }
+        }
+      }
+      this.current = next;
+    })();
+    this.training = run.then(
+      () => {
+        if (epoch === this.epoch) this.training = null;
+      },
+      (err: unknown) => {
+        if (epoch === this.epoch) {
+          this.training = null;
+          this.failure = err;
+        }
+      },
+    );
+  }
+
+  /** Trains a codec on a sample of the store's live tokens and encodes every document. */
+  private async train(store: VectorStore, tokens: number, background: boolean): Promise<Generation> {
+    const pause = background ? nextTick : async () => undefined;
+    const shards: ShardView[] = [];
+    for await (const s of store.shards()) shards.push(s);
+    const dim = store.dim ?? shards[0]?.dim ?? 0;
+    const live = shards.reduce((n, s) => n + s.docIds.reduce((m, id, i) => m + (id === null ? 0 : s.offsets[i + 1]! - s.offsets[i]!), 0), 0);
+    const count = Math.min(centroidCountFor(live), live);
+    const sample = sampleRows(live, count * 8, seededRandom(this.seed));
+    // Gather the sampled live rows (decoded) in one pass.
+    const data = new Float32Array(sample.length * dim);
+    let row = 0;
+    let next = 0;
+    for (const s of shards) {
+      for (let i = 0; i < s.docIds.length && next < sample.length; i++) {
+        if (s.docIds[i] === null) continue;
+        const from = s.offsets[i]!;
+        const n = s.offsets[i + 1]! - from;
+        while (next < sample.length && sample[next]! < row + n) {
+          data.set(decodeRows(s, from + sample[next]! - row, 1, dim), next * dim);
+          next++;
+        }
+        row += n;
+      }
+    }
+    const trained = await trainCodec(data, sample.length, dim, { nbits: this.options.nbits, centroids: count, seed: this.seed, samplePerCentroid: Infinity, yieldEvery: pause });
+    trained.trainedTokens = tokens;
+    const codes = new CodeSet(residualBytes(dim, this.options.nbits), centroidCount(trained.codec));
+    let since = 0;
+    for (const s of shards) {
+      for (let i = 0; i < s.docIds.length; i++) {
+        const id = s.docIds[i];
+        if (id === null || id === undefined) continue;
+        const from = s.offsets[i]!;
+        const n = s.offsets[i + 1]! - from;
+        const m: TokenMatrix = { data: decodeRows(s, from, n, dim), tokens: n, dim, ids: new Int32Array(n) };
+        const enc = this.encode(trained, m);
+        codes.add(id, enc.codes, enc.residuals);
+        since += n;
+        if (since >= YIELD_TOKENS) {
+          since = 0;
+          await pause();
+        }
+      }
+    }
+    return { trained, codes };
+  }
+
+  /**
+   * The best `k` documents for a query from the codes (see the module comment). `exact` scores
+   * the given documents from full vectors (the engine's scorer over the store's rows).
+   */
+  async search(query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>): Promise<Scored[]> {
+    const g = this.current;
+    if (!g) throw new ColbertError('INTERNAL', 'The compressed index is not trained yet.');
+    const { codec } = g.trained;
+    const codes = g.codes;
+    const defaults = defaultKnobs(codes.tokens, k);
+    const nprobe = Math.max(1, Math.floor(options.nprobe ?? defaults.nprobe));
+    const keep = Math.max(k, Math.floor(options.candidates ?? defaults.candidates));
+    const depth = Math.max(k, Math.floor(options.rerankDepth ?? defaults.rerankDepth));
+    const count = centroidCount(codec);
+    const scores = this.kernels.centroidScores(query, codec);
+    const lists = codes.invertedLists();
+    const allowed = options.allowed;
+    const accept = allowed ? (slot: number) => allowed(codes.id(slot)!) : undefined;
+    let probe = nprobe;
+    let docs = candidateSlots(lists, probeCentroids(scores, query.tokens, count, probe), codes.slots, (s) => codes.live(s), accept);
+    // Too few candidates (a narrow filter, a tiny index): probe wider, up to every centroid.
+    while (docs.length < k && probe < count) {
+      probe = Math.min(count, probe * 4);
+      docs = candidateSlots(lists, probeCentroids(scores, query.tokens, count, probe), codes.slots, (s) => codes.live(s), accept);
+    }
+    const view = codes.view();
+    if (docs.length > keep) {
+      const ci = new Float32Array(docs.length);
+      this.kernels.centroidInteraction(scores, query.tokens, count, view, docs, ci);
+      docs = Uint32Array.from(topIndexes(ci, keep), (i) => docs[i]!).sort();
+    }
+    const rerank = options.rerank ?? this.options.rerank;
+    // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
+    // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
+    if (rerank && docs.length <= depth) return exact(Array.from(docs, (slot) => codes.id(slot)!));
+    const rs = new Float32Array(docs.length);
+    this.kernels.residualMaxSim(query, codec, scores, view, docs, rs);
+    const order = topIndexes(rs, rerank ? depth : docs.length);
+    if (rerank) return exact(Array.from(order, (i) => codes.id(docs[i]!)!));
+    const ranked: Scored[] = Array.from(order, (i) => ({ id: codes.id(docs[i]!)!, score: rs[i]! }));
+    ranked.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return ranked.slice(0, k);
+  }
+}

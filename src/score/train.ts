@@ -1,0 +1,370 @@
+/**
+ * Training the compressed index's codec (../store/residual.ts): spherical k-means for the
+ * centroids and quantile buckets for the residuals (ColBERTv2), plus assigning tokens to their
+ * centroid. These are MaxSim-shaped loops (dot products of unit vectors), so they live in score/.
+ *
+ * Centroids come in two levels so that training and assignment stay affordable in JavaScript at
+ * the centroid counts PLAID uses (2^floor(log2(16 sqrt(tokens))), thousands): a coarse k-means of
+ * about sqrt(count) centroids, then a k-means inside each coarse cluster, its share of the count
+ * in proportion to its members. The fine centroids are ordered by coarse cluster, so coarse
+ * cluster `g` owns fine centroids `starts[g] .. starts[g + 1]`. Assignment compares a token with
+ * every coarse centroid and then with the fine centroids of its best {@link ASSIGN_PROBES} coarse
+ * clusters: an approximation of the nearest centroid (the codec only needs *a* centroid; a worse
+ * one only widens the residual). Everything is deterministic for a seed.
+ */
+import type { ResidualBits, ResidualCodec } from '../store/residual.ts';
+
+/** Fewest tokens before an index trains centroids; smaller indexes are scored exhaustively. */
+export const MIN_TRAIN_TOKENS = 4096;
+/** Most centroids (codes stay 16-bit). */
+export const MAX_CENTROIDS = 1 << 16;
+/** Coarse clusters whose fine centroids a token is compared with. */
+export const ASSIGN_PROBES = 2;
+
+/** The two-level structure over a codec's centroids (see the module comment). */
+export interface CentroidTree {
+  /** `groups * dim` coarse centroids, rows L2-normalised. */
+  coarse: Float32Array;
+  /** `groups + 1` ascending fine-centroid boundaries. */
+  starts: Uint32Array;
+}
+
+/** A trained codec and the tree that speeds up assigning tokens to it. */
+export interface TrainedCodec {
+  codec: ResidualCodec;
+  tree: CentroidTree;
+  /** Tokens the centroids were trained for (the index's size at training time). */
+  trainedTokens: number;
+}
+
+/** Options of {@link trainCodec}. */
+export interface TrainOptions {
+  nbits: ResidualBits;
+  /** Centroid count; default {@link centroidCountFor} the token count. */
+  centroids?: number;
+  /** k-means iterations per level. Default 6. */
+  iterations?: number;
+  /** Seed of the sampling and initialisation. Default 1. */
+  seed?: number;
+  /** Most sampled tokens per centroid. Default 8. */
+  samplePerCentroid?: number;
+  /** Called between steps; training awaits it, so a caller can yield to other work. */
+  yieldEvery?: () => Promise<void>;
+}
+
+/** PLAID's centroid count, 2^floor(log2(16 sqrt(tokens))), clamped to [16, tokens / 8] and {@link MAX_CENTROIDS}. */
+export function centroidCountFor(tokens: number): number {
+  const want = Math.min(16 * Math.sqrt(tokens), tokens / 8, MAX_CENTROIDS);
+  return Math.max(16, 2 ** Math.floor(Math.log2(Math.max(1, want))));
+}
+
+/** Deterministic uniform PRNG in [0, 1) (mulberry32). */
+export function seededRandom(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `<a[ao..], b[bo..]>` over `dim` values in four lanes. */
+export function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < dim; k += 4) {
+    s0 += a[ao + k]! * b[bo + k]!;
+    s1 += a[ao + k + 1]! * b[bo + k + 1]!;
+    s2 += a[ao + k + 2]! * b[bo + k + 2]!;
+    s3 += a[ao + k + 3]! * b[bo + k + 3]!;
+  }
+  for (; k < dim; k++) s0 += a[ao + k]! * b[bo + k]!;
+  return s0 + s1 + s2 + s3;
+}
+
+function normaliseRows(data: Float32Array, rows: number, dim: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    const n = Math.sqrt(dot(data, o, data, o, dim));
+    if (n > 0) for (let d = 0; d < dim; d++) data[o + d]! /= n;
+  }
+}
+
+/** The row of `centroids` (rows `from .. to`) with the largest dot product with `data[o..]` (four rows per step; ties to the lower row). */
+function nearestIn(data: Float32Array, o: number, centroids: Float32Array, from: number, to: number, dim: number): number {
+  let best = from;
+  let bestScore = -Infinity;
+  let c = from;
+  for (; c + 3 < to; c += 4) {
+    const a = c * dim;
+    const b = a + dim;
+    const e = b + dim;
+    const f = e + dim;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let d = 0; d < dim; d++) {
+      const x = data[o + d]!;
+      s0 += x * centroids[a + d]!;
+      s1 += x * centroids[b + d]!;
+      s2 += x * centroids[e + d]!;
+      s3 += x * centroids[f + d]!;
+    }
+    if (s0 > bestScore) {
+      bestScore = s0;
+      best = c;
+    }
+    if (s1 > bestScore) {
+      bestScore = s1;
+      best = c + 1;
+    }
+    if (s2 > bestScore) {
+      bestScore = s2;
+      best = c + 2;
+    }
+    if (s3 > bestScore) {
+      bestScore = s3;
+      best = c + 3;
+    }
+  }
+  for (; c < to; c++) {
+    const s = dot(data, o, centroids, c * dim, dim);
+    if (s > bestScore) {
+      bestScore = s;
+      best = c;
+    }
+  }
+  return best;
+}
+
+/**
+ * Spherical k-means of the rows listed in `members` (indexes into `data`), `k` centroids,
+ * k-means++ initialised. Returns `k * dim` unit rows; an empty cluster is
+ * re-seeded from a random member.
+ */
+export function kmeans(data: Float32Array, dim: number, members: Uint32Array, k: number, iterations: number, random: () => number): Float32Array {
+  const n = members.length;
+  const centroids = new Float32Array(k * dim);
+  if (n === 0) return centroids;
+  // k-means++ initialisation: each next centroid is a member drawn with probability in
+  // proportion to its squared distance (2 - 2 cos) from the nearest centroid chosen so far.
+  const far = new Float64Array(n).fill(Infinity);
+  let row = members[Math.floor(random() * n)]!;
+  for (let c = 0; c < k; c++) {
+    centroids.set(data.subarray(row * dim, row * dim + dim), c * dim);
+    if (c === k - 1) break;
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const d2 = Math.max(0, 2 - 2 * dot(data, members[i]! * dim, centroids, c * dim, dim));
+      if (d2 < far[i]!) far[i] = d2;
+      total += far[i]!;
+    }
+    let pick = random() * total;
+    let i = 0;
+    if (total > 0) {
+      for (; i < n - 1; i++) {
+        pick -= far[i]!;
+        if (pick < 0) break;
+      }
+    } else {
+      i = Math.floor(random() * n);
+    }
+    row = members[i]!;
+  }
+  normaliseRows(centroids, k, dim);
+  const assign = new Uint32Array(n);
+  const sums = new Float64Array(k * dim);
+  const counts = new Uint32Array(k);
+  for (let it = 0; it < iterations; it++) {
+    for (let i = 0; i < n; i++) assign[i] = nearestIn(data, members[i]! * dim, centroids, 0, k, dim);
+    sums.fill(0);
+    counts.fill(0);
+    for (let i = 0; i < n; i++) {
+      const c = assign[i]!;
+      counts[c]!++;
+      const o = members[i]! * dim;
+      const so = c * dim;
+      for (let d = 0; d < dim; d++) sums[so + d]! += data[o + d]!;
+    }
+    for (let c = 0; c < k; c++) {
+      const so = c * dim;
+      if (counts[c] === 0) {
+        const m = members[Math.floor(random() * n)]! * dim;
+        for (let d = 0; d < dim; d++) centroids[so + d] = data[m + d]!;
+      } else {
+        for (let d = 0; d < dim; d++) centroids[so + d] = sums[so + d]!;
+      }
+    }
+    normaliseRows(centroids, k, dim);
+  }
+  return centroids;
+}
+
+/** Coarse clusters of a tree. */
+export function treeGroups(tree: CentroidTree, dim: number): number {
+  return tree.coarse.length / dim;
+}
+
+/**
+ * The centroid of each of `rows` rows of `data` (from row `from`), through the tree, into
+ * `out[at..]`. Without a tree every centroid is compared (exact nearest).
+ */
+export function assignCodes(data: Float32Array, from: number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
+  const count = centroids.length / dim;
+  if (!tree) {
+    for (let r = 0; r < rows; r++) out[at + r] = nearestIn(data, (from + r) * dim, centroids, 0, count, dim);
+    return;
+  }
+  const groups = treeGroups(tree, dim);
+  const probes = Math.min(ASSIGN_PROBES, groups);
+  const topG = new Int32Array(probes);
+  const topS = new Float64Array(probes);
+  for (let r = 0; r < rows; r++) {
+    const o = (from + r) * dim;
+    topG.fill(-1);
+    topS.fill(-Infinity);
+    for (let g = 0; g < groups; g++) {
+      const s = dot(data, o, tree.coarse, g * dim, dim);
+      if (s <= topS[probes - 1]!) continue;
+      let p = probes - 1;
+      while (p > 0 && topS[p - 1]! < s) {
+        topS[p] = topS[p - 1]!;
+        topG[p] = topG[p - 1]!;
+        p--;
+      }
+      topS[p] = s;
+      topG[p] = g;
+    }
+    let best = 0;
+    let bestScore = -Infinity;
+    for (let p = 0; p < probes; p++) {
+      const g = topG[p]!;
+      if (g < 0 || tree.starts[g] === tree.starts[g + 1]) continue;
+      const c = nearestIn(data, o, centroids, tree.starts[g]!, tree.starts[g + 1]!, dim);
+      const s = dot(data, o, centroids, c * dim, dim);
+      if (s > bestScore || (s === bestScore && c < best)) {
+        bestScore = s;
+        best = c;
+      }
+    }
+    out[at + r] = best;
+  }
+}
+
+/**
+ * Bucket cutoffs and weights from residual values (ColBERTv2): cutoffs at the quantiles
+ * `i / 2^nbits` (i = 1 .. 2^nbits - 1) of all residual values, each weight the mean of the values
+ * in its bucket (the quantile midpoint when a bucket is empty).
+ */
+export function trainBuckets(values: Float32Array, nbits: ResidualBits): { cutoffs: Float32Array; weights: Float32Array } {
+  const buckets = 1 << nbits;
+  const sorted = Float32Array.from(values).sort();
+  const n = sorted.length;
+  const at = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.max(0, Math.floor(q * n)))]!);
+  const cutoffs = new Float32Array(buckets - 1).map((_, i) => at((i + 1) / buckets));
+  const weights = new Float32Array(buckets);
+  // Buckets follow the codec's rule (number of cutoffs <= x); sorted values make them contiguous runs.
+  let i = 0;
+  for (let b = 0; b < buckets; b++) {
+    let sum = 0;
+    let count = 0;
+    while (i < n && (b === buckets - 1 || sorted[i]! < cutoffs[b]!)) {
+      sum += sorted[i]!;
+      count++;
+      i++;
+    }
+    weights[b] = count > 0 ? sum / count : at((b + 0.5) / buckets);
+  }
+  return { cutoffs, weights };
+}
+
+/** Rows sampled for training: every row when few, else a seeded sample without repeats, sorted. */
+export function sampleRows(total: number, want: number, random: () => number): Uint32Array {
+  if (want >= total) return Uint32Array.from({ length: total }, (_, i) => i);
+  // Floyd's algorithm: `want` distinct rows.
+  const picked = new Set<number>();
+  for (let j = total - want; j < total; j++) {
+    const t = Math.floor(random() * (j + 1));
+    picked.add(picked.has(t) ? j : t);
+  }
+  return Uint32Array.from(picked).sort();
+}
+
+/**
+ * Trains a codec on `rows` unit token vectors (`data`, row-major): two-level spherical k-means
+ * over a sample, then bucket cutoffs and weights from the residuals of that sample against its
+ * assigned centroids. `rows` is the whole index's token count unless `trainedTokens` is given.
+ */
+export async function trainCodec(data: Float32Array, rows: number, dim: number, options: TrainOptions): Promise<TrainedCodec> {
+  const { nbits } = options;
+  const random = seededRandom(options.seed ?? 1);
+  const iterations = options.iterations ?? 6;
+  const pause = options.yieldEvery ?? (async () => undefined);
+  const count = Math.max(1, Math.min(options.centroids ?? centroidCountFor(rows), rows, MAX_CENTROIDS));
+  const sample = sampleRows(rows, count * (options.samplePerCentroid ?? 8), random);
+  const n = sample.length;
+  const groups = Math.max(1, Math.min(count, Math.round(Math.sqrt(count))));
+  const coarse = kmeans(data, dim, sample, groups, iterations, random);
+  await pause();
+  // Members of each coarse cluster.
+  const groupOf = new Uint32Array(n);
+  const sizes = new Uint32Array(groups);
+  for (let i = 0; i < n; i++) {
+    const g = nearestIn(data, sample[i]! * dim, coarse, 0, groups, dim);
+    groupOf[i] = g;
+    sizes[g]!++;
+  }
+  // Each group's share of the count, in proportion to its members (at least one where it has any, at most its members).
+  const share = new Uint32Array(groups);
+  let given = 0;
+  for (let g = 0; g < groups; g++) {
+    share[g] = sizes[g]! === 0 ? 0 : Math.max(1, Math.min(sizes[g]!, Math.floor((count * sizes[g]!) / n)));
+    given += share[g]!;
+  }
+  // Hand out the remainder (or take back an excess) one centroid at a time, largest groups first.
+  const bySize = Array.from({ length: groups }, (_, g) => g).sort((a, b) => sizes[b]! - sizes[a]! || a - b);
+  for (let guard = 0; given !== count && guard < 4 * count; guard++) {
+    const g = bySize[guard % groups]!;
+    if (given < count && share[g]! < sizes[g]!) {
+      share[g]!++;
+      given++;
+    } else if (given > count && share[g]! > 1) {
+      share[g]!--;
+      given--;
+    }
+  }
+  const total = given;
+  const centroids = new Float32Array(total * dim);
+  const starts = new Uint32Array(groups + 1);
+  const memberLists: number[][] = Array.from({ length: groups }, () => []);
+  for (let i = 0; i < n; i++) memberLists[groupOf[i]!]!.push(sample[i]!);
+  let at = 0;
+  for (let g = 0; g < groups; g++) {
+    starts[g] = at;
+    if (share[g]! > 0) {
+      const fine = kmeans(data, dim, Uint32Array.from(memberLists[g]!), share[g]!, iterations, random);
+      centroids.set(fine, at * dim);
+      at += share[g]!;
+    }
+    if (g % 16 === 15) await pause();
+  }
+  starts[groups] = at;
+  const tree: CentroidTree = { coarse, starts };
+  // Residual statistics of the sample against the centroids it is assigned to.
+  const codes = new Uint32Array(n);
+  const values = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    assignCodes(data, sample[i]!, 1, dim, centroids, tree, codes, i);
+    const o = sample[i]! * dim;
+    const c = codes[i]! * dim;
+    for (let d = 0; d < dim; d++) values[i * dim + d] = data[o + d]! - centroids[c + d]!;
+  }
+  const { cutoffs, weights } = trainBuckets(values, nbits);
+  return { codec: { dim, nbits, centroids, cutoffs, weights }, tree, trainedTokens: rows };
+}

@@ -1,0 +1,115 @@
+/**
+ * The compressed index through the public API in Node (in-thread engine, generated test model,
+ * fake-indexeddb): the option shape and its errors, search against `exhaustive: true`, stats,
+ * deletes, fp16 as the new default precision (old fp32 indexes keep theirs), reopening a
+ * persistent compressed index and export/import.
+ */
+import 'fake-indexeddb/auto';
+import { resolve } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createSearch, deleteIndex, listIndexes, type ColbertSearch } from '../../src/index.ts';
+import { makeTestModels } from '../fixtures/make-models.ts';
+import { clusteredData } from '../support/clusters.ts';
+import { codeOf } from '../support/errors.ts';
+import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
+
+const TJS = resolve(REPO_ROOT, '.cache/test-models/tjs');
+const opened: ColbertSearch[] = [];
+
+async function open(options: Parameters<typeof createSearch>[0] = {}): Promise<ColbertSearch> {
+  const s = await createSearch({ model: TJS, worker: false, device: 'wasm', dtype: 'fp32', ...options });
+  opened.push(s);
+  return s;
+}
+
+const data = clusteredData({ docs: 240, queries: 12, seed: 21 });
+
+describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED ? '' : SHARED_MISSING}`, () => {
+  beforeAll(async () => {
+    await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('refuses a bad compression option or search knob with INVALID_ARGUMENT', async () => {
+    expect(await codeOf(open({ compression: { nbits: 3 as never } }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(open({ compression: { poolFactor: 5 as never } }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(open({ compression: { rerank: 1 as never } }))).toBe('INVALID_ARGUMENT');
+    const s = await open({ compression: {} });
+    expect(await codeOf(s.searchEmbedding(data.queries[0]!, { exhaustive: 'yes' as never }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(s.searchEmbedding(data.queries[0]!, { nprobe: 0 }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(s.searchEmbedding(data.queries[0]!, { candidates: 1.5 }))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('new indexes store fp16; an fp32 index keeps fp32 when reopened', async () => {
+    expect((await (await open()).stats()).precision).toBe('fp16');
+    const old = await open({ name: 'old', precision: 'fp32' });
+    await old.addEmbeddings(data.docs.slice(0, 2));
+    await old.close();
+    const again = await open({ name: 'old' });
+    expect((await again.stats()).precision).toBe('fp32');
+    expect((await again.stats()).documents).toBe(2);
+  });
+
+  it('searches through the codes with exhaustive scores for the top 10; deletes and stats follow', async () => {
+    const s = await open({ compression: { nbits: 2 } });
+    expect((await s.stats()).compression).toMatchObject({ state: 'exhaustive', centroids: 0 });
+    for (let i = 0; i < data.docs.length; i += 80) await s.addEmbeddings(data.docs.slice(i, i + 80));
+    const stats = await s.stats();
+    expect(stats.compression).toMatchObject({ state: 'ready', nbits: 2, rerank: true });
+    expect(stats.compression!.codeBytes).toBeGreaterThan(0);
+    expect(stats.vectorBytes).toBe(stats.tokens * 256 + stats.compression!.codeBytes);
+    let overlap = 0;
+    for (const q of data.queries) {
+      const want = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+      const got = await s.searchEmbedding(q, { k: 10 });
+      const truth = new Map(want.map((h) => [h.id, h.score]));
+      overlap += got.filter((h) => truth.has(h.id)).length / 10 / data.queries.length;
+      for (const h of got) if (truth.has(h.id)) expect(Math.abs(h.score - truth.get(h.id)!)).toBeLessThan(1e-5);
+    }
+    expect(overlap).toBeGreaterThanOrEqual(0.99);
+    const q = data.queries[0]!;
+    const top = await s.searchEmbedding(q, { k: 3 });
+    await s.delete([top[0]!.id]);
+    expect((await s.searchEmbedding(q, { k: 10 })).map((h) => h.id)).not.toContain(top[0]!.id);
+    expect((await s.searchEmbedding(q, { k: 10, exhaustive: true })).map((h) => h.id)).not.toContain(top[0]!.id);
+  });
+
+  it('a persistent compressed index trains again when reopened, and export/import keeps it searchable', async () => {
+    const s = await open({ name: 'cmp', compression: { nbits: 1 } });
+    await s.addEmbeddings(data.docs);
+    const q = data.queries[1]!;
+    const before = await s.searchEmbedding(q, { k: 5 });
+    const file = await s.exportIndex();
+    await s.close();
+    const again = await open({ name: 'cmp', compression: { nbits: 1 } });
+    expect((await again.stats()).compression).toMatchObject({ state: 'ready', nbits: 1 });
+    expect(await again.searchEmbedding(q, { k: 5 })).toEqual(before);
+    const mem = await open({ compression: { nbits: 1 } });
+    await mem.importIndex(file);
+    expect((await mem.stats()).compression).toMatchObject({ state: 'ready' });
+    expect((await mem.searchEmbedding(q, { k: 5 })).map((h) => h.id)).toEqual(before.map((h) => h.id));
+  });
+
+  it('rerank: false answers from the codes alone, and a deleted document leaves them', async () => {
+    const s = await open({ compression: { rerank: false } });
+    await s.addEmbeddings(data.docs);
+    const q = data.queries[2]!;
+    const top = await s.searchEmbedding(q, { k: 10 });
+    const exact = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+    // Scores come from decoded residuals: close to, but not, the exact ones.
+    expect(top[0]!.score).not.toBe(exact.find((h) => h.id === top[0]!.id)?.score);
+    await s.delete([top[0]!.id]);
+    expect((await s.searchEmbedding(q, { k: 10 })).map((h) => h.id)).not.toContain(top[0]!.id);
+  });
+
+  it('pools document tokens when poolFactor > 1 (never queries)', async () => {
+    const s = await open({ compression: { poolFactor: 2 } });
+    const doc = data.docs[0]!;
+    await s.addEmbeddings([doc]);
+    const stats = await s.stats();
+    expect(stats.tokens).toBe(Math.floor((doc.embedding.tokens - 1) / 2) + 1);
+  });
+});

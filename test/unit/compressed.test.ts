@@ -1,0 +1,364 @@
+/**
+ * The compressed index: its CPU stages against the plain-JS reference (src/score/compressed-ref.ts),
+ * training (k-means, buckets), pooling, inverted lists and filters, and search over a real memory
+ * store against the exhaustive scorer (top-10 overlap floors, reranked scores equal to exhaustive).
+ */
+import { describe, expect, it } from 'vitest';
+import { CompressedIndex, checkCompression } from '../../src/compression.ts';
+import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centroid-simd.ts';
+import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
+import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
+import { createScorer } from '../../src/score/scorer.ts';
+import { assignCodes, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
+import { CodeSet } from '../../src/store/codes.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { poolTokens } from '../../src/store/pooling.ts';
+import { decodeToken, encodeResidual, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
+import type { ShardView } from '../../src/store/types.ts';
+import type { TokenMatrix } from '../../src/types.ts';
+import { clusteredData } from '../support/clusters.ts';
+import { codeOf } from '../support/errors.ts';
+
+const DIM = 128;
+
+async function buildIndex(nbits: ResidualBits, rerank: boolean, docs = 400) {
+  const data = clusteredData({ docs, queries: 24, seed: 5 });
+  const store = new MemoryStore({ precision: 'fp16' });
+  const index = new CompressedIndex({ nbits, poolFactor: 1, rerank });
+  for (let i = 0; i < data.docs.length; i += 100) {
+    const batch = data.docs.slice(i, i + 100).map((d) => ({ id: d.id, matrix: d.embedding }));
+    await store.put(batch);
+    await index.update(store, batch.map((d) => d.id));
+  }
+  await index.settled();
+  const scorer = await createScorer({ scoring: 'cpu' });
+  const exhaustive = (q: TokenMatrix, k: number) => scorer.rank(q, () => store.shards(), k);
+  let run = 0;
+  const exact = async (q: TokenMatrix, ids: string[], k: number) => {
+    const ms = await Promise.all(ids.map((id) => store.matrix(id)));
+    const offsets = new Uint32Array(ids.length + 1);
+    ms.forEach((m, i) => (offsets[i + 1] = offsets[i]! + m!.tokens));
+    const vectors = new Float32Array(offsets[ids.length]! * DIM);
+    ms.forEach((m, i) => vectors.set(m!.data, offsets[i]! * DIM));
+    const shard: ShardView = { key: `t${run++}`, dim: DIM, docIds: ids, offsets, precision: 'fp32', vectors };
+    return scorer.rank(q, async function* () {
+      yield shard;
+    }, k);
+  };
+  return { data, store, index, exhaustive, exact, scorer };
+}
+
+function overlap(a: { id: string }[], b: { id: string }[]): number {
+  const set = new Set(b.map((h) => h.id));
+  return a.filter((h) => set.has(h.id)).length / b.length;
+}
+
+describe('compressed stages (CPU) equal the reference', () => {
+  for (const nbits of [1, 2, 4] as const) {
+    it(`centroid scores, centroid interaction and residual MaxSim, ${nbits} bits`, async () => {
+      const data = clusteredData({ docs: 60, queries: 2, seed: nbits });
+      const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+      const all = new Float32Array(rows * DIM);
+      let at = 0;
+      for (const d of data.docs) {
+        all.set(d.embedding.data, at * DIM);
+        at += d.embedding.tokens;
+      }
+      const { codec, tree } = await trainCodec(all, rows, DIM, { nbits, centroids: 32 });
+      const codes = new Uint16Array(rows);
+      assignCodes(all, 0, rows, DIM, codec.centroids, tree, codes);
+      const bytes = residualBytes(DIM, nbits);
+      const residuals = new Uint8Array(rows * bytes);
+      for (let r = 0; r < rows; r++) encodeResidual(codec, all, r * DIM, codes[r]!, residuals, r * bytes);
+      const starts = new Uint32Array(data.docs.length);
+      const counts = new Uint32Array(data.docs.length);
+      at = 0;
+      data.docs.forEach((d, i) => {
+        starts[i] = at;
+        counts[i] = d.embedding.tokens;
+        at += d.embedding.tokens;
+      });
+      counts[3] = 0; // an empty (deleted) slot scores 0
+      const view = { codes, residuals, starts, counts };
+      const docs = Uint32Array.from({ length: data.docs.length }, (_, i) => i);
+      for (const q of data.queries) {
+        const s = centroidScores(q, codec);
+        const ref = centroidScoresRef(q, codec);
+        for (let i = 0; i < s.length; i++) expect(Math.abs(s[i]! - ref[i]!)).toBeLessThan(1e-5);
+        const ci = new Float32Array(docs.length);
+        centroidInteraction(s, q.tokens, 32, view, docs, ci);
+        const rs = new Float32Array(docs.length);
+        residualMaxSim(q, codec, s, view, docs, rs);
+        for (const slot of docs) {
+          expect(Math.abs(ci[slot]! - centroidInteractionRef(ref, q.tokens, 32, codes, starts[slot]!, counts[slot]!))).toBeLessThan(1e-5);
+          expect(Math.abs(rs[slot]! - residualMaxSimRef(q, codec, codes, residuals, starts[slot]!, counts[slot]!))).toBeLessThan(1e-4);
+        }
+        expect(ci[3]).toBe(0);
+        expect(rs[3]).toBe(0);
+      }
+    });
+  }
+});
+
+describe('SIMD centroid scores', () => {
+  it('equal the reference for any centroid count and query length', async () => {
+    const data = clusteredData({ docs: 30, queries: 1, seed: 12 });
+    const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    const all = new Float32Array(rows * DIM);
+    let at = 0;
+    for (const d of data.docs) {
+      all.set(d.embedding.data, at * DIM);
+      at += d.embedding.tokens;
+    }
+    for (const centroids of [33, 64]) {
+      const { codec } = await trainCodec(all, rows, DIM, { nbits: 2, centroids });
+      expect(centroidSimdAvailable(codec)).toBe(true);
+      for (const tokens of [1, 7, 16]) {
+        const q = { ...data.queries[0]!, tokens, data: data.queries[0]!.data.subarray(0, tokens * DIM) };
+        const s = centroidScoresSimd(q, codec);
+        const ref = centroidScoresRef(q, codec);
+        expect(s.length).toBe(ref.length);
+        for (let i = 0; i < s.length; i++) expect(Math.abs(s[i]! - ref[i]!)).toBeLessThan(1e-5);
+      }
+    }
+  });
+});
+
+describe('training', () => {
+  it('centroid counts follow PLAID, clamped for small indexes', () => {
+    expect(centroidCountFor(1_000_000)).toBe(8192);
+    expect(centroidCountFor(10_000_000)).toBe(32768);
+    expect(centroidCountFor(100_000)).toBe(4096);
+    expect(centroidCountFor(4096)).toBe(512);
+    expect(centroidCountFor(10)).toBe(16);
+  });
+
+  it('buckets: cutoffs at quantiles, weights the means of their buckets', () => {
+    const values = Float32Array.from({ length: 1000 }, (_, i) => i / 1000);
+    const { cutoffs, weights } = trainBuckets(values, 2);
+    expect(Array.from(cutoffs)).toEqual([0.25, 0.5, 0.75].map(Math.fround));
+    expect(weights[0]).toBeCloseTo(0.1245, 4);
+    expect(weights[3]).toBeCloseTo(0.8745, 4);
+  });
+
+  it('k-means is deterministic for a seed and finds planted clusters', () => {
+    const data = clusteredData({ docs: 40, queries: 0, topics: 8, words: 8, noise: 0.2, seed: 3 });
+    const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    const all = new Float32Array(rows * DIM);
+    let at = 0;
+    for (const d of data.docs) {
+      all.set(d.embedding.data, at * DIM);
+      at += d.embedding.tokens;
+    }
+    const members = Uint32Array.from({ length: rows }, (_, i) => i);
+    const a = kmeans(all, DIM, members, 8, 5, seededRandom(9));
+    const b = kmeans(all, DIM, members, 8, 5, seededRandom(9));
+    expect(Array.from(a)).toEqual(Array.from(b));
+    // Tokens lie close to their centroid (tight planted clusters, noise 0.2; a random centroid would give about 0).
+    const codes = new Uint16Array(rows);
+    assignCodes(all, 0, rows, DIM, a, null, codes);
+    let mean = 0;
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let d = 0; d < DIM; d++) s += all[r * DIM + d]! * a[codes[r]! * DIM + d]!;
+      mean += s / rows;
+    }
+    expect(mean).toBeGreaterThan(0.9);
+  });
+
+  it('more residual bits decode closer to the original vector', async () => {
+    const data = clusteredData({ docs: 80, queries: 0, seed: 4 });
+    const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    const all = new Float32Array(rows * DIM);
+    let at = 0;
+    for (const d of data.docs) {
+      all.set(d.embedding.data, at * DIM);
+      at += d.embedding.tokens;
+    }
+    const cos: number[] = [];
+    for (const nbits of [1, 2, 4] as const) {
+      const { codec, tree } = await trainCodec(all, rows, DIM, { nbits, centroids: 64 });
+      const codes = new Uint16Array(rows);
+      assignCodes(all, 0, rows, DIM, codec.centroids, tree, codes);
+      const res = new Uint8Array(residualBytes(DIM, nbits));
+      const out = new Float32Array(DIM);
+      let mean = 0;
+      for (let r = 0; r < rows; r++) {
+        encodeResidual(codec, all, r * DIM, codes[r]!, res, 0);
+        decodeToken(codec, codes[r]!, res, 0, out);
+        let s = 0;
+        for (let d = 0; d < DIM; d++) s += out[d]! * all[r * DIM + d]!;
+        mean += s / rows;
+      }
+      cos.push(mean);
+    }
+    expect(cos[0]).toBeGreaterThan(0.8);
+    expect(cos[1]).toBeGreaterThan(cos[0]!);
+    expect(cos[2]).toBeGreaterThan(cos[1]!);
+    expect(cos[2]).toBeGreaterThan(0.98);
+  });
+});
+
+describe('hierarchical token pooling (documents)', () => {
+  it('keeps the first token apart, merges near-duplicates first, means clusters', () => {
+    const dim = 4;
+    const rows = [
+      [1, 0, 0, 0], // kept apart
+      [0, 1, 0, 0],
+      [0, 0, 0, 1],
+      [0, 0.99, 0.141, 0],
+      [0, 0, 1, 0],
+      [0, 0, 0.141, 0.99],
+      [0, 0.141, 0.99, 0],
+    ];
+    const m = { data: Float32Array.from(rows.flat()), tokens: 7, dim, ids: Int32Array.from([7, 1, 2, 3, 4, 5, 6]) };
+    const pooled = poolTokens(m, 2);
+    expect(pooled.tokens).toBe(4); // floor(6 / 2) clusters + the first token
+    const out = Array.from({ length: pooled.tokens }, (_, i) => Array.from(pooled.data.subarray(i * dim, (i + 1) * dim), (x) => Math.round(x * 1e4) / 1e4));
+    expect(out[3]).toEqual([1, 0, 0, 0]);
+    expect(pooled.ids[3]).toBe(7);
+    // The three pairs of near-duplicates, in order of their first member, as their means.
+    expect(out.slice(0, 3)).toEqual([
+      [0, 0.995, 0.0705, 0],
+      [0, 0, 0.0705, 0.995],
+      [0, 0.0705, 0.995, 0],
+    ]);
+    expect(Array.from(pooled.ids.subarray(0, 3))).toEqual([-1, -1, -1]);
+    expect(poolTokens(m, 1)).toBe(m);
+    expect(poolTokens(m, 3).tokens).toBe(3);
+  });
+});
+
+describe('inverted lists and candidates', () => {
+  it('lists decode to the slots holding each centroid; filters and deletes restrict candidates', () => {
+    const set = new CodeSet(2, 6);
+    set.add('a', Uint16Array.from([0, 1, 1]), new Uint8Array(6));
+    set.add('b', Uint16Array.from([1, 2]), new Uint8Array(4));
+    set.add('c', Uint16Array.from([5, 0]), new Uint8Array(4));
+    for (let i = 0; i < 300; i++) set.add(`x${i}`, Uint16Array.from([3]), new Uint8Array(2));
+    const lists = set.invertedLists();
+    const listed = (c: number) => {
+      const out: number[] = [];
+      forEachListed(lists, c, (s) => out.push(s));
+      return out;
+    };
+    expect(listed(0)).toEqual([0, 2]);
+    expect(listed(1)).toEqual([0, 1]);
+    expect(listed(3)).toHaveLength(300);
+    expect(listed(3)[299]).toBe(302);
+    expect(listed(4)).toEqual([]);
+    const live = (s: number) => set.live(s);
+    expect(Array.from(candidateSlots(lists, Uint32Array.from([0, 1]), set.slots, live))).toEqual([0, 1, 2]);
+    expect(Array.from(candidateSlots(lists, Uint32Array.from([0, 1]), set.slots, live, (s) => set.id(s) !== 'a'))).toEqual([1, 2]);
+    set.remove('b');
+    expect(Array.from(candidateSlots(set.invertedLists(), Uint32Array.from([0, 1]), set.slots, (s) => set.live(s)))).toEqual([0, 2]);
+  });
+
+  it('probes each query row\'s best centroids', () => {
+    const scores = Float32Array.from([0.1, 0.9, 0.5, 0.2, /* row 2 */ 0.3, 0.1, 0.2, 0.8]);
+    expect(Array.from(probeCentroids(scores, 2, 4, 2))).toEqual([1, 2, 3, 0]);
+  });
+});
+
+describe('compressed search over a memory store', () => {
+  it('validates the compression option shape', async () => {
+    expect(checkCompression(undefined)).toBeUndefined();
+    expect(checkCompression({})).toEqual({ nbits: 2, poolFactor: 1, rerank: true });
+    expect(await codeOf(() => checkCompression({ nbits: 3 }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => checkCompression({ poolFactor: 4 }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => checkCompression({ rerank: 'yes' }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => checkCompression({ bits: 2 }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => checkCompression(2))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('stays exhaustive below the minimum token count, then trains', async () => {
+    const data = clusteredData({ docs: 200, queries: 0, seed: 8 });
+    const store = new MemoryStore({ precision: 'fp16' });
+    const index = new CompressedIndex({ nbits: 2, poolFactor: 1, rerank: true });
+    let tokens = 0;
+    let i = 0;
+    while (tokens + data.docs[i]!.embedding.tokens < MIN_TRAIN_TOKENS) {
+      await store.put([{ id: data.docs[i]!.id, matrix: data.docs[i]!.embedding }]);
+      await index.update(store, [data.docs[i]!.id]);
+      tokens += data.docs[i]!.embedding.tokens;
+      i++;
+    }
+    expect(index.ready).toBe(false);
+    expect(index.stats().state).toBe('exhaustive');
+    const rest = data.docs.slice(i, i + 40).map((d) => ({ id: d.id, matrix: d.embedding }));
+    await store.put(rest);
+    await index.update(store, rest.map((d) => d.id));
+    expect(index.ready).toBe(true);
+    expect(index.stats()).toMatchObject({ state: 'ready', centroids: centroidCountFor((await store.stats()).tokens) });
+  });
+
+  it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {
+    const { data, index, exhaustive, exact } = await buildIndex(2, true);
+    let sum = 0;
+    for (const q of data.queries) {
+      const want = await exhaustive(q, 10);
+      const got = await index.search(q, 10, {}, (ids) => exact(q, ids, 10));
+      sum += overlap(got, want);
+      const truth = new Map(want.map((h) => [h.id, h.score]));
+      for (const h of got) if (truth.has(h.id)) expect(Math.abs(h.score - truth.get(h.id)!)).toBeLessThan(1e-5);
+    }
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
+  });
+
+  it('rerank: false keeps top-10 overlap >= 0.95 at 2 bits', async () => {
+    const { data, index, exhaustive } = await buildIndex(2, false);
+    let sum = 0;
+    for (const q of data.queries) sum += overlap(await index.search(q, 10, {}, () => Promise.reject(new Error('no rerank'))), await exhaustive(q, 10));
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it('deleted and filtered-out documents are never returned', async () => {
+    const { data, store, index, exhaustive, exact } = await buildIndex(2, true);
+    const q = data.queries[0]!;
+    const top = await exhaustive(q, 10);
+    const gone = top.slice(0, 3).map((h) => h.id);
+    await store.delete(gone);
+    await index.update(store, [], gone);
+    const banned = top[3]!.id;
+    const got = await index.search(q, 10, { allowed: (id) => id !== banned }, (ids) => exact(q, ids, 10));
+    expect(got).toHaveLength(10);
+    for (const h of got) expect([...gone, banned]).not.toContain(h.id);
+    // Only allowed documents are ever scored: a filter of 5 documents returns those 5.
+    const five = new Set(data.docs.slice(100, 105).map((d) => d.id));
+    const few = await index.search(q, 10, { allowed: (id) => five.has(id) }, (ids) => exact(q, ids, 10));
+    expect(few.map((h) => h.id).sort()).toEqual([...five].sort());
+  });
+
+  it('re-trains in the background at 4x the trained tokens, serving the old codes meanwhile', async () => {
+    const data = clusteredData({ docs: 1400, queries: 4, minTokens: 12, maxTokens: 20, seed: 9 });
+    const store = new MemoryStore({ precision: 'fp16' });
+    const index = new CompressedIndex({ nbits: 2, poolFactor: 1, rerank: false });
+    const first = data.docs.slice(0, 300).map((d) => ({ id: d.id, matrix: d.embedding }));
+    await store.put(first);
+    await index.update(store, first.map((d) => d.id));
+    const before = index.generation!;
+    const trained = before.trained.trainedTokens;
+    let i = 300;
+    while ((await store.stats()).tokens < 4 * trained) {
+      const batch = data.docs.slice(i, i + 50).map((d) => ({ id: d.id, matrix: d.embedding }));
+      i += 50;
+      await store.put(batch);
+      await index.update(store, batch.map((d) => d.id));
+    }
+    expect(index.stats().state).toBe('training');
+    // Searches still answer from the old generation, which has the new documents too.
+    expect(index.generation).toBe(before);
+    expect(before.codes.documents).toBe(i);
+    await index.search(data.queries[0]!, 10, {}, () => Promise.reject(new Error('no rerank')));
+    // A document added while training runs reaches the new generation.
+    const late = data.docs.slice(i, i + 5).map((d) => ({ id: d.id, matrix: d.embedding }));
+    await store.put(late);
+    await index.update(store, late.map((d) => d.id));
+    await index.settled();
+    const after = index.generation!;
+    expect(after).not.toBe(before);
+    expect(after.trained.trainedTokens).toBeGreaterThanOrEqual(4 * trained);
+    expect(after.codes.documents).toBe(i + 5);
+    expect(index.stats().centroids).toBe(centroidCountFor(after.trained.trainedTokens));
+  });
+});
