@@ -86,6 +86,8 @@ const ui = {
   searchStatus: byId<HTMLParagraphElement>('search-status'),
   device: byId<HTMLParagraphElement>('device'),
   results: byId<HTMLOListElement>('results'),
+  filterSource: byId<HTMLSelectElement>('filter-source'),
+  searchMode: byId<HTMLFieldSetElement>('search-mode'),
 };
 
 /** True when this build of the library keeps named indexes in IndexedDB. */
@@ -282,6 +284,7 @@ async function refreshStats(afterLoad = false): Promise<void> {
     ...row('Index size', size, 'bytes', true),
     ...(site ? row('Site storage', site, 'site', true) : []),
   );
+  updateSourceFilter();
   ui.sizeNote.textContent = note ?? '';
   ui.sizeNote.hidden = note === undefined;
   ui.stats.dataset['persistent'] = String(PERSISTENT);
@@ -295,6 +298,14 @@ async function refreshStats(afterLoad = false): Promise<void> {
   } else if (afterLoad) {
     say(ui.indexStatus, 'The index is empty: add files, paste text or load the sample corpus.');
   }
+}
+
+/** The "In: All files / <file>" choices: the documents of this index, the choice kept while it exists. */
+function updateSourceFilter(): void {
+  const names = Object.keys(readManifest()).sort((a, b) => a.localeCompare(b));
+  const chosen = ui.filterSource.value;
+  ui.filterSource.replaceChildren(h('option', { value: '' }, 'All files'), ...names.map((name) => h('option', { value: name }, name)));
+  ui.filterSource.value = names.includes(chosen) ? chosen : '';
 }
 
 function cancelIndexing(): void {
@@ -570,7 +581,25 @@ function watchOverflow(body: HTMLElement, cue: HTMLElement): void {
   body.addEventListener('scroll', update, { passive: true });
 }
 
-function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
+const SCORE_TITLE: Record<Mode, string> = {
+  semantic: 'MaxSim score: higher is better',
+  lexical: 'BM25 score: higher is better',
+  hybrid: 'Fused score (reciprocal rank fusion of the semantic and lexical rankings): higher is better',
+};
+
+/** The BM25 side of an explanation: the query's words this passage contains and what each added. */
+function lexicalTerms(lexical: NonNullable<Explanation['lexical']>): HTMLElement {
+  const found = lexical.terms.filter((t) => t.tf > 0);
+  if (found.length === 0) return h('p', { class: 'lexical-terms muted small' }, `Lexical (BM25): none of the query's words (${lexical.queryTerms.join(' ') || 'none'}) are in this passage.`);
+  return h(
+    'p',
+    { class: 'lexical-terms small' },
+    `Lexical (BM25) score ${lexical.score.toFixed(3)} from the words: `,
+    ...found.flatMap((t, i) => [i ? ', ' : '', h('code', { class: 'term' }, t.term), ` ×${t.tf} (adds ${t.contribution.toFixed(3)})`]),
+  );
+}
+
+function resultItem(hit: Hit, rank: number, query: string, mode: Mode): HTMLLIElement {
   const meta = metaOf(hit);
   const body = h('p', { class: 'passage' }, meta.text);
   const cue = h('p', { class: 'more-cue muted small', hidden: true }, '↓ More of this passage below: scroll inside it');
@@ -595,7 +624,10 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
         const mark = body.querySelector('mark');
         if (mark) body.scrollTop = Math.max(0, mark.offsetTop - 24);
       }
-      if (withTable && panel.childElementCount === 0) panel.append(explanationTable(e, meta.text));
+      if (withTable && panel.childElementCount === 0) {
+        panel.append(explanationTable(e, meta.text));
+        if (e.lexical) panel.append(lexicalTerms(e.lexical));
+      }
     } catch (err) {
       panel.replaceChildren(h('p', { class: 'error' }, errorText(err)));
     }
@@ -610,7 +642,7 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   const item = h(
     'li',
     { class: 'hit', 'data-id': hit.id },
-    h('div', { class: 'hit-head' }, h('span', { class: 'source' }, meta.source), where && h('span', { class: 'muted small' }, where), h('span', { class: 'score', title: 'MaxSim score: higher is better' }, hit.score.toFixed(2))),
+    h('div', { class: 'hit-head' }, h('span', { class: 'source' }, meta.source), where && h('span', { class: 'muted small' }, where), h('span', { class: 'score', title: SCORE_TITLE[mode] }, mode === 'hybrid' ? hit.score.toFixed(4) : hit.score.toFixed(2))),
     body,
     cue,
     why,
@@ -619,6 +651,16 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   item.highlight = () => void draw(false);
   highlightWhenSeen.observe(item);
   return item;
+}
+
+type Mode = 'semantic' | 'lexical' | 'hybrid';
+function chosenMode(): Mode {
+  const checked = ui.searchMode.querySelector<HTMLInputElement>('input[name="mode"]:checked');
+  return (checked?.value as Mode | undefined) ?? 'semantic';
+}
+/** The passage metadata key that holds its file name (PassageMeta.source). */
+function chosenFilter(): { source: string } | undefined {
+  return ui.filterSource.value ? { source: ui.filterSource.value } : undefined;
 }
 
 async function runSearch(text: string): Promise<void> {
@@ -631,21 +673,35 @@ async function runSearch(text: string): Promise<void> {
     return;
   }
   try {
+    const mode = chosenMode();
+    const filter = chosenFilter();
     const t0 = performance.now();
-    const matrix = await s.encodeQuery(text);
-    const t1 = performance.now();
-    const hits = await s.searchEmbedding(matrix, { k: K });
-    const t2 = performance.now();
+    let hits: Hit[];
+    let timing: string;
+    if (mode === 'semantic') {
+      // Encoding and scoring apart, to show what each costs.
+      const matrix = await s.encodeQuery(text);
+      const t1 = performance.now();
+      hits = await s.searchEmbedding(matrix, filter ? { k: K, filter } : { k: K });
+      timing = `query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(performance.now() - t1)}`;
+    } else {
+      // Lexical and hybrid need the query text (BM25 reads its words); hybrid fuses with the library's default (RRF).
+      hits = await s.search(text, filter ? { k: K, mode, filter } : { k: K, mode });
+      timing = `${mode} search ${formatMs(performance.now() - t0)}`;
+    }
     if (seq !== searchSeq) return;
     showDevice();
     for (const old of ui.results.children) highlightWhenSeen.unobserve(old);
-    ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
+    ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text, mode)));
     ui.legend.textContent = `Marked in each passage: the words that match a word of your query with a similarity of ${HIGHLIGHT_MIN.toFixed(2)} or more (darker: closer), whole words. Every result is marked as it comes into view; "Why this result?" lists every query token and what it added.`;
     ui.legend.hidden = hits.length === 0;
     // Which query the results are for (tests wait on it; a stale status line says nothing).
     ui.results.dataset['query'] = text;
+    ui.results.dataset['mode'] = mode;
+    ui.results.dataset['filter'] = filter?.source ?? '';
     const stats = ui.stats.dataset['passages'] ?? '?';
-    say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
+    const scope = filter ? ` of ${filter.source}` : '';
+    say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages${scope} · ${timing}`);
   } catch (err) {
     if (seq === searchSeq) say(ui.searchStatus, errorText(err), 'error');
   }
@@ -664,6 +720,13 @@ byId<HTMLFormElement>('search-form').addEventListener('submit', (event) => {
   void runSearch(ui.query.value);
 });
 ui.modelForm.addEventListener('change', updateModelNote);
+// A new file choice or ranking searches again at once.
+const searchAgain = () => {
+  clearTimeout(debounce);
+  if (ui.query.value.trim()) void runSearch(ui.query.value);
+};
+ui.filterSource.addEventListener('change', searchAgain);
+ui.searchMode.addEventListener('change', searchAgain);
 ui.modelForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void loadModel();

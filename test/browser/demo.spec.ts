@@ -613,3 +613,71 @@ test('export the index to a file and import it back; a damaged file changes noth
   await shot(page, '15-import-damaged');
   expect(errors).toEqual([]);
 });
+
+test('12. "In" a chosen file: results come only from that file, and the choice lists the files indexed', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  const files = page.getByRole('combobox', { name: 'In' });
+  const options = await files.locator('option').allTextContents();
+  expect(options[0]).toBe('All files');
+  expect([...options.slice(1)].sort()).toEqual(FILES.map((f) => f.name).sort());
+  await searchFor(page, 'buckling of cylindrical shells');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  // Choosing a file searches again, in that file only.
+  await files.selectOption('tunnels.txt');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', 'tunnels.txt', { timeout: 30_000 });
+  await expect(page.locator('#search-status')).toContainText(/\d+ results from \d+ passages of tunnels\.txt/);
+  const ids = await page.locator('#results li.hit').evaluateAll((els) => els.map((el) => el.getAttribute('data-id')));
+  expect(ids.length).toBeGreaterThan(1);
+  for (const id of ids) expect(id).toMatch(/^tunnels\.txt#\d+$/);
+  const sources = await page.locator('#results li.hit .source').allTextContents();
+  expect(new Set(sources)).toEqual(new Set(['tunnels.txt']));
+  // A file name that is markup is an option's text, and filtering by it works.
+  await files.selectOption('wing<img src=x onerror=window.__xss=1>.html');
+  await expect(page.locator('#results li.hit')).toHaveCount(1, { timeout: 30_000 });
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'wing<img src=x onerror=window.__xss=1>.html#1');
+  await shot(page, '16-filter-by-file', false);
+  await files.selectOption('');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', '', { timeout: 30_000 });
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  expect(errors).toEqual([]);
+});
+
+test('13. Semantic / Lexical / Hybrid ranking, and the lexical terms in "Why this result?"', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  // Semantic scores every passage; "zebra" is in none, so it still returns k results.
+  await searchFor(page, 'buckled shell zebra');
+  const hits = page.locator('#results li.hit');
+  const semantic = await hits.count();
+  expect(semantic).toBeGreaterThan(1);
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'semantic');
+  // Lexical (BM25, stemmed): only the passage with the words "buckling" / "shells" matches.
+  await page.getByRole('radio', { name: 'Lexical' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'lexical', { timeout: 30_000 });
+  await expect(hits).toHaveCount(1);
+  await expect(hits.first()).toHaveAttribute('data-id', 'shells.md#1');
+  await expect(hits.first().locator('.score')).toHaveAttribute('title', /BM25/);
+  await expect(page.locator('#search-status')).toContainText('lexical search');
+  await hits.first().getByRole('button', { name: 'Why this result?' }).click();
+  const terms = hits.first().locator('.lexical-terms');
+  await expect(terms).toContainText(/Lexical \(BM25\) score [\d.]+ from the words/);
+  expect(await terms.locator('code.term').allTextContents()).toEqual(expect.arrayContaining(['buckl', 'shell']));
+  await shot(page, '17-lexical-terms', false);
+  // Hybrid: both rankings fused with reciprocal ranks (the library's default): small scores, shells first.
+  await page.getByRole('radio', { name: 'Hybrid' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'hybrid', { timeout: 30_000 });
+  expect(await hits.count()).toBeGreaterThan(1);
+  await expect(hits.first()).toHaveAttribute('data-id', 'shells.md#1');
+  const fused = Number(await hits.first().locator('.score').textContent());
+  expect(fused).toBeGreaterThan(0);
+  expect(fused).toBeLessThanOrEqual(2 / 61 + 1e-4);
+  await expect(hits.first().locator('.score')).toHaveAttribute('title', /reciprocal rank fusion/);
+  // Back to semantic: MaxSim scores again.
+  await page.getByRole('radio', { name: 'Semantic' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'semantic', { timeout: 30_000 });
+  expect(Number(await hits.first().locator('.score').textContent())).toBeGreaterThan(1);
+  expect(errors).toEqual([]);
+});
