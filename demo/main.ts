@@ -87,6 +87,7 @@ const ui = {
   device: byId<HTMLParagraphElement>('device'),
   results: byId<HTMLOListElement>('results'),
   filterSource: byId<HTMLSelectElement>('filter-source'),
+  compressed: byId<HTMLInputElement>('compressed'),
   searchMode: byId<HTMLFieldSetElement>('search-mode'),
 };
 
@@ -193,7 +194,9 @@ async function loadModel(): Promise<void> {
     const t0 = performance.now();
     // `name` makes the index persistent where the library supports it (IndexedDB); older
     // builds ignore it and keep the index in memory.
-    const config = { model: choice.value, onProgress, name: indexName(choice.value) };
+    // The compressed index's codes live in memory only: the library re-trains them from the stored vectors on open.
+    const compressed = ui.compressed.checked;
+    const config = { model: choice.value, onProgress, name: indexName(choice.value), ...(compressed ? { compression: {} } : {}) };
     const next = (await createSearch(config)) as ColbertSearch & Optional;
     search = next;
     modelId = choice.value;
@@ -203,7 +206,7 @@ async function loadModel(): Promise<void> {
     await previous?.close().catch(() => undefined);
     ui.results.replaceChildren();
     say(ui.searchStatus, '');
-    localStorage.setItem(LAST_MODEL_KEY, JSON.stringify({ choice: (new FormData(ui.modelForm).get('model') as string) ?? 'default', custom: ui.customModel.value }));
+    localStorage.setItem(LAST_MODEL_KEY, JSON.stringify({ choice: (new FormData(ui.modelForm).get('model') as string) ?? 'default', custom: ui.customModel.value, compressed }));
     const from = downloads.loaded ? ` (${formatBytes(downloads.loaded)} read)` : '';
     say(ui.modelStatus, `Ready: ${choice.test ? 'offline test model (not a language model)' : choice.label}, ${next.dim}-dimensional token vectors, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s${from}.`, 'ok');
     const budget = next.info.documentTextBudget ?? next.info.documentLength - 8;
@@ -279,9 +282,10 @@ async function refreshStats(afterLoad = false): Promise<void> {
   ui.stats.replaceChildren(
     ...row('Documents', formatCount(sources), 'sources'),
     ...row('Passages', formatCount(stats.documents), 'passages'),
-    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount(stats.vectorBytes / stats.tokens)} bytes each)` : '0', 'tokens'),
+    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount((stats.vectorBytes - (stats.compression?.codeBytes ?? 0)) / stats.tokens)} bytes each)` : '0', 'tokens'),
     ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
     ...row('Index size', size, 'bytes', true),
+    ...compressionRow(stats, row),
     ...(site ? row('Site storage', site, 'site', true) : []),
   );
   updateSourceFilter();
@@ -298,6 +302,28 @@ async function refreshStats(afterLoad = false): Promise<void> {
   } else if (afterLoad) {
     say(ui.indexStatus, 'The index is empty: add files, paste text or load the sample corpus.');
   }
+}
+
+
+/**
+ * The compressed index, when the page asked for it: its state, and once trained the bytes per token
+ * of its codes against fp32. The full vectors stay stored beside the codes (reranking reads them),
+ * so today the codes add to the index; the row says so rather than claim a saving.
+ */
+function compressionRow(stats: OptionalStats, row: (term: string, value: string, key: string, wide?: boolean) => HTMLElement[]): HTMLElement[] {
+  const c = stats.compression;
+  delete ui.stats.dataset['compression'];
+  if (!c || !search) return [];
+  // fp32: 4 bytes per dimension (512 for 128 dimensions).
+  const fp32 = search.dim * 4;
+  ui.stats.dataset['compression'] = c.state;
+  if (c.state !== 'ready' || stats.tokens === 0) {
+    const why = c.state === 'training' ? 'training its codes…' : `not trained yet: searched exhaustively until the index holds 4,096 tokens (now ${formatCount(stats.tokens)})`;
+    return row('Compressed index', why, 'compression', true);
+  }
+  const perToken = c.codeBytes / stats.tokens;
+  const text = `${c.nbits}-bit codes, ${formatCount(c.centroids)} centroids: ${perToken.toFixed(1)} bytes per token, against ${fp32} for fp32 (${(fp32 / perToken).toFixed(1)}× smaller: ${formatBytes(Math.max(0, stats.tokens * fp32 - c.codeBytes))} less than fp32 vectors would take). The full vectors stay stored beside the codes for reranking, so today they add ${formatBytes(c.codeBytes)} to the index rather than replace it.`;
+  return row('Compressed index', text, 'compression', true);
 }
 
 /** The "In: All files / <file>" choices: the documents of this index, the choice kept while it exists. */
@@ -514,7 +540,8 @@ async function manifestFromIndex(s: ColbertSearch, passages: number): Promise<Re
   const manifest: Record<string, number> = {};
   if (passages === 0) return manifest;
   const zero = { data: new Float32Array(s.dim), tokens: 1, dim: s.dim, ids: new Int32Array(1) };
-  for (const hit of await s.searchEmbedding(zero, { k: passages })) {
+  // exhaustive: a compressed index would return only the candidates of the zero query's centroids.
+  for (const hit of await s.searchEmbedding(zero, { k: passages, exhaustive: true })) {
     const meta = metaOf(hit);
     manifest[meta.source] = Math.max(manifest[meta.source] ?? 0, meta.passages);
   }
@@ -802,7 +829,7 @@ async function start(): Promise<void> {
   ui.cranfield.hidden = !haveCranfield;
   const params = new URLSearchParams(location.search);
   const fromUrl = params.get('model');
-  let saved: { choice?: string; custom?: string } = {};
+  let saved: { choice?: string; custom?: string; compressed?: boolean } = {};
   try {
     saved = JSON.parse(localStorage.getItem(LAST_MODEL_KEY) ?? '{}') as typeof saved;
   } catch {
@@ -824,6 +851,7 @@ async function start(): Promise<void> {
     // The model used last time: its files are in this browser's cache, so nothing downloads.
     select(saved.choice);
     ui.customModel.value = saved.custom ?? '';
+    ui.compressed.checked = saved.compressed === true;
     autoload = true;
   }
   updateModelNote();

@@ -681,3 +681,37 @@ test('13. Semantic / Lexical / Hybrid ranking, and the lexical terms in "Why thi
   expect(Number(await hits.first().locator('.score').textContent())).toBeGreaterThan(1);
   expect(errors).toEqual([]);
 });
+
+test('14. opt-in compressed index: untrained below 4,096 tokens, then bytes per token against fp32; search still right', async ({ page }) => {
+  const errors = watchErrors(page);
+  await page.goto(site);
+  await page.getByRole('radio', { name: /Offline test model/ }).check();
+  await page.getByRole('checkbox', { name: /Compressed index \(experimental\)/ }).check();
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.locator('#model-status')).toContainText('Ready', { timeout: 60_000 });
+  await page.getByRole('button', { name: 'Load sample corpus' }).click();
+  await expect(page.locator('#index-status')).toContainText('Indexed 5 documents', { timeout: 60_000 });
+  const row = page.locator('#index-stats [data-stat=compression]');
+  await expect(row).toContainText(/^not trained yet: searched exhaustively until the index holds 4,096 tokens \(now [\d,]+\)$/);
+  // Enough text to cross 4,096 tokens: the add that crosses it trains the codes.
+  const many = Array.from({ length: 400 }, (_, i) => `Section ${i + 1} on the calibration of pressure probes and the drag of bluff bodies in a water tunnel.`).join('\n\n');
+  await page.locator('#file').setInputFiles([...FILES, { name: 'probes.txt', mimeType: 'text/plain', buffer: Buffer.from(many) }]);
+  await expect(page.locator('#index-status')).toContainText('Indexed 6 documents', { timeout: 120_000 });
+  await expect(page.locator('#index-stats')).toHaveAttribute('data-compression', 'ready', { timeout: 60_000 });
+  const text = (await row.textContent())!;
+  const m = /^\d-bit codes, [\d,]+ centroids: ([\d.]+) bytes per token, against (\d+) for fp32 \(([\d.]+)× smaller: .* less than fp32 vectors would take\)\. The full vectors stay stored beside the codes for reranking/.exec(text);
+  expect(m, text).not.toBeNull();
+  const [perToken, fp32, ratio] = [Number(m![1]), Number(m![2]), Number(m![3])];
+  expect(perToken).toBeGreaterThan(0);
+  expect(perToken).toBeLessThan(fp32);
+  expect(Math.abs(fp32 / perToken - ratio)).toBeLessThan(0.1);
+  await expect(page.locator('#index-stats [data-stat=tokens]')).toContainText(/^[\d,]+ \((fp32|fp16|int8), \d+ bytes each\)$/);
+  await shot(page, '18-compressed', false);
+  // Through the codes (reranked exactly), with and without a file filter.
+  await searchFor(page, 'buckling of cylindrical shells');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  await page.getByRole('combobox', { name: 'In' }).selectOption('probes.txt');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', 'probes.txt', { timeout: 30_000 });
+  for (const id of await page.locator('#results li.hit').evaluateAll((els) => els.map((el) => el.getAttribute('data-id')))) expect(id).toMatch(/^probes\.txt#\d+$/);
+  expect(errors).toEqual([]);
+});
