@@ -21,6 +21,8 @@ export const MIN_TRAIN_TOKENS = 4096;
 export const MAX_CENTROIDS = 1 << 16;
 /** Coarse clusters whose fine centroids a token is compared with. */
 export const ASSIGN_PROBES = 2;
+/** Residual statistics (bucket quantiles and means) come from at most this many sampled tokens. */
+export const BUCKET_SAMPLE_ROWS = 8192;
 
 /** The two-level structure over a codec's centroids (see the module comment). */
 export interface CentroidTree {
@@ -504,10 +506,13 @@ export async function trainCodec(data: Float32Array, rows: number, dim: number, 
   const tree: CentroidTree = { coarse, starts };
   // Residual statistics of the sample against the centroids it is assigned to.
   const codes = new Uint32Array(n);
-  const values = new Float32Array(n * dim);
-  assignRows(data, (i) => sample[i]! * dim, n, dim, centroids, tree, codes, 0);
-  for (let i = 0; i < n; i++) {
-    const o = sample[i]! * dim;
+  // Every `step`-th sampled token, so that sorting the values stays cheap.
+  const step = Math.max(1, Math.ceil(n / BUCKET_SAMPLE_ROWS));
+  const nb = Math.ceil(n / step);
+  const values = new Float32Array(nb * dim);
+  assignRows(data, (i) => sample[i * step]! * dim, nb, dim, centroids, tree, codes, 0);
+  for (let i = 0; i < nb; i++) {
+    const o = sample[i * step]! * dim;
     const c = codes[i]! * dim;
     for (let d = 0; d < dim; d++) values[i * dim + d] = data[o + d]! - centroids[c + d]!;
   }
