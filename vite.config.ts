@@ -1,20 +1,28 @@
 /**
- * Two builds from one config:
- * - `vite build` (default): the library, self-contained ESM in dist/ (index.js, worker.js, the
- *   engine worker chunk and onnxruntime-web's .wasm as files next to them, so nothing is fetched
- *   from a CDN).
+ * Builds from one config (the npm package itself is `npm run build`: tsc, one dist module per
+ * source module, dependencies left to the app's bundler; see scripts/finish-dist.ts):
+ * - `vite build` (default): a self-contained browser bundle in .cache/bundle/ (index.js,
+ *   worker.js, the engine worker chunk and onnxruntime-web's .wasm as files next to them), which
+ *   the browser specs and benches import from a plain page, without a bundler or import map.
  * - `vite build --mode demo`: the static demo site in demo-dist/ (relative base: any host, any
  *   sub-path), with a service worker for offline use and, where ../shared exists, the offline
  *   test model and the Cranfield corpus (demo/build-plugins.ts).
- * - `vite build --mode cli`: the `colbert-web` command (dist/cli.js, Node).
  */
 import { defineConfig, defaultClientConditions, type Plugin } from 'vite';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { demoFixtures, demoServiceWorker, sharedFixtures } from './demo/build-plugins.ts';
 
-/** onnxruntime-web's runtime files (WebGPU + WASM build), shipped in dist/ort/. */
-const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
+/**
+ * onnxruntime-web's runtime files, shipped in dist/ort/: the asyncify build (WebGPU + WASM), the
+ * one that `onnxruntime-web/webgpu` (what @huggingface/transformers imports) loads.
+ */
+const ORT_FILES = ['ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
+/** The onnxruntime-web that @huggingface/transformers resolves (its own copy when npm nested one). */
+const ORT_DIST = [
+  resolve(import.meta.dirname, 'node_modules/@huggingface/transformers/node_modules/onnxruntime-web/dist'),
+  resolve(import.meta.dirname, 'node_modules/onnxruntime-web/dist'),
+].find((dir) => existsSync(dir))!;
 
 /**
  * Library mode inlines every asset as base64, which would turn the 28 MB .wasm into 38 MB of
@@ -25,7 +33,7 @@ const ortRuntimeFiles: Plugin = {
   name: 'colbert-web:ort-runtime-files',
   generateBundle() {
     for (const file of ORT_FILES) {
-      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(import.meta.dirname, 'node_modules/onnxruntime-web/dist', file)) });
+      this.emitFile({ type: 'asset', fileName: `ort/${file}`, source: readFileSync(resolve(ORT_DIST, file)) });
     }
   },
 };
@@ -54,19 +62,6 @@ const isolation: Plugin = {
 };
 
 export default defineConfig(({ mode }) => {
-  if (mode === 'cli') {
-    // `colbert-web convert`: a Node ESM file, node built-ins left as imports, no browser runtime.
-    return {
-      build: {
-        ssr: resolve(import.meta.dirname, 'src/cli.ts'),
-        outDir: 'dist',
-        emptyOutDir: false,
-        target: 'node20',
-        sourcemap: false,
-        rollupOptions: { output: { entryFileNames: 'cli.js', banner: '#!/usr/bin/env node' } },
-      },
-    };
-  }
   if (mode === 'demo') {
     return {
       root: resolve(import.meta.dirname, 'demo'),
@@ -87,7 +82,7 @@ export default defineConfig(({ mode }) => {
     define: { __COLBERT_ORT_DIR__: JSON.stringify('./ort/') },
     worker: { format: 'es' },
     build: {
-      outDir: 'dist',
+      outDir: '.cache/bundle',
       emptyOutDir: true,
       target: 'es2022',
       sourcemap: true,

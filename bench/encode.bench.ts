@@ -1,7 +1,9 @@
 /**
  * Encoding throughput of the converted full-shape ColBERT-Zero model (22 layers, hidden 768,
  * random weights: speed and size do not depend on the values) on onnxruntime-web's WASM backend
- * in Node, 1 and 2 threads, per dtype; the fp32 graph on 1 thread is the baseline. Also the
+ * in Node, 1 and 2 threads, per dtype; the fp32 graph on 1 thread is the baseline. Beside it, the
+ * same graphs on onnxruntime-node (native CPU kernels, what Node runs; 1 thread), the ratio to
+ * onnxruntime-web on 1 thread per dtype. Also the
  * converted size per dtype and each dtype's deviation from the fp32 graph: cosine per token
  * vector (mean, min) and MaxSim ranking agreement on synthetic queries and documents.
  *
@@ -11,8 +13,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import * as ort from 'onnxruntime-web';
+import { startModel, transformersVersion } from '../src/model/runtime.ts';
+import type { Dtype } from '../src/types.ts';
 import { convertCheckpoint } from '../src/model/convert/convert.ts';
 import { CONVERT_DTYPES, type ConvertDtype } from '../src/model/convert/quantize.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
@@ -31,22 +35,40 @@ function feeds(batch: number, seq: number, seed: number): Record<string, ort.Ten
   return { input_ids: new ort.Tensor('int64', ids, [batch, seq]), attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * seq).fill(1n), [batch, seq]) };
 }
 
-/** Child: time one ONNX file at one thread count; prints a JSON line. */
-async function timeOne(file: string, threads: number): Promise<void> {
+type Runtime = 'web' | 'node';
+
+/** Child: time one ONNX file at one thread count on one runtime; prints a JSON line. */
+async function timeOne(file: string, threads: number, runtime: Runtime): Promise<void> {
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = 'error';
-  const session = await ort.InferenceSession.create(new Uint8Array(await readFile(file)), { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  const input = feeds(BATCH, SEQ, 7);
-  await session.run(input);
+  const bytes = new Uint8Array(await readFile(file));
+  let run: () => Promise<void>;
+  let release: () => Promise<void>;
+  if (runtime === 'node') {
+    // What the library runs in Node: @huggingface/transformers on onnxruntime-node (src/model/runtime.ts).
+    const dtype = basename(file, '.onnx') as Dtype;
+    const model = await startModel(bytes, { device: 'wasm', dtype, node: true, numThreads: threads, config: null });
+    const input = feeds(BATCH, SEQ, 7);
+    const plain = Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.data as BigInt64Array]));
+    const out = model.outputNames[0]!;
+    run = async () => (await model.run(plain, [BATCH, SEQ], out)).dispose();
+    release = () => model.release();
+  } else {
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+    const input = feeds(BATCH, SEQ, 7);
+    run = async () => void (await session.run(input));
+    release = () => session.release();
+  }
+  await run();
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  for (let r = 0; r < TIMED_RUNS; r++) await session.run(input);
+  for (let r = 0; r < TIMED_RUNS; r++) await run();
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const tokens = TIMED_RUNS * BATCH * SEQ;
   console.log(JSON.stringify({ tokensPerSecond: tokens / seconds, tokensPerCpuSecond: tokens / cpuSeconds }));
-  await session.release();
+  await release();
 }
 
 /** Runs `session` on token-id sequences and returns per-sequence [seq, dim] outputs. */
@@ -132,17 +154,20 @@ async function main(): Promise<void> {
   // Two rounds, the second in reverse order, best of both per configuration: the order in which
   // children run (page cache, other load) otherwise favours whichever runs later.
   const speed: Record<string, { tokensPerSecond: number; tokensPerCpuSecond: number }> = {};
-  const configs = dtypes.flatMap((dtype) => [1, 2].map((threads) => ({ dtype, threads })));
-  for (const { dtype, threads } of [...configs, ...[...configs].reverse()]) {
-    const child = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--time', resolve(DIR, `${dtype}.onnx`), String(threads)], { encoding: 'utf8' });
+  const configs = dtypes.flatMap((dtype) => [
+    ...[1, 2].map((threads) => ({ dtype, threads, runtime: 'web' as Runtime })),
+    { dtype, threads: 1, runtime: 'node' as Runtime },
+  ]);
+  for (const { dtype, threads, runtime } of [...configs, ...[...configs].reverse()]) {
+    const child = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--time', resolve(DIR, `${dtype}.onnx`), String(threads), runtime], { encoding: 'utf8' });
     const line = child.stdout.trim().split('\n').pop() ?? '';
-    const key = `${dtype}/${threads}`;
+    const key = runtime === 'node' ? `${dtype}/${threads}/node` : `${dtype}/${threads}`;
     try {
       const r = JSON.parse(line) as { tokensPerSecond: number; tokensPerCpuSecond: number };
       const prev = speed[key];
       speed[key] = prev ? { tokensPerSecond: Math.max(prev.tokensPerSecond, r.tokensPerSecond), tokensPerCpuSecond: Math.max(prev.tokensPerCpuSecond, r.tokensPerCpuSecond) } : r;
     } catch {
-      console.error(`timing ${dtype} with ${threads} thread(s) failed: ${child.stderr.slice(-500)}`);
+      console.error(`timing ${dtype} with ${threads} thread(s) on onnxruntime-${runtime} failed: ${child.stderr.slice(-500)}`);
       speed[key] ??= { tokensPerSecond: NaN, tokensPerCpuSecond: NaN };
     }
   }
@@ -159,7 +184,14 @@ async function main(): Promise<void> {
         `${s2.tokensPerSecond.toFixed(1).padStart(8)} (${(s2.tokensPerSecond / base.tokensPerSecond).toFixed(2)}x)  ${r.meanCos.toFixed(5)}  ${r.minCos.toFixed(5)}  ${(r.top1 * 100).toFixed(0).padStart(9)}%  ${(r.top5 * 100).toFixed(0).padStart(11)}%`,
     );
   }
+  console.log(`\nThe same graphs, 1 thread: onnxruntime-web WASM (browsers) beside onnxruntime-node through @huggingface/transformers ${transformersVersion()} (native CPU; what the library runs in Node), same batch, same run.`);
+  console.log('dtype  web tok/s  node tok/s  node / web');
+  for (const r of rows) {
+    const web = speed[`${r.dtype}/1`]!.tokensPerSecond;
+    const native = speed[`${r.dtype}/1/node`]!.tokensPerSecond;
+    console.log(`${r.dtype.padEnd(5)}  ${web.toFixed(1).padStart(9)}  ${native.toFixed(1).padStart(10)}  ${(native / web).toFixed(2).padStart(9)}x`);
+  }
 }
 
-if (process.argv[2] === '--time') await timeOne(process.argv[3]!, Number(process.argv[4]));
+if (process.argv[2] === '--time') await timeOne(process.argv[3]!, Number(process.argv[4]), (process.argv[5] ?? 'web') as Runtime);
 else await main();

@@ -22,7 +22,9 @@ declare const __COLBERT_ORT_DIR__: string | undefined;
 /** The default `wasmPaths`: onnxruntime-web's files shipped beside the built library, never a CDN. */
 function defaultWasmPaths(): string | undefined {
   if (typeof __COLBERT_ORT_DIR__ === 'undefined') return undefined;
-  return new URL(__COLBERT_ORT_DIR__, import.meta.url).href;
+  // Through a variable: bundlers would take `new URL(<expression>, import.meta.url)` for an asset.
+  const here = import.meta.url;
+  return new URL(__COLBERT_ORT_DIR__, here).href;
 }
 
 /** The model used when none is named. */

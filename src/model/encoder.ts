@@ -1,19 +1,20 @@
 /**
- * Text in, token matrices out: loads a PyLate checkpoint's ONNX export into onnxruntime-web
- * (WebGPU with a WASM fallback, or WASM in Node), and runs the encoding recipe end to end.
+ * Text in, token matrices out: loads a PyLate checkpoint's ONNX export and runs the encoding
+ * recipe end to end. The graph runs through @huggingface/transformers (runtime.ts): onnxruntime-node
+ * under Node (native CPU kernels), onnxruntime-web elsewhere (WebGPU with a WASM fallback).
  */
-import * as ort from 'onnxruntime-web';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { bytesOf, crc32 } from '../checksum.ts';
 import { ColbertError, toColbertError } from '../errors.ts';
 import type { Device, DeviceOption, Dtype, ExpansionMode, ProgressCallback, TokenMatrix } from '../types.ts';
 import { detectCapabilities, type Capabilities } from '../capabilities.ts';
 import { detectLayout, resolveEncodingConfig, type EncodingConfig, type EncodingOverrides, type ModelLayout } from './config.ts';
-import { fetchModelFile, fetchModelJSON, fileLocation, getCachedBytes, putCachedBytes, resolveModelSource, type FetchOptions, type ModelSource } from './files.ts';
+import { fetchModelFile, fetchModelJSON, fileLocation, getCachedBytes, putCachedBytes, resolveModelSource, type FetchOptions, type ModelSource, type SourceOptions } from './files.ts';
 import { CONVERTER_VERSION, convertFromSource, isConvertDtype, isConvertible } from './convert/convert.ts';
 import type { ConvertDtype } from './convert/quantize.ts';
 import { loadDenseHead, projectAndNormalize, type DenseLayer } from './head.ts';
 import { ColbertTokenizer, type EncodedText } from './tokenize.ts';
+import { configureRuntime, hubLocation, runtimeName, startModel, transformersVersion, type ModelSession, type RuntimeTensor, type WasmPaths } from './runtime.ts';
 
 /** Options for {@link loadEncoder}. */
 export interface EncoderOptions extends EncodingOverrides {
@@ -21,7 +22,7 @@ export interface EncoderOptions extends EncodingOverrides {
   model: string;
   /** Hub revision (branch, tag, commit). Default 'main'. */
   revision?: string;
-  /** Hub host. Default 'https://huggingface.co'. */
+  /** Hub host. Default: transformers.js's `env.remoteHost` ('https://huggingface.co/'), its `env.remotePathTemplate` after it. */
   hubUrl?: string;
   /** Where to run the model. Default 'auto' (WebGPU, then WASM). */
   device?: DeviceOption;
@@ -40,7 +41,7 @@ export interface EncoderOptions extends EncodingOverrides {
    */
   convert?: boolean;
   /** Where onnxruntime-web finds its `.wasm`/`.mjs` files (a URL prefix or per-file URLs). Default: next to the bundled library. */
-  wasmPaths?: string | { wasm?: string; mjs?: string };
+  wasmPaths?: WasmPaths;
   /** WASM threads. Default: min(4, cores) when cross-origin isolated, else 1. */
   numThreads?: number;
   /** Most tokens (batch x padded length) in one forward pass. Default 8192. */
@@ -60,6 +61,10 @@ export interface EncoderInfo {
   file: string;
   /** Why the preferred device was not used, when it was not. */
   fallbackReason?: string;
+  /** The onnxruntime that transformers.js runs the graph on: native in Node, WebAssembly/WebGPU in browsers. */
+  runtime: 'onnxruntime-node' | 'onnxruntime-web';
+  /** The @huggingface/transformers version that starts and runs the graph on that onnxruntime. */
+  transformers: string;
   /** Set when the ONNX graph was converted from the checkpoint's safetensors: `cached` when an earlier conversion was reused. */
   converted?: { cached: boolean };
   config: EncodingConfig;
@@ -113,19 +118,6 @@ export function planDevices(option: DeviceOption, caps: Capabilities): { devices
   return { devices: ['wasm'], skipped: caps.webgpuReason ?? 'WebGPU is unavailable' };
 }
 
-let ortConfigured = false;
-function configureOrt(options: EncoderOptions, caps: Capabilities): void {
-  if (ortConfigured) return;
-  ortConfigured = true;
-  ort.env.logLevel = 'error';
-  if (!caps.node) {
-    ort.env.wasm.numThreads = options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1);
-    if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
-  } else if (options.numThreads !== undefined) {
-    ort.env.wasm.numThreads = options.numThreads;
-  }
-}
-
 /** Serialises work: onnxruntime sessions must not run concurrently. */
 class Queue {
   private tail: Promise<unknown> = Promise.resolve();
@@ -142,7 +134,7 @@ export class Encoder {
   private disposed = false;
 
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: ModelSession,
     readonly tokenizer: ColbertTokenizer,
     private readonly head: readonly DenseLayer[],
     private readonly outputName: string,
@@ -152,7 +144,7 @@ export class Encoder {
   ) {}
 
   /** @internal */
-  static async create(session: ort.InferenceSession, tokenizer: ColbertTokenizer, head: DenseLayer[], info: Omit<EncoderInfo, 'dim'>, maxBatchTokens: number): Promise<Encoder> {
+  static async create(session: ModelSession, tokenizer: ColbertTokenizer, head: DenseLayer[], info: Omit<EncoderInfo, 'dim'>, maxBatchTokens: number): Promise<Encoder> {
     const outputName = session.outputNames.includes('output')
       ? 'output'
       : session.outputNames.includes('last_hidden_state')
@@ -256,7 +248,7 @@ function gatherRows(data: Float32Array, dim: number, rows: readonly number[]): F
   return out;
 }
 
-async function runSession(session: ort.InferenceSession, batch: EncodedText[], seqLen: number, outputName: string): Promise<ort.Tensor> {
+async function runSession(session: ModelSession, batch: EncodedText[], seqLen: number, outputName: string): Promise<RuntimeTensor> {
   const n = batch.length;
   const ids = new BigInt64Array(n * seqLen);
   const mask = new BigInt64Array(n * seqLen);
@@ -268,24 +260,14 @@ async function runSession(session: ort.InferenceSession, batch: EncodedText[], s
       mask[b * seqLen + i] = inRange ? BigInt(enc.attentionMask[i]!) : 0n;
     }
   });
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', ids, [n, seqLen]),
-    attention_mask: new ort.Tensor('int64', mask, [n, seqLen]),
-  };
-  if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(n * seqLen), [n, seqLen]);
+  const feeds: Record<string, BigInt64Array> = { input_ids: ids, attention_mask: mask };
+  if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new BigInt64Array(n * seqLen);
   for (const name of session.inputNames) {
     if (!(name in feeds)) throw new ColbertError('MODEL_LOAD_FAILED', `The ONNX graph needs an input "${name}" this library does not provide (it feeds input_ids, attention_mask, token_type_ids).`, { inputs: session.inputNames });
   }
-  let result: ort.InferenceSession.OnnxValueMapType;
-  try {
-    result = await session.run(feeds, [outputName]);
-  } catch (err) {
-    throw toColbertError(err, 'ENCODE_FAILED', 'The model failed to run');
-  }
-  const out = result[outputName];
-  if (!out) throw new ColbertError('ENCODE_FAILED', `The model did not return "${outputName}".`);
+  const out = await session.run(feeds, [n, seqLen], outputName);
   if (out.type !== 'float32') throw new ColbertError('ENCODE_FAILED', `The model returned ${out.type} for "${outputName}"; expected float32.`);
-  return out as ort.Tensor;
+  return out;
 }
 
 /** The dtypes to try on a device, best first: the caller's choice alone, or the defaults. */
@@ -298,13 +280,35 @@ function dtypeChoices(option: EncoderOptions['dtype'], device: Device, caps: Cap
   return [chosen];
 }
 
-async function createSession(bytes: Uint8Array, device: Device): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(bytes, {
-    executionProviders: [device],
-    graphOptimizationLevel: 'all',
-    // Errors only: ORT's node-placement warnings (shape ops kept on the CPU) are expected noise.
-    logSeverityLevel: 3,
-  });
+async function createSession(bytes: Uint8Array, device: Device, dtype: Dtype, caps: Capabilities, numThreads: number | undefined, config: Record<string, unknown> | null): Promise<ModelSession> {
+  try {
+    return await startModel(bytes, { device, dtype, node: caps.node, numThreads, config });
+  } catch (err) {
+    const failed = failedRuntimeFiles();
+    if (!failed.length) throw err;
+    // onnxruntime-web only says "previous call to 'initWasm()' failed" or "no available backend".
+    throw new ColbertError(
+      'MODEL_LOAD_FAILED',
+      `onnxruntime-web could not load its runtime file${failed.length > 1 ? 's' : ''} ${failed.map((f) => `${f.url} (HTTP ${f.status})`).join(', ')}. ` +
+        'Serve it where the page can fetch it (bundlers emit it beside the app) or point `wasmPaths` at a folder that has it.',
+      { files: failed },
+    );
+  }
+}
+
+/**
+ * onnxruntime-web's `.wasm`/`.mjs` files this realm failed to fetch, from the Resource Timing
+ * entries (their HTTP status included), so a missing runtime file is reported with its URL.
+ */
+function failedRuntimeFiles(): { url: string; status: number }[] {
+  const perf = (globalThis as { performance?: Performance }).performance;
+  if (typeof perf?.getEntriesByType !== 'function') return [];
+  const out: { url: string; status: number }[] = [];
+  for (const entry of perf.getEntriesByType('resource') as (PerformanceResourceTiming & { responseStatus?: number })[]) {
+    const status = entry.responseStatus ?? 0;
+    if (status >= 400 && /\/ort[^/]*\.(wasm|mjs)(\?|#|$)/.test(entry.name)) out.push({ url: entry.name, status });
+  }
+  return out;
 }
 
 /** Explains what a location holds when no runnable ONNX file was found. */
@@ -349,12 +353,13 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     throw new ColbertError('INVALID_ARGUMENT', `Unknown expansion ${JSON.stringify(expansion)}; use 'zero' or 'eager'.`);
   }
   const plan = planDevices(options.device ?? 'auto', caps);
-  const sourceOptions: { revision?: string; hubUrl?: string } = {};
+  // Hub ids resolve where transformers.js's env says (remoteHost, remotePathTemplate) unless hubUrl is given.
+  const hub = hubLocation();
+  const sourceOptions: SourceOptions = { hubUrl: options.hubUrl ?? hub.host, pathTemplate: hub.pathTemplate };
   if (options.revision !== undefined) sourceOptions.revision = options.revision;
-  if (options.hubUrl !== undefined) sourceOptions.hubUrl = options.hubUrl;
   const source = resolveModelSource(options.model, sourceOptions);
-  const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress };
-  configureOrt(options, caps);
+  const fetchOptions: FetchOptions = { cache: options.cache ?? true, onProgress: options.onProgress, remote: hub.allowRemote };
+  configureRuntime({ node: caps.node, numThreads: options.numThreads ?? (caps.crossOriginIsolated ? Math.min(4, caps.hardwareConcurrency) : 1), wasmPaths: options.wasmPaths });
 
   options.onProgress?.({ status: 'load', stage: 'config' });
   const [st, modelConfig, tokenizerJson, tokenizerConfig] = await Promise.all([
@@ -368,7 +373,8 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     throw new ColbertError(
       'MODEL_NOT_FOUND',
       nothing
-        ? `No model found at ${source.base} (no tokenizer.json, config.json or config_sentence_transformers.json). Check the repo id, URL or path.`
+        ? `No model found at ${source.base} (no tokenizer.json, config.json or config_sentence_transformers.json). ` +
+          (hub.allowRemote || source.kind === 'path' ? 'Check the repo id, URL or path.' : "transformers.js's env.allowRemoteModels is false, so only cached files count and none is cached.")
         : `${fileLocation(source, 'tokenizer.json')} is missing; a PyLate checkpoint ships its tokenizer.json.`,
       { model: options.model, base: source.base },
     );
@@ -401,8 +407,9 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
       if (!bytes) continue;
       options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
       try {
-        const session = await createSession(bytes, device);
-        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, config: tokenizer.config, expansion, contentHash };
+        const session = await createSession(bytes, device, dtype, caps, options.numThreads, modelConfig);
+        const info: Omit<EncoderInfo, 'dim'> = { model: options.model, layout, device, dtype, file, runtime: runtimeName(caps.node),
+        transformers: transformersVersion(), config: tokenizer.config, expansion, contentHash };
         if (source.revision !== undefined) info.revision = source.revision;
         if (fallbackReason !== undefined) info.fallbackReason = fallbackReason;
         const encoder = await Encoder.create(session, tokenizer, head, info, options.maxBatchTokens ?? 8192);
@@ -419,7 +426,7 @@ export async function loadEncoder(options: EncoderOptions): Promise<Encoder> {
     }
   }
   if (options.convert !== false && isConvertible(modelConfig)) {
-    const converted = await loadConverted(source, plan, caps, options, { tokenizer, layout, expansion, fetchOptions, fallbackReason, contentHash });
+    const converted = await loadConverted(source, plan, caps, options, { tokenizer, modelConfig, layout, expansion, fetchOptions, fallbackReason, contentHash });
     if (converted) return converted;
   }
   if (options.dtype !== undefined) {
@@ -457,7 +464,7 @@ async function loadConverted(
   plan: { devices: Device[] },
   caps: Capabilities,
   options: EncoderOptions,
-  ctx: { tokenizer: ColbertTokenizer; layout: ModelLayout; expansion: ExpansionMode; fetchOptions: FetchOptions; fallbackReason: string | undefined; contentHash: string },
+  ctx: { tokenizer: ColbertTokenizer; modelConfig: Record<string, unknown> | null; layout: ModelLayout; expansion: ExpansionMode; fetchOptions: FetchOptions; fallbackReason: string | undefined; contentHash: string },
 ): Promise<Encoder | null> {
   let fallbackReason = ctx.fallbackReason;
   const useCache = (options.cache ?? true) && source.kind !== 'path';
@@ -476,7 +483,7 @@ async function loadConverted(
     }
     options.onProgress?.({ status: 'load', stage: 'session', device, dtype });
     try {
-      const session = await createSession(bytes, device);
+      const session = await createSession(bytes, device, dtype, caps, options.numThreads, ctx.modelConfig);
       bytes = null;
       const info: Omit<EncoderInfo, 'dim'> = {
         model: options.model,
@@ -484,6 +491,8 @@ async function loadConverted(
         device,
         dtype,
         file: 'model.safetensors',
+        runtime: runtimeName(caps.node),
+        transformers: transformersVersion(),
         converted: { cached },
         config: ctx.tokenizer.config,
         expansion: ctx.expansion,

@@ -23,6 +23,8 @@ export interface SourceOptions {
   revision?: string;
   /** Hub host. Default `'https://huggingface.co'`. Point it at a mirror or a local server. */
   hubUrl?: string;
+  /** Path of a repo's files under the host, transformers.js's `env.remotePathTemplate` form. Default `'{model}/resolve/{revision}/'`. */
+  pathTemplate?: string;
 }
 
 /** The default Hub host. */
@@ -58,7 +60,8 @@ export function resolveModelSource(model: string, options: SourceOptions = {}): 
   if (HUB_ID.test(model)) {
     const revision = options.revision ?? 'main';
     const host = (options.hubUrl ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
-    return { kind: 'hub', model, revision, base: `${host}/${model}/resolve/${encodeURIComponent(revision)}/` };
+    const path = (options.pathTemplate ?? '{model}/resolve/{revision}/').replaceAll('{model}', model).replaceAll('{revision}', encodeURIComponent(revision)).replace(/^\/+/, '');
+    return { kind: 'hub', model, revision, base: `${host}/${path.endsWith('/') ? path : `${path}/`}` };
   }
   throw new ColbertError(
     'INVALID_ARGUMENT',
@@ -74,6 +77,8 @@ export interface FetchOptions {
   onProgress?: ProgressCallback | undefined;
   /** Abort the download. */
   signal?: AbortSignal | undefined;
+  /** false: never download; a file not in the cache counts as absent (transformers.js's `env.allowRemoteModels = false`). Default true. */
+  remote?: boolean;
 }
 
 /** The URL (or path) of one file of a model. */
@@ -137,8 +142,8 @@ async function readBody(response: Response, file: string, onProgress: ProgressCa
 export async function fetchModelFile(source: ModelSource, path: string, options: FetchOptions = {}): Promise<Uint8Array | null> {
   const location = fileLocation(source, path);
   if (source.kind === 'path') {
-    const fs = await import(/* @vite-ignore */ 'node:fs/promises');
-    const nodePath = await import(/* @vite-ignore */ 'node:path');
+    const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ 'node:fs/promises');
+    const nodePath = await import(/* @vite-ignore */ /* webpackIgnore: true */ 'node:path');
     try {
       const bytes = await fs.readFile(nodePath.join(source.base, ...path.split('/')));
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -154,6 +159,7 @@ export async function fetchModelFile(source: ModelSource, path: string, options:
     options.onProgress?.({ status: 'cached', file: path, bytes: bytes.byteLength });
     return bytes;
   }
+  if (options.remote === false) return null;
   let response: Response;
   try {
     response = await fetch(location, options.signal ? { signal: options.signal } : {});

@@ -56,7 +56,9 @@ export class ColbertTokenizer {
   /** Ids of the skiplist words, dropped from documents. */
   readonly skiplist: ReadonlySet<number>;
 
+  /** @internal Build one with {@link ColbertTokenizer.fromJSON}; the type of `tokenizer` stays out of the public declarations. */
   constructor(
+    /** @internal */
     readonly tokenizer: Tokenizer,
     readonly config: EncodingConfig,
   ) {

@@ -44,6 +44,8 @@ test('worker path: loads from a Hub-like URL with progress, adds, searches, dele
     topMeta: unknown;
     afterDelete: string[];
     stats: { documents: number; tokens: number };
+    runtime: string;
+    transformers: string;
   }>(
     page,
     `
@@ -59,7 +61,8 @@ test('worker path: loads from a Hub-like URL with progress, adds, searches, dele
     const after = await search.search('buckling of cylindrical shells', { k: 10 });
     const stats = await search.stats();
     const out = { device: search.device, dtype: search.dtype, fallbackReason: search.fallbackReason ?? null, progress, downloadBytes,
-      top: hits.map((h) => h.id), topMeta: hits[0].metadata, afterDelete: after.map((h) => h.id), stats };
+      top: hits.map((h) => h.id), topMeta: hits[0].metadata, afterDelete: after.map((h) => h.id), stats,
+      runtime: search.info.runtime, transformers: search.info.transformers };
     await search.close();
     return out;
     `,
@@ -72,6 +75,9 @@ test('worker path: loads from a Hub-like URL with progress, adds, searches, dele
   expect(result.progress).toContain('download');
   expect(result.progress.at(-1)).toBe('ready');
   expect(result.downloadBytes).toBeGreaterThan(1_000_000);
+  // The worker runs the graph through @huggingface/transformers' browser build, on onnxruntime-web.
+  expect(result.runtime).toBe('onnxruntime-web');
+  expect(result.transformers).toMatch(/^4\.3\./);
   if (IN_CI) {
     // SwiftShader gives an adapter in CI: 'auto' must pick WebGPU, with fp32 (no shader-f16 there).
     expect(result.device).toBe('webgpu');

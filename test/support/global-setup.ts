@@ -3,7 +3,8 @@
  * and starts the test server. Returns the teardown that stops the server.
  *
  * What specs get (environment variables, see TEST_ENV in ./browser.ts):
- * - `COLBERT_TEST_BASE_URL`: the server, serving the repo root (so `/dist/index.js`,
+ * - `COLBERT_TEST_BASE_URL`: the server, serving the repo root, with `/dist/` → the
+ *   self-contained browser bundle of the library in `.cache/bundle/` (so `/dist/index.js`,
  *   `/test/browser/harness.html` and `/node_modules/onnxruntime-web/dist/*` resolve), plus
  *   `/models/` → `.cache/test-models` and `/hub/` → `.cache/test-models/hub`, in which
  *   `colbert-web-test/tiny-modernbert` is the transformers.js-layout test model (`tjs/`; linked
@@ -44,13 +45,20 @@ const timed = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
   }
 };
 
-/** Runs `vite build` with the repo's vite.config.ts (the library build into dist/). */
+/**
+ * Where `vite build` writes the self-contained browser bundle the specs import as `/dist/index.js`
+ * (dependencies inlined, so a plain page can import it without an import map). The package's own
+ * dist/ (npm run build) leaves dependencies to the app's bundler; test/consumers/ tests that one.
+ */
+export const BUNDLE_DIR = resolve(REPO_ROOT, '.cache/bundle');
+
+/** Runs `vite build` with the repo's vite.config.ts (the browser bundle into .cache/bundle/). */
 async function buildLibrary(): Promise<string> {
   if (flag('COLBERT_SKIP_BUILD')) return 'skipped: COLBERT_SKIP_BUILD is set';
   const { build } = await import('vite');
   await timed('vite build', () => build({ configFile: resolve(REPO_ROOT, 'vite.config.ts'), root: REPO_ROOT, logLevel: 'warn' }));
-  if (!existsSync(resolve(REPO_ROOT, 'dist/index.js'))) {
-    throw new Error('vite build finished but dist/index.js is missing: check the library entry in vite.config.ts.');
+  if (!existsSync(resolve(BUNDLE_DIR, 'index.js'))) {
+    throw new Error(`vite build finished but ${BUNDLE_DIR}/index.js is missing: check the library entry in vite.config.ts.`);
   }
   return 'ready';
 }
@@ -90,6 +98,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
 
   const server = await startServer({
     root: REPO_ROOT,
+    aliases: { '/dist/': BUNDLE_DIR },
     mounts: { [TEST_MODELS_PREFIX]: TEST_MODELS_DIR, [TEST_HUB_PREFIX]: TEST_HUB_DIR },
   });
   process.env[TEST_ENV.baseUrl] = server.url;

@@ -27,6 +27,13 @@ export interface ServerOptions {
    * Hub routing (`/hub/<owner>/<name>/resolve/<revision>/<path>`). Longest prefix wins.
    */
   mounts?: Record<string, string>;
+  /**
+   * URL prefix (starting and ending with `/`) → folder, served like `root`: not a mount, so
+   * `setOffline` leaves it alone (e.g. `/dist/` → the library bundle the browser specs import).
+   */
+  aliases?: Record<string, string>;
+  /** Send the COOP/COEP headers that make pages cross-origin isolated. Default true. */
+  isolation?: boolean;
   /** TCP port; 0 (default) picks a free one. */
   port?: number;
 }
@@ -83,7 +90,7 @@ export function mimeType(file: string): string {
   return MIME[extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
-const BASE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+const ISOLATED_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'cross-origin',
@@ -141,11 +148,20 @@ export async function startServer(opts: ServerOptions): Promise<TestServer> {
     })
     .sort((a, b) => b.prefix.length - a.prefix.length);
 
+  const BASE_HEADERS: Readonly<Record<string, string>> =
+    opts.isolation === false ? Object.fromEntries(Object.entries(ISOLATED_HEADERS).filter(([k]) => !k.startsWith('Cross-Origin-Opener') && !k.startsWith('Cross-Origin-Embedder'))) : ISOLATED_HEADERS;
+  const aliases = Object.entries(opts.aliases ?? {}).map(([prefix, dir]) => ({ prefix, dir: resolve(dir) }));
   const requests: string[] = [];
   const log: RequestRecord[] = [];
   let offline = false;
 
   const route = (rawPath: string): Route => {
+    const alias = aliases.find((a) => rawPath.startsWith(a.prefix));
+    if (alias) {
+      const segments = decodeSegments(rawPath.slice(alias.prefix.length));
+      const file = segments && inside(alias.dir, segments);
+      return file ? { kind: 'file', file, mounted: false } : { kind: 'error', status: 403, mounted: false };
+    }
     const mount = mounts.find((m) => rawPath.startsWith(m.prefix));
     if (!mount) {
       const segments = decodeSegments(rawPath.slice(1));

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { main } from '../../src/cli.ts';
+import { main } from '../../src/cli/main.ts';
 import { loadEncoder } from '../../src/model/encoder.ts';
 import { makeCheckpoint, TINY } from '../fixtures/make-checkpoint.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING } from '../support/shared.ts';

@@ -1,7 +1,9 @@
 /**
- * The whole library in Node (in-thread engine, onnxruntime-web's WASM backend) on generated test
+ * The whole library in Node (in-thread engine, onnxruntime-node's native CPU backend) on generated test
  * models in both export layouts: loading, the recipe's output, ranking, and every coded error.
  */
+import { readFileSync } from 'node:fs';
+import { env as transformersEnv } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCode } from '../support/errors.ts';
 import { resolve } from 'node:path';
@@ -15,6 +17,8 @@ const MODELS = resolve(REPO_ROOT, '.cache/test-models');
 const TJS = resolve(MODELS, 'tjs');
 const EXPORT = resolve(MODELS, 'colbert-export');
 const SAFETENSORS_ONLY = resolve(MODELS, 'safetensors-only');
+/** The installed @huggingface/transformers, which must be what runs the graph. */
+const TRANSFORMERS_VERSION = (JSON.parse(readFileSync(resolve(REPO_ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as { version: string }).version;
 const SKIP = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 60, 61, 62, 63, 64, 65, 92, 93, 94, 95]);
 
 
@@ -38,6 +42,10 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
     expect(search.dtype).toBe('q8');
     expect(search.dim).toBe(128);
     expect(search.info).toMatchObject({ layout: 'transformers.js', file: 'onnx/model_quantized.onnx', queryLength: 39, documentLength: 519 });
+    // Node runs the graph natively: 'wasm' is the library's CPU device, onnxruntime-node's 'cpu' EP.
+    expect(search.info.runtime).toBe('onnxruntime-node');
+    // ... started and run by @huggingface/transformers, the version the package depends on.
+    expect(search.info.transformers).toBe(TRANSFORMERS_VERSION);
     expect(search.info.prompts).toEqual({ query: 'search_query: ', document: 'search_document: ' });
     expect(search.fallbackReason).toMatch(/WebGPU/);
   });
@@ -198,6 +206,36 @@ describe.skipIf(!HAVE_SHARED)(`engine on generated models ${HAVE_SHARED ? '' : S
       expect(server.requests.some((r) => r.includes('/resolve/v1.0/onnx/model.onnx'))).toBe(true);
       await s.close();
     } finally {
+      await server.close();
+    }
+  });
+
+  it("resolves Hub ids where transformers.js's env.remoteHost / remotePathTemplate point, with no hubUrl", async () => {
+    const server = await startServer({ root: REPO_ROOT, mounts: { '/hub/': resolve(MODELS, 'hub') } });
+    const saved = { host: transformersEnv.remoteHost, template: transformersEnv.remotePathTemplate };
+    try {
+      transformersEnv.remoteHost = `${server.url}/hub/`;
+      transformersEnv.remotePathTemplate = '{model}/resolve/{revision}';
+      const s = await createSearch({ model: 'colbert-web-test/tiny-modernbert', revision: 'v1.0', worker: false, dtype: 'fp32' });
+      expect(s.info).toMatchObject({ model: 'colbert-web-test/tiny-modernbert', revision: 'v1.0', file: 'onnx/model.onnx' });
+      expect(server.requests.some((r) => r.includes('/hub/colbert-web-test/tiny-modernbert/resolve/v1.0/onnx/model.onnx'))).toBe(true);
+      await s.close();
+    } finally {
+      transformersEnv.remoteHost = saved.host;
+      transformersEnv.remotePathTemplate = saved.template;
+      await server.close();
+    }
+  });
+
+  it("downloads nothing when transformers.js's env.allowRemoteModels is false: an uncached model is MODEL_NOT_FOUND", async () => {
+    const server = await startServer({ root: REPO_ROOT, mounts: { '/hub/': resolve(MODELS, 'hub') } });
+    try {
+      transformersEnv.allowRemoteModels = false;
+      const err = await expectCode(createSearch({ model: 'colbert-web-test/tiny-modernbert', hubUrl: `${server.url}/hub`, worker: false }), 'MODEL_NOT_FOUND');
+      expect(err.message).toMatch(/allowRemoteModels is false/);
+      expect(server.requests).toEqual([]);
+    } finally {
+      transformersEnv.allowRemoteModels = true;
       await server.close();
     }
   });

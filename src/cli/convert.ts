@@ -6,18 +6,16 @@
  * plus `onnx/model{suffix}.onnx` per dtype (suffixes '' fp32, _fp16, _quantized q8, _q4). The
  * graphs hold the Dense head and the L2 norm (output `output`), which colbert-web detects.
  */
-import { realpathSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isColbertError } from './errors.ts';
-import { convertCheckpoint, isConvertible } from './model/convert/convert.ts';
-import { CONVERT_DTYPES, type ConvertDtype } from './model/convert/quantize.ts';
-import { fetchModelFile, fetchModelJSON, resolveModelSource, type FetchOptions, type ModelSource } from './model/files.ts';
-import { loadDenseHead } from './model/head.ts';
+import { isColbertError } from '../errors.ts';
+import { convertCheckpoint, isConvertible } from '../model/convert/convert.ts';
+import { CONVERT_DTYPES, type ConvertDtype } from '../model/convert/quantize.ts';
+import { fetchModelFile, fetchModelJSON, resolveModelSource, type FetchOptions, type ModelSource } from '../model/files.ts';
+import { loadDenseHead } from '../model/head.ts';
 
-const USAGE = `Usage: colbert-web convert <repo-or-path> --out <dir> [--dtype fp32,fp16,q8,q4] [--revision <rev>] [--hub-url <url>]
+export const USAGE = `Usage: colbert-web convert <repo-or-path> --out <dir> [--dtype fp32,fp16,q8,q4] [--revision <rev>] [--hub-url <url>]
 
 Converts a PyLate ModernBERT checkpoint (model.safetensors) to ONNX in the transformers.js layout:
   <out>/onnx/model.onnx (fp32), model_fp16.onnx, model_quantized.onnx (q8, for WASM), model_q4.onnx (4-bit, for WebGPU)
@@ -97,8 +95,8 @@ export async function convertToDirectory(model: string, options: ConvertCommandO
   return written;
 }
 
-/** Parses argv (without node and script) and runs the command; resolves to the exit code. */
-export async function main(argv: string[]): Promise<number> {
+/** `colbert-web convert ...`: argv after the command name; resolves to the exit code. */
+export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -110,12 +108,12 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  const [command, model, ...extra] = parsed.positionals;
-  if (parsed.values.help || command === undefined) {
+  const [model, ...extra] = parsed.positionals;
+  if (parsed.values.help) {
     console.log(USAGE);
-    return parsed.values.help ? 0 : 2;
+    return 0;
   }
-  if (command !== 'convert' || model === undefined || extra.length || parsed.values.out === undefined) {
+  if (model === undefined || extra.length || parsed.values.out === undefined) {
     console.error(USAGE);
     return 2;
   }
@@ -138,15 +136,3 @@ export async function main(argv: string[]): Promise<number> {
   console.log('Done. Serve the folder and pass its URL as `model` to createSearch.');
   return 0;
 }
-
-/** True when this module is the process's entry (also through npm's bin symlink). */
-function invokedDirectly(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
-  } catch {
-    return false;
-  }
-}
-if (invokedDirectly()) process.exitCode = await main(process.argv.slice(2));
