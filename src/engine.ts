@@ -4,6 +4,10 @@
  * the calling thread. Every input is validated here before anything changes.
  */
 import { ColbertError, isColbertError } from './errors.ts';
+import { allowedIds, compileFilter, type Filter, type FilterPredicate } from './filter/index.ts';
+import { analyze, resolveLexicalConfig, termFrequencies, type LexicalOptions } from './lexical/analyze.ts';
+import { explainBm25, fuse, rankBm25, type Fusion } from './lexical/bm25.ts';
+import { checkExport, exportSnapshot, type ExportOptions, type ExportTarget, type ServerExport } from './export/index.ts';
 import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from './model/encoder.ts';
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
@@ -64,6 +68,12 @@ export interface EngineOptions extends Omit<EncoderOptions, 'onProgress'> {
    * `info.scoring.threadsFallbackReason` says why. Small indexes always score on one thread.
    */
   scoringThreads?: number;
+  /**
+   * How document texts are indexed for lexical (BM25) search: `language` (BCP 47, default 'en')
+   * for word segmentation; English also gets Porter `stemming` and `stopWords` removal (both
+   * default true). A persistent index keeps the settings it was created with.
+   */
+  lexical?: LexicalOptions;
 }
 
 /** Where an index lives. */
@@ -94,12 +104,37 @@ export type EngineInfo = Omit<EncoderInfo, 'config'> & {
 export interface SearchOptions {
   /** Number of hits to return (at most the number of documents). Default 10. */
   k?: number;
+  /**
+   * Only documents whose metadata passes this filter are scored and returned (see the README's
+   * Filters section); `k` hits come back when at least `k` documents pass. A malformed filter is
+   * INVALID_FILTER.
+   */
+  filter?: Filter;
+  /**
+   * 'semantic' (default): late-interaction MaxSim. 'lexical': BM25 over the documents' words.
+   * 'hybrid': both, fused by `fusion`. `searchEmbedding` is semantic only (it has no query text).
+   */
+  mode?: SearchMode;
+  /** Hybrid fusion: 'rrf' (reciprocal rank, k = 60; default) or 'relative' (min-max scores weighted by `alpha`). */
+  fusion?: Fusion;
+  /** Relative fusion: the late-interaction weight in [0, 1], lexical gets `1 - alpha`. Default 0.75. */
+  alpha?: number;
   /** Score every document exactly, bypassing the compressed index (the oracle). Default false. */
   exhaustive?: boolean;
   /** Compressed index: centroids probed per query token (default by index size). */
   nprobe?: number;
   /** Compressed index: documents scored from residuals after centroid interaction (default by index size). */
   candidates?: number;
+}
+
+/** How a search ranks. */
+export type SearchMode = 'semantic' | 'lexical' | 'hybrid';
+const SEARCH_MODES: readonly SearchMode[] = ['semantic', 'lexical', 'hybrid'];
+/** How many of each list a hybrid search fuses (at least k). */
+const HYBRID_DEPTH = 100;
+export interface ExplainOptions {
+  /** A search filter: the explanation then says whether the document passes it (`matchesFilter`). */
+  filter?: Filter;
 }
 
 /** What `add` reports. */
@@ -125,6 +160,8 @@ export interface IndexStats {
   /** The index name (persistent indexes). */
   name?: string;
   precision: VectorPrecision;
+  /** The lexical index: documents indexed from text (documents added as embeddings have no words). */
+  lexicalDocuments: number;
   /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated). */
   bytesOnDisk?: number;
   /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
@@ -212,6 +249,20 @@ function checkK(k: unknown): number {
   return k as number;
 }
 
+function checkMode(options: SearchOptions | undefined): { mode: SearchMode; fusion: Fusion; alpha: number } {
+  const mode = options?.mode ?? 'semantic';
+  const fusion = options?.fusion ?? 'rrf';
+  const alpha = options?.alpha ?? 0.75;
+  if (!SEARCH_MODES.includes(mode)) throw new ColbertError('INVALID_ARGUMENT', `Unknown search mode ${JSON.stringify(mode)}; use 'semantic', 'lexical' or 'hybrid'.`, { mode });
+  if (fusion !== 'rrf' && fusion !== 'relative') throw new ColbertError('INVALID_ARGUMENT', `Unknown fusion ${JSON.stringify(fusion)}; use 'rrf' or 'relative'.`, { fusion });
+  if (typeof alpha !== 'number' || !(alpha >= 0 && alpha <= 1)) throw new ColbertError('INVALID_ARGUMENT', `alpha must be a number from 0 to 1 (the late-interaction weight of relative fusion); got ${JSON.stringify(alpha)}.`, { alpha });
+  return { mode, fusion, alpha };
+}
+
+function checkFilter(filter: unknown): FilterPredicate | undefined {
+  return filter === undefined ? undefined : compileFilter(filter);
+}
+
 /** Model + index + scoring. Create with {@link Engine.create}. */
 export class Engine {
   private closed = false;
@@ -245,6 +296,8 @@ export class Engine {
           }
         }
       : undefined;
+    // Fail before downloading a model on a bad lexical option.
+    if (options.lexical !== undefined) resolveLexicalConfig(options.lexical);
     const precision = options.precision;
     const compression = checkCompression(options.compression);
     if (precision !== undefined && !VECTOR_PRECISIONS.includes(precision)) {
@@ -261,11 +314,12 @@ export class Engine {
       const compressed = compression ? new CompressedIndex(compression) : undefined;
       const store: VectorStore =
         storage === 'memory'
-          ? new MemoryStore({ precision: precision ?? 'fp16', fingerprint, sharedMemory })
+          ? new MemoryStore({ precision: precision ?? 'fp16', fingerprint, sharedMemory, ...(options.lexical !== undefined ? { lexical: options.lexical } : {}) })
           : await IdbStore.open({
               name: name!,
               fingerprint,
               sharedMemory,
+              ...(options.lexical !== undefined ? { lexical: options.lexical } : {}),
               ...(precision !== undefined ? { precision } : {}),
               newPrecision: 'fp16',
               onChange: (change) => {
@@ -467,6 +521,18 @@ export class Engine {
     return { documents: stats.documents, tokens: stats.tokens };
   }
 
+  /**
+   * The index for a server engine ('qdrant', 'vespa', 'next-plaid', 'elasticsearch'): its
+   * collection or schema definition, and the documents (ids, metadata, texts, every token vector)
+   * as that engine's request bodies, streamed one document or batch at a time from a snapshot
+   * taken now. See the README's "Export to server engines".
+   */
+  async exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport> {
+    this.check();
+    checkExport(target, options);
+    return exportSnapshot(await this.store.snapshot(), target, options);
+  }
+
   /** Removes documents; every id must be stored, else nothing is removed (UNKNOWN_ID). */
   async delete(ids: readonly string[]): Promise<number> {
     this.check();
@@ -500,30 +566,82 @@ export class Engine {
   async search(query: string, options: SearchOptions = {}): Promise<Hit[]> {
     this.check();
     const k = checkK(options?.k);
+    const predicate = checkFilter(options?.filter);
+    const { mode, fusion, alpha } = checkMode(options);
     checkSearchOptions(options);
+    checkText(query, 'The query');
+    if (mode === 'lexical') return this.withMetadata(await this.lexicalRank(query, k, await this.allowed(predicate)));
     const matrix = await this.encodeQuery(query);
-    return this.rank(matrix, k, options);
+    if (mode === 'semantic') return this.rank(matrix, k, options, predicate);
+    const allowed = await this.allowed(predicate);
+    if (allowed?.size === 0) return [];
+    const depth = Math.max(k, HYBRID_DEPTH);
+    const [semantic, lexical] = await Promise.all([this.semanticRank(matrix, depth, options, allowed), this.lexicalRank(query, depth, allowed)]);
+    return this.withMetadata(fuse(semantic, lexical, k, fusion, alpha));
+  }
+
+  /** BM25 over the lexical index (only `allowed` documents when given). */
+  private async lexicalRank(query: string, k: number, allowed: Set<string> | undefined): Promise<{ id: string; score: number }[]> {
+    if (allowed?.size === 0) return [];
+    const terms = analyze(query, this.store.lexical);
+    if (!terms.length) return [];
+    return rankBm25(terms, await this.store.postings(terms), k, allowed);
+  }
+
+  private async withMetadata(best: readonly { id: string; score: number; semantic?: number; lexical?: number }[]): Promise<Hit[]> {
+    const metadata = await this.store.metadata(best.map((h) => h.id));
+    return best.map((h, i) => {
+      const hit: Hit = { id: h.id, score: h.score };
+      if (h.semantic !== undefined || h.lexical !== undefined) {
+        hit.scores = {};
+        if (h.semantic !== undefined) hit.scores.semantic = h.semantic;
+        if (h.lexical !== undefined) hit.scores.lexical = h.lexical;
+      }
+      if (metadata[i] !== undefined) hit.metadata = metadata[i];
+      return hit;
+    });
   }
 
   /** Ranks documents for a precomputed query matrix. */
   async searchEmbedding(query: TokenMatrix, options: SearchOptions = {}): Promise<Hit[]> {
     this.check();
     const k = checkK(options?.k);
+    const predicate = checkFilter(options?.filter);
     checkSearchOptions(options);
+    if (checkMode(options).mode !== 'semantic') {
+      throw new ColbertError('INVALID_ARGUMENT', `searchEmbedding() ranks by late interaction only (it has no query text for BM25); use search(text, { mode: '${String(options?.mode)}' }).`, { mode: options?.mode });
+    }
     const matrix = checkMatrix(query, this.encoder.dim, 'The query embedding');
     // MaxSim sums over query tokens: with none every score would be 0, which ranks nothing.
     if (matrix.tokens === 0) throw new ColbertError('INVALID_MATRIX', 'The query embedding has 0 tokens; a query needs at least one token vector (encodeQuery() always gives some).', { what: 'The query embedding', tokens: 0 });
-    return this.rank(matrix, k, options);
+    return this.rank(matrix, k, options, predicate);
   }
 
-  private async rank(query: TokenMatrix, k: number, options: SearchOptions = {}): Promise<Hit[]> {
+  /** The documents a filter lets through (undefined: every document). */
+  private async allowed(predicate: FilterPredicate | undefined): Promise<Set<string> | undefined> {
+    return predicate ? allowedIds(predicate, await this.store.allMetadata()) : undefined;
+  }
+
+  private async rank(query: TokenMatrix, k: number, options: SearchOptions = {}, predicate?: FilterPredicate): Promise<Hit[]> {
+    return this.withMetadata(await this.semanticRank(query, k, options, await this.allowed(predicate)));
+  }
+
+  /**
+   * The k best by late interaction among `allowed` (every document when absent): through the
+   * compressed index when it is ready (its candidates restricted to `allowed`), else exhaustively.
+   */
+  private async semanticRank(query: TokenMatrix, k: number, options: SearchOptions, allowed: Set<string> | undefined): Promise<Scored[]> {
+    if (allowed?.size === 0) return [];
     const compressed = this.compressed;
-    const best =
-      compressed?.ready && options.exhaustive !== true
-        ? await compressed.search(query, k, { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}) }, (ids) => this.exact(query, ids, k))
-        : await this.scorer.rank(query, () => this.store.shards(), k);
-    const metadata = await this.store.metadata(best.map((h) => h.id));
-    return best.map((h, i) => (metadata[i] === undefined ? { id: h.id, score: h.score } : { id: h.id, score: h.score, metadata: metadata[i] }));
+    if (compressed?.ready && options.exhaustive !== true) {
+      return compressed.search(
+        query,
+        k,
+        { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}), ...(allowed ? { allowed: (id: string) => allowed.has(id) } : {}) },
+        (ids) => this.exact(query, ids, k),
+      );
+    }
+    return this.scorer.rank(query, () => this.store.shards(), k, allowed);
   }
 
   /** The exact top `k` of `ids`, scored by the engine's scorer from the stored vectors (the compressed index's rerank). */
@@ -558,8 +676,10 @@ export class Engine {
    * product it added. With an indexed `id` the stored vectors are used (so the total equals the
    * hit's score); with `text` the tokens get character spans in that text.
    */
-  async explain(query: string, target: ExplainTarget): Promise<Explanation> {
+  async explain(query: string, target: ExplainTarget, options: ExplainOptions = {}): Promise<Explanation> {
     this.check();
+    if (options !== undefined && !isPlainObject(options)) throw new ColbertError('INVALID_ARGUMENT', 'explain() options must be an object like { filter }.');
+    const predicate = checkFilter(options?.filter);
     const raw: unknown = target;
     if (!isPlainObject(raw)) throw new ColbertError('INVALID_ARGUMENT', 'explain() takes a query and { id } or { text } (or both).');
     const id = raw['id'];
@@ -605,14 +725,41 @@ export class Engine {
     });
     const explanation: Explanation = { score: total, matches, documentTokens };
     if (typeof id === 'string') explanation.id = id;
+    if (predicate) explanation.matchesFilter = predicate(typeof id === 'string' ? (await this.store.metadata([id]))[0] : undefined);
+    explanation.lexical = await this.explainLexical(query, typeof id === 'string' ? id : undefined, typeof text === 'string' ? text : undefined);
     return explanation;
+  }
+
+  /**
+   * The BM25 side of an explanation: the query terms the document contains and what each adds.
+   * An indexed id uses its stored postings; a text alone is scored against the index's statistics.
+   */
+  private async explainLexical(query: string, id: string | undefined, text: string | undefined): Promise<NonNullable<Explanation['lexical']>> {
+    const config = this.store.lexical;
+    const terms = analyze(query, config);
+    const postings = await this.store.postings(terms);
+    let tf = new Map<string, number>();
+    let length = 0;
+    if (id !== undefined) {
+      for (const [term, list] of postings.lists) {
+        const p = list.find((x) => x.id === id);
+        if (p) {
+          tf.set(term, p.tf);
+          length = p.length;
+        }
+      }
+      // A document without matched terms still has a length; it matters only when a term matched.
+    } else if (text !== undefined) {
+      ({ tf, length } = termFrequencies(text, config));
+    }
+    return { queryTerms: [...new Set(terms)], ...explainBm25(terms, postings, tf, length) };
   }
 
   /** Document count, token count and vector bytes. */
   /** Counts, vector bytes, and for persistent indexes the bytes on disk and the origin's quota. */
   async stats(): Promise<IndexStats> {
     this.check();
-    const stats: IndexStats = { ...(await this.store.stats()), storage: this.storage, precision: this.store.precision };
+    const stats: IndexStats = { ...(await this.store.stats()), lexicalDocuments: (await this.store.lexicalStats()).documents, storage: this.storage, precision: this.store.precision };
     if (this.compressed) {
       stats.compression = this.compressed.stats();
       stats.vectorBytes += stats.compression.codeBytes;

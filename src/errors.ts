@@ -31,6 +31,7 @@ export const ERROR_MESSAGES = Object.freeze({
   STORAGE_FAILED: 'IndexedDB failed (blocked, closed by the browser, or an I/O error); the write was rolled back. Reload the page and try again.',
   INTERNAL: 'An internal invariant was broken; please report this as a bug.',
   INVALID_METADATA: 'Document metadata is not JSON data (a BigInt, function, Symbol, cycle, Date, Map, class instance or non-finite number); nothing was added.',
+  INVALID_FILTER: 'A search filter is malformed (an unknown operator, a wrong operand type, or a value where a filter object belongs); the message names the bad part.',
 } as const);
 
 /** Every error code this library throws. */

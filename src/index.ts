@@ -4,9 +4,14 @@
  */
 export { createSearch, DEFAULT_MODEL } from './search.ts';
 export type { ColbertSearch, SearchConfig, AddOptions } from './search.ts';
-export type { AddResult, EngineInfo, ImportResult, IndexChange, IndexChangeCallback, IndexStats, IndexStorage, SearchOptions } from './engine.ts';
+export type { AddResult, EngineInfo, ExplainOptions, ImportResult, IndexChange, IndexChangeCallback, IndexStats, IndexStorage, SearchMode, SearchOptions } from './engine.ts';
+export type { LexicalOptions } from './lexical/analyze.ts';
+export type { Fusion } from './lexical/bm25.ts';
+export { exportFileFor } from './export/index.ts';
+export type { ExportOptions, ExportTarget, ServerExport, ServerRequest } from './export/index.ts';
 export { listIndexes, deleteIndex } from './store/idb.ts';
 export type { IndexSummary } from './store/idb.ts';
+export type { Filter, FilterCondition, FilterValue } from './filter/index.ts';
 export { ColbertError, isColbertError, ERROR_MESSAGES } from './errors.ts';
 export type { ErrorCode, ColbertErrorData } from './errors.ts';
 export type {

@@ -4,7 +4,7 @@
  * same interface; comlink never leaks out of this file.
  */
 import * as Comlink from 'comlink';
-import type { AddResult, Engine, EngineInfo, EngineOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
+import type { AddResult, Engine, EngineInfo, EngineOptions, ExplainOptions, ImportResult, IndexChangeCallback, IndexStats, SearchOptions } from './engine.ts';
 import { ColbertError, toColbertError } from './errors.ts';
 import type { Device, DocumentInput, Dtype, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { EngineHost } from './worker.ts';
@@ -12,6 +12,7 @@ import { installErrorTransfer } from './worker-protocol.ts';
 import { isNodeHost } from './capabilities.ts';
 import { checkInputMetadata } from './store/metadata.ts';
 import type { ScoringDevice, ScoringStatus } from './score/scorer.ts';
+import type { ExportOptions, ExportTarget, ServerExport } from './export/index.ts';
 
 /**
  * Set by the library build (vite.config.ts) to where onnxruntime-web's runtime files sit next to
@@ -109,13 +110,19 @@ export interface ColbertSearch {
    * best, that token's character span, and the dot product it added (the contributions sum to
    * the score). `{ id }` uses the indexed vectors, so the score equals the hit's; add `text` (the
    * exact text that was indexed; TEXT_MISMATCH otherwise) to get spans. `{ text }` alone explains
-   * any text without indexing it.
+   * any text without indexing it. With `{ filter }` it also says whether the document passes it.
    */
-  explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   /** Removes every document. */
   clear(): Promise<void>;
   /** The whole index as one portable, checksummed file (manifest, documents, vectors). */
   exportIndex(): Promise<Uint8Array>;
+  /**
+   * The index for a server engine: `definition` (collection / schema / mapping to create first),
+   * `documents` (a stream of that engine's request bodies, JSON lines, built one document or
+   * batch at a time) and a matching `query`. See the README's "Export to server engines".
+   */
+  exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
   /**
    * Replaces the index by an exported file, atomically; a damaged file (INDEX_CORRUPT) or one
    * built by another model (INDEX_MODEL_MISMATCH) changes nothing.
@@ -198,9 +205,10 @@ abstract class BaseSearch implements ColbertSearch {
   abstract encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   abstract stats(): Promise<IndexStats>;
   abstract countTokens(texts: string[]): Promise<number[]>;
-  abstract explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  abstract explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   abstract clear(): Promise<void>;
   abstract exportIndex(): Promise<Uint8Array>;
+  abstract exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
   abstract importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   abstract close(): Promise<void>;
 }
@@ -249,9 +257,9 @@ class InThreadSearch extends BaseSearch {
     this.check();
     return this.engine.countTokens(texts);
   }
-  async explain(query: string, target: ExplainTarget) {
+  async explain(query: string, target: ExplainTarget, options?: ExplainOptions) {
     this.check();
-    return this.engine.explain(query, target);
+    return this.engine.explain(query, target, options);
   }
   async clear() {
     this.check();
@@ -260,6 +268,10 @@ class InThreadSearch extends BaseSearch {
   async exportIndex() {
     this.check();
     return this.engine.exportIndex();
+  }
+  async exportFor(target: ExportTarget, options?: ExportOptions) {
+    this.check();
+    return this.engine.exportFor(target, options);
   }
   async importIndex(file: Uint8Array | ArrayBuffer | Blob) {
     this.check();
@@ -348,14 +360,17 @@ class WorkerSearch extends BaseSearch {
   countTokens(texts: string[]) {
     return this.call(() => this.remote.countTokens(texts));
   }
-  explain(query: string, target: ExplainTarget) {
-    return this.call(() => this.remote.explain(query, target));
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions) {
+    return this.call(() => this.remote.explain(query, target, options));
   }
   clear() {
     return this.call(() => this.remote.clear());
   }
   exportIndex() {
     return this.call(() => this.remote.exportIndex());
+  }
+  exportFor(target: ExportTarget, options?: ExportOptions) {
+    return this.call(() => this.remote.exportFor(target, options));
   }
   importIndex(file: Uint8Array | ArrayBuffer | Blob) {
     return this.call(() => this.remote.importIndex(file));

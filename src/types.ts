@@ -35,8 +35,11 @@ export interface EmbeddingInput {
 /** One search result. Scores are MaxSim sums: higher is better. */
 export interface Hit {
   id: string;
+  /** MaxSim sum (semantic), BM25 (lexical), or the fused score (hybrid). */
   score: number;
   metadata?: Metadata;
+  /** Hybrid search: the MaxSim and BM25 scores behind the fused one, where the document was in that list. */
+  scores?: { semantic?: number; lexical?: number };
 }
 
 /** Where the model runs. */
@@ -117,6 +120,12 @@ export interface Explanation {
   matches: QueryTokenMatch[];
   /** Every kept document token (a row of its matrix), in order. */
   documentTokens: ExplainedToken[];
+  /** With a `filter` option: whether the document's metadata passes it (a `{ text }` target has none). */
+  matchesFilter?: boolean;  /**
+   * The BM25 side: the query's terms (folded, stemmed for English), those the document contains
+   * with their frequency, document frequency and contribution, and their sum (the lexical score).
+   */
+  lexical?: { score: number; queryTerms: string[]; terms: { term: string; tf: number; df: number; contribution: number }[] };
 }
 
 /**

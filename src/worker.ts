@@ -4,7 +4,8 @@
  * setups call `exposeEngine()` in their own worker file.
  */
 import * as Comlink from 'comlink';
-import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
+import type { ExportOptions, ExportTarget, ServerExport } from './export/index.ts';
+import { Engine, type AddResult, type EngineInfo, type EngineOptions, type ExplainOptions, type ImportResult, type IndexChangeCallback, type IndexStats, type SearchOptions } from './engine.ts';
 import { ColbertError } from './errors.ts';
 import type { DocumentInput, EmbeddingInput, Explanation, ExplainTarget, Hit, ProgressCallback, TokenMatrix } from './types.ts';
 import type { ScoringStatus } from './score/scorer.ts';
@@ -22,11 +23,12 @@ export interface EngineHost {
   encodeDocuments(texts: string[]): Promise<TokenMatrix[]>;
   stats(): Promise<IndexStats>;
   countTokens(texts: string[]): Promise<number[]>;
-  explain(query: string, target: ExplainTarget): Promise<Explanation>;
+  explain(query: string, target: ExplainTarget, options?: ExplainOptions): Promise<Explanation>;
   /** Where MaxSim runs now (it can fall back to the CPU after a search). */
   scoring(): Promise<ScoringStatus>;
   clear(): Promise<void>;
   exportIndex(): Promise<Uint8Array>;
+  exportFor(target: ExportTarget, options?: ExportOptions): Promise<ServerExport>;
   importIndex(file: Uint8Array | ArrayBuffer | Blob): Promise<ImportResult>;
   close(): Promise<void>;
 }
@@ -77,7 +79,7 @@ export function createEngineHost(): EngineHost {
     encodeDocuments: async (texts) => transferMatrices(await ready().encodeDocuments(texts)),
     stats: () => ready().stats(),
     countTokens: (texts) => ready().countTokens(texts),
-    explain: (query, target) => ready().explain(query, target),
+    explain: (query, target, options) => ready().explain(query, target, options),
     scoring: async () => ready().scoring(),
     clear: () => ready().clear(),
     exportIndex: async () => {
@@ -85,6 +87,11 @@ export function createEngineHost(): EngineHost {
       return Comlink.transfer(file, [file.buffer as ArrayBuffer]);
     },
     importIndex: (file) => ready().importIndex(file),
+    exportFor: async (target, options) => {
+      const out = await ready().exportFor(target, options);
+      // The documents stream is transferred (Chromium, Firefox, Node): it is read on the other side.
+      return Comlink.transfer(out, [out.documents as unknown as Transferable]);
+    },
     async close() {
       try {
         await engine?.close();

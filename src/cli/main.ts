@@ -15,6 +15,7 @@ interface Command {
 const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: () => import('./convert.ts'),
   index: () => import('./index-command.ts'),
+  export: () => import('./export.ts'),
 };
 
 const HELP = `Usage: colbert-web <command> [options]

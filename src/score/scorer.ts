@@ -53,9 +53,10 @@ export interface Scorer {
   readonly threadsFallbackReason?: string | undefined;
   /**
    * The k best live documents of every shard `shards()` yields, best first (ties by id).
-   * `shards` is a function because a GPU failure midway re-reads the shards on the CPU.
+   * `shards` is a function because a GPU failure midway re-reads the shards on the CPU. With
+   * `allowed`, only those documents are scored (the others cost nothing and are never returned).
    */
-  rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]>;
+  rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number, allowed?: ReadonlySet<string>): Promise<Scored[]>;
   /** Compiles what the first query needs (GPU pipeline, CPU kernel) ahead of time. */
   prepare(precision: ShardView['precision'], dim: number): Promise<void>;
   /** GPU residency while scoring runs on the GPU (for tests and diagnostics). */
@@ -109,6 +110,24 @@ export function checkThreads(threads: unknown): number {
   return threads;
 }
 
+/**
+ * A shard's view restricted to the documents of `allowed`: the others read as deleted slots
+ * (null ids), which every kernel skips without touching their rows. Same key and rows, so GPU
+ * residency and shared-memory shards stay as they are; the GPU scorer flips live flags only.
+ */
+export function restrictView(shard: ShardView, allowed: ReadonlySet<string>): ShardView {
+  const docIds = shard.docIds.map((id) => (id !== null && allowed.has(id) ? id : null));
+  return { ...shard, docIds };
+}
+
+/** The shards of `shards`, restricted to `allowed` when given. */
+export function restrictShards(shards: () => AsyncIterable<ShardView>, allowed: ReadonlySet<string> | undefined): () => AsyncIterable<ShardView> {
+  if (!allowed) return shards;
+  return async function* () {
+    for await (const shard of shards()) yield restrictView(shard, allowed);
+  };
+}
+
 function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
   const ids = shard.docIds;
   for (let slot = 0; slot < ids.length; slot++) {
@@ -160,8 +179,9 @@ export class CpuScorer implements Scorer {
     return this.pool ? this.pool.size + 1 : 1;
   }
 
-  rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
-    const run = this.queue.then(() => this.rankNow(query, shards, k));
+  rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number, allowed?: ReadonlySet<string>): Promise<Scored[]> {
+    const only = restrictShards(shards, allowed);
+    const run = this.queue.then(() => this.rankNow(query, only, k));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -259,7 +279,8 @@ class GpuFirstScorer implements Scorer {
     return this.cpu;
   }
 
-  async rank(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
+  async rank(query: TokenMatrix, all: () => AsyncIterable<ShardView>, k: number, allowed?: ReadonlySet<string>): Promise<Scored[]> {
+    const shards = restrictShards(all, allowed);
     const gpu = this.gpu;
     if (gpu) {
       try {

@@ -8,7 +8,12 @@
  * - `segments` / `vectors`: the shards of ./shards.ts, split into the small mutable part
  *   (doc ids, tombstones, offsets) and the large append-only packed rows (ArrayBuffers);
  * - `docs`: per document its content hash and metadata (loaded on open, never per query);
- * - `texts`: the document texts, read only by export;
+ * - `texts`: the document texts, read only by export (and by the migration that built postings);
+ * - `postings`: the lexical index, key [term, block]: each write that stores texts adds one block
+ *   per term it touches (ids and term frequencies of that write's documents), so a lexical query
+ *   reads only the lists of its terms. A posting is live while its document's record still
+ *   names that block (`DocRecord.lex`); replaced and deleted documents' postings are skipped,
+ *   and dropped when the index is cleared or imported;
  * - `staging`: encodings of an unfinished `add`, invisible to search, reused when it is retried.
  *
  * Invariants:
@@ -21,6 +26,8 @@
  */
 import { deleteDB, openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import { ColbertError, isColbertError } from '../errors.ts';
+import { resolveLexicalConfig, sameLexicalConfig, termFrequencies, type LexicalConfig, type LexicalOptions } from '../lexical/analyze.ts';
+import type { LexicalPostings, Posting } from '../lexical/bm25.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
@@ -50,6 +57,8 @@ interface ManifestRecord extends IndexManifest {
   generation: number;
   /** Segment numbers are never reused, so a (segment, version) pair names one set of rows for good. */
   nextSegment: number;
+  /** How texts become lexical terms (absent in indexes from before the lexical index: the default). */
+  lexical?: LexicalConfig;
 }
 
 interface DocRecord {
@@ -59,6 +68,14 @@ interface DocRecord {
   /** Length of the stored text in UTF-16 units (0 without text). */
   textLength: number;
   metadata?: Metadata;
+  /** The postings block holding this document's terms, and its length in terms (absent without text). */
+  lex?: { block: number; length: number };
+}
+
+/** One block of one term's posting list. */
+interface PostingRecord {
+  ids: string[];
+  tfs: number[];
 }
 
 interface StagedRecord {
@@ -89,11 +106,17 @@ interface IndexSchema extends DBSchema {
   texts: { key: string; value: string };
   /** Keyed by [id, content hash], so concurrent adds of one id with other texts keep their own encodings. */
   staging: { key: StagingKey; value: StagedRecord };
+  postings: { key: [string, number]; value: PostingRecord };
 }
 
 type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
-const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging'];
+const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging', 'postings'];
+/**
+ * The IndexedDB schema version (the object stores), apart from the index FORMAT_VERSION:
+ * 1 = vectors, docs, texts, staging; 2 = + postings (built on upgrade from the stored texts).
+ */
+const DB_VERSION = 2;
 const MANIFEST_KEY = 'manifest';
 const CLEAN_KEY = 'clean';
 
@@ -120,6 +143,8 @@ export interface IdbStoreOptions {
    * several scoring threads are possible.
    */
   sharedMemory?: boolean;
+  /** How texts become lexical terms, for a new index (an existing one keeps its own). Default English, stemmed. */
+  lexical?: LexicalOptions;
 }
 
 /** True when IndexedDB exists here. */
@@ -180,6 +205,34 @@ function stagedDocument(rec: StagedRecord, precision: VectorPrecision): PackedDo
 }
 
 /**
+ * Writes one postings block: the terms of `docs` (those with text), one record per term. Returns
+ * each indexed document's `lex` field.
+ */
+function writePostings(
+  postings: { put(value: PostingRecord, key: [string, number]): Promise<unknown> },
+  docs: readonly { id: string; text?: string | undefined }[],
+  block: number,
+  config: LexicalConfig,
+  pending: Promise<unknown>[],
+): Map<string, { block: number; length: number }> {
+  const lists = new Map<string, PostingRecord>();
+  const lex = new Map<string, { block: number; length: number }>();
+  for (const doc of docs) {
+    if (doc.text === undefined) continue;
+    const { tf, length } = termFrequencies(doc.text, config);
+    lex.set(doc.id, { block, length });
+    for (const [term, f] of tf) {
+      let rec = lists.get(term);
+      if (!rec) lists.set(term, (rec = { ids: [], tfs: [] }));
+      rec.ids.push(doc.id);
+      rec.tfs.push(f);
+    }
+  }
+  for (const [term, rec] of lists) pending.push(postings.put(rec, [term, block]));
+  return lex;
+}
+
+/**
  * Aborts a failed write's transaction (a request that threw synchronously must not let the
  * others commit) and returns the error to throw: the transaction's own, where it has one.
  */
@@ -230,6 +283,7 @@ export class IdbStore implements VectorStore {
     manifest: ManifestRecord,
     private readonly onChange: ((change: StoreChange) => void) | undefined,
     sharedMemory: boolean | undefined,
+    readonly lexical: LexicalConfig,
   ) {
     this.manifest = manifest;
     this.precision = manifest.precision;
@@ -242,13 +296,27 @@ export class IdbStore implements VectorStore {
   static async open(options: IdbStoreOptions): Promise<IdbStore> {
     requireIndexedDB();
     const name = checkIndexName(options.name);
+    const lexical = resolveLexicalConfig(options.lexical);
     let store: IdbStore | undefined;
     let db: Db;
     try {
-      db = await openDB<IndexSchema>(DB_PREFIX + name, FORMAT_VERSION, {
-        upgrade(database, oldVersion) {
-          // Format migrations go here, one step per version: `if (oldVersion < 2) { ... }`.
-          if (oldVersion < 1) for (const s of ALL_STORES) database.createObjectStore(s);
+      db = await openDB<IndexSchema>(DB_PREFIX + name, DB_VERSION, {
+        upgrade(database, oldVersion, _newVersion, transaction) {
+          // Schema migrations, one step per version, inside the upgrade transaction.
+          if (oldVersion < 1) {
+            for (const s of ALL_STORES) database.createObjectStore(s);
+            return;
+          }
+          if (oldVersion < 2) {
+            database.createObjectStore('postings');
+            migrateToPostings(transaction as unknown as IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>, lexical).catch(() => {
+              try {
+                transaction.abort();
+              } catch {
+                // Already aborted by the failed request: the open fails and the index stays at schema 1.
+              }
+            });
+          }
         },
         blocking() {
           // Another context deletes or upgrades this index: let it, and fail our later calls clearly.
@@ -270,7 +338,7 @@ export class IdbStore implements VectorStore {
         manifest = (await tx.store.get(MANIFEST_KEY)) as ManifestRecord | undefined;
         if (!manifest) {
           const now = Date.now();
-          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? options.newPrecision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0 };
+          manifest = { format: FORMAT_VERSION, name, fingerprint: options.fingerprint, precision: options.precision ?? options.newPrecision ?? 'fp32', dim: options.fingerprint.dim, documents: 0, tokens: 0, createdAt: now, updatedAt: now, generation: 0, nextSegment: 0, lexical };
           await tx.store.put(manifest, MANIFEST_KEY);
           await tx.store.put({ generation: 0 } satisfies CleanRecord, CLEAN_KEY);
         }
@@ -281,7 +349,11 @@ export class IdbStore implements VectorStore {
       if (options.precision !== undefined && options.precision !== manifest.precision) {
         throw new ColbertError('INVALID_ARGUMENT', `Index "${name}" stores ${manifest.precision} vectors; it cannot be opened with precision '${options.precision}'. Leave precision out to use the stored one, or use another index name.`, { stored: manifest.precision, requested: options.precision });
       }
-      store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange, options.sharedMemory);
+      const stored = manifest.lexical ?? resolveLexicalConfig(undefined);
+      if (options.lexical !== undefined && !sameLexicalConfig(stored, lexical)) {
+        throw new ColbertError('INVALID_ARGUMENT', `Index "${name}" indexes words as ${JSON.stringify(stored)}; it cannot be opened with lexical ${JSON.stringify(lexical)}. Leave lexical out to use the stored settings, or use another index name.`, { stored, requested: lexical });
+      }
+      store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange, options.sharedMemory, stored);
       await store.reload();
       if (await db.count('staging')) await store.dropStaleStaging();
       // Left unclean by a write at a full quota, or made by a version without the clean record: a
@@ -432,7 +504,7 @@ export class IdbStore implements VectorStore {
   }
 
   private nextManifest(manifest: ManifestRecord, set: { documents: number; tokens: number }, nextSegment: number): ManifestRecord {
-    return { ...manifest, documents: set.documents, tokens: set.tokens, nextSegment, generation: manifest.generation + 1, updatedAt: Date.now() };
+    return { ...manifest, documents: set.documents, tokens: set.tokens, nextSegment, generation: manifest.generation + 1, updatedAt: Date.now(), lexical: this.lexical };
   }
 
   /**
@@ -525,6 +597,8 @@ export class IdbStore implements VectorStore {
         const adds = resolveCommit(items, this.precision, (id, hash) => (staged.get(id)?.hash === hash ? staged.get(id) : undefined), (id) => this.docs.get(id)?.hash);
         const plan = this.set.plan(adds, [], dim ?? this.set.dim);
         writePlan(tx, plan, pending);
+        // The lexical postings of this batch: one block, named by the generation this write commits.
+        const lex = writePostings(tx.objectStore('postings'), items, manifest.generation + 1, this.lexical, pending);
         const docRecords = new Map<string, DocRecord>();
         const docsStore = tx.objectStore('docs');
         const texts = tx.objectStore('texts');
@@ -533,6 +607,7 @@ export class IdbStore implements VectorStore {
           const tokens = loc ? plan.shards.get(loc.segment)!.document(loc.slot).tokens : this.docs.get(item.id)!.tokens;
           const rec: DocRecord = { id: item.id, hash: item.hash, tokens, textLength: item.text?.length ?? 0 };
           if (item.metadata !== undefined) rec.metadata = item.metadata;
+          if (lex.has(item.id)) rec.lex = lex.get(item.id)!;
           docRecords.set(item.id, rec);
           pending.push(docsStore.put(rec, item.id));
           pending.push(item.text !== undefined ? texts.put(item.text, item.id) : texts.delete(item.id));
@@ -682,6 +757,57 @@ export class IdbStore implements VectorStore {
     return ids.map((id) => this.docs.get(id)?.metadata);
   }
 
+  async postings(terms: readonly string[]): Promise<LexicalPostings> {
+    await this.fresh();
+    const unique = [...new Set(terms)];
+    let records: { key: [string, number]; value: PostingRecord }[][];
+    try {
+      const tx = this.db.transaction('postings', 'readonly');
+      records = await Promise.all(
+        unique.map(async (term) => {
+          const range = IDBKeyRange.bound([term, -Infinity], [term, Infinity]);
+          const [keys, values] = await Promise.all([tx.store.getAllKeys(range), tx.store.getAll(range)]);
+          return values.map((value, i) => ({ key: keys[i]!, value }));
+        }),
+      );
+      await tx.done;
+    } catch (err) {
+      throw storageError(err, `Reading the lexical index of "${this.name}"`);
+    }
+    const lists = new Map<string, Posting[]>();
+    unique.forEach((term, t) => {
+      const list: Posting[] = [];
+      for (const { key, value } of records[t]!) {
+        const block = key[1];
+        value.ids.forEach((id, i) => {
+          const lex = this.docs.get(id)?.lex;
+          if (lex && lex.block === block) list.push({ id, tf: value.tfs[i]!, length: lex.length });
+        });
+      }
+      lists.set(term, list);
+    });
+    let documents = 0;
+    let totalLength = 0;
+    for (const d of this.docs.values()) {
+      if (!d.lex) continue;
+      documents++;
+      totalLength += d.lex.length;
+    }
+    return { documents, totalLength, lists };
+  }
+
+  async lexicalStats(): Promise<{ documents: number; terms?: number }> {
+    await this.fresh();
+    let documents = 0;
+    for (const d of this.docs.values()) if (d.lex) documents++;
+    return { documents };
+  }
+
+  async allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>> {
+    await this.fresh();
+    return Array.from(this.docs.values(), (d) => [d.id, d.metadata] as const);
+  }
+
   async matrix(id: string): Promise<TokenMatrix | undefined> {
     await this.fresh();
     return this.set.matrix(id);
@@ -730,11 +856,14 @@ export class IdbStore implements VectorStore {
       try {
         for (const s of ALL_STORES) if (s !== 'manifest') pending.push(tx.objectStore(s).clear());
         for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+        // Postings are rebuilt from the file's texts inside this transaction (the file carries no postings).
+        const lex = writePostings(tx.objectStore('postings'), snapshot.documents, manifest.generation + 1, this.lexical, pending);
         const byId = new Map<string, number>();
         for (const shard of shards) shard.docIds.forEach((id, slot) => byId.set(id!, shard.offsets[slot + 1]! - shard.offsets[slot]!));
         for (const d of snapshot.documents) {
           const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0 };
           if (d.metadata !== undefined) rec.metadata = d.metadata;
+          if (lex.has(d.id)) rec.lex = lex.get(d.id)!;
           docs.set(d.id, rec);
           pending.push(tx.objectStore('docs').put(rec, d.id));
           if (d.text !== undefined) pending.push(tx.objectStore('texts').put(d.text, d.id));
@@ -767,6 +896,38 @@ export class IdbStore implements VectorStore {
     this.set.clear();
     this.docs.clear();
   }
+}
+
+/**
+ * Schema 1 -> 2: builds the postings of every stored document from its text, in the upgrade
+ * transaction (so an index opens either migrated whole or not at all), as one block named by the
+ * manifest's generation, records the lexical settings in the manifest, and drops staged
+ * encodings keyed the schema-1 way.
+ */
+async function migrateToPostings(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>, config: LexicalConfig): Promise<void> {
+  const manifestStore = tx.objectStore('manifest');
+  const manifest = (await manifestStore.get(MANIFEST_KEY)) as ManifestRecord | undefined;
+  if (!manifest) return;
+  const block = manifest.generation;
+  const docsStore = tx.objectStore('docs');
+  const docs = await docsStore.getAll();
+  const texts = tx.objectStore('texts');
+  const withText: { id: string; text?: string }[] = [];
+  for (const d of docs) {
+    const text = d.textLength ? await texts.get(d.id) : undefined;
+    if (text !== undefined) withText.push({ id: d.id, text });
+  }
+  const pending: Promise<unknown>[] = [];
+  const lex = writePostings(tx.objectStore('postings'), withText, block, config, pending);
+  for (const d of docs) {
+    const l = lex.get(d.id);
+    if (l) pending.push(docsStore.put({ ...d, lex: l }, d.id));
+  }
+  pending.push(manifestStore.put({ ...manifest, lexical: config }, MANIFEST_KEY));
+  // Schema 1 keyed staged encodings by id alone; today's are keyed [id, hash], so old ones could
+  // never be found again. They are only a cache of an interrupted add: dropping them is safe.
+  pending.push(tx.objectStore('staging').clear());
+  await Promise.all(pending);
 }
 
 /**

@@ -4,6 +4,9 @@
  * reclaims once they outweigh the live rows.
  */
 import { ColbertError } from '../errors.ts';
+import { resolveLexicalConfig, type LexicalConfig, type LexicalOptions } from '../lexical/analyze.ts';
+import type { LexicalPostings } from '../lexical/bm25.ts';
+import { InvertedIndex } from '../lexical/inverted.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
@@ -21,6 +24,8 @@ export interface MemoryStoreOptions {
    * cross-origin isolated and several scoring threads are possible.
    */
   sharedMemory?: boolean;
+  /** How texts become lexical terms. Default: English, stemmed, without stop words. */
+  lexical?: LexicalOptions;
 }
 
 interface DocInfo {
@@ -43,9 +48,13 @@ export class MemoryStore implements VectorStore {
   private readonly staging = new Map<string, PackedDocument & { hash: string; dim: number }>();
   private readonly createdAt = Date.now();
   private closed = false;
+  readonly lexical: LexicalConfig;
+  private readonly inverted: InvertedIndex;
 
   constructor(private readonly options: MemoryStoreOptions = {}) {
     this.precision = options.precision ?? 'fp32';
+    this.lexical = resolveLexicalConfig(options.lexical);
+    this.inverted = new InvertedIndex(this.lexical);
     this.set = new ShardSet(this.precision, null, 'mem', options.sharedMemory);
   }
 
@@ -87,6 +96,7 @@ export class MemoryStore implements VectorStore {
       if (item.metadata !== undefined) info.metadata = item.metadata;
       if (item.text !== undefined) info.text = item.text;
       this.docs.set(item.id, info);
+      this.inverted.set(item.id, item.text);
       this.staging.delete(stagingKey(item.id, item.hash));
     }
   }
@@ -95,7 +105,10 @@ export class MemoryStore implements VectorStore {
     this.check();
     const removed = ids.filter((id) => this.docs.has(id));
     this.set.apply(this.set.plan([], removed));
-    for (const id of removed) this.docs.delete(id);
+    for (const id of removed) {
+      this.docs.delete(id);
+      this.inverted.delete(id);
+    }
     return removed;
   }
 
@@ -103,6 +116,7 @@ export class MemoryStore implements VectorStore {
     this.check();
     this.set.clear();
     this.docs.clear();
+    this.inverted.clear();
     this.staging.clear();
   }
 
@@ -114,6 +128,21 @@ export class MemoryStore implements VectorStore {
   async metadata(ids: readonly string[]): Promise<(Metadata | undefined)[]> {
     this.check();
     return ids.map((id) => this.docs.get(id)?.metadata);
+  }
+
+  async postings(terms: readonly string[]): Promise<LexicalPostings> {
+    this.check();
+    return this.inverted.postings(terms);
+  }
+
+  async lexicalStats(): Promise<{ documents: number; terms?: number }> {
+    this.check();
+    return this.inverted.size;
+  }
+
+  async allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>> {
+    this.check();
+    return Array.from(this.docs, ([id, d]) => [id, d.metadata] as const);
   }
 
   async matrix(id: string): Promise<TokenMatrix | undefined> {
@@ -151,12 +180,14 @@ export class MemoryStore implements VectorStore {
     this.set.load(shards);
     this.set.dim = snapshot.manifest.dim;
     this.docs.clear();
+    this.inverted.clear();
     this.staging.clear();
     for (const d of snapshot.documents) {
       const info: DocInfo = { hash: d.hash };
       if (d.metadata !== undefined) info.metadata = d.metadata;
       if (d.text !== undefined) info.text = d.text;
       this.docs.set(d.id, info);
+      this.inverted.set(d.id, d.text);
     }
   }
 

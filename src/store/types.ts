@@ -3,6 +3,8 @@
  * Stores hold token matrices in shards: large packed arrays with per-document offsets, never one
  * record per token.
  */
+import type { LexicalConfig } from '../lexical/analyze.ts';
+import type { LexicalPostings } from '../lexical/bm25.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import type { IndexManifest } from './manifest.ts';
 import type { PackedRows, VectorPrecision } from './precision.ts';
@@ -88,6 +90,8 @@ export interface VectorStore {
   readonly dim: number | null;
   /** Storage precision of the vectors. */
   readonly precision: VectorPrecision;
+  /** How document texts become lexical terms (fixed when the index was created). */
+  readonly lexical: LexicalConfig;
   /** Adds documents; an id already stored is replaced. */
   put(docs: readonly StoredDocument[]): Promise<void>;
   /** For each id: 'live' when stored from text with this hash, 'staged' when encoded and waiting, else 'none'. */
@@ -108,8 +112,17 @@ export interface VectorStore {
   has(ids: readonly string[]): Promise<boolean[]>;
   /** Metadata of stored documents, `undefined` for unknown ids or documents without metadata. */
   metadata(ids: readonly string[]): Promise<(Metadata | undefined)[]>;
+  /** Every stored document's id with its metadata (for filters: one pass, no per-id lookups). */
+  allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>>;
   /** The token matrix of one document (with token ids), or undefined. */
   matrix(id: string): Promise<TokenMatrix | undefined>;
+  /**
+   * Lexical collection statistics and the live posting lists of `terms` (analysed with
+   * {@link lexical}); only those lists are read. Documents stored without text have none.
+   */
+  postings(terms: readonly string[]): Promise<LexicalPostings>;
+  /** Lexical counts: documents indexed from text, and (where cheap to know) distinct terms. */
+  lexicalStats(): Promise<{ documents: number; terms?: number }>;
   /** Streams the shards for scoring. */
   shards(): AsyncIterable<ShardView>;
   stats(): Promise<StoreStats>;

@@ -15,3 +15,5 @@ export { mulberry32 } from '../support/rng.ts';
 export { spawnMaxSimWorker } from '../../src/score/pool.ts';
 export { IdbStore } from '../../src/store/idb.ts';
 export { FINGERPRINT } from '../support/store.ts';
+export { allowedIds, compileFilter } from '../../src/filter/index.ts';
+export { randomFilter, randomMetadata } from '../support/filters.ts';
