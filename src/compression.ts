@@ -98,6 +98,8 @@ export interface CompressionStats {
 
 /** Tokens encoded between yields while (re)training in the background. */
 const YIELD_TOKENS = 2048;
+/** Most tokens k-means trains on (8 per centroid below that); every token is then assigned in one pass. */
+export const MAX_TRAIN_SAMPLE = 262_144;
 /** Re-train once the index holds this many times the tokens its centroids were trained for. */
 export const RETRAIN_GROWTH = 4;
 
@@ -267,7 +269,7 @@ export class CompressedIndex {
     const dim = store.dim ?? shards[0]?.dim ?? 0;
     const live = shards.reduce((n, s) => n + s.docIds.reduce((m, id, i) => m + (id === null ? 0 : s.offsets[i + 1]! - s.offsets[i]!), 0), 0);
     const count = Math.min(centroidCountFor(live), live);
-    const sample = sampleRows(live, count * 8, seededRandom(this.seed));
+    const sample = sampleRows(live, Math.min(count * 8, MAX_TRAIN_SAMPLE), seededRandom(this.seed));
     // Gather the sampled live rows (decoded) in one pass.
     const data = new Float32Array(sample.length * dim);
     let row = 0;

@@ -161,3 +161,95 @@ export function centroidScoresSimd(query: TokenMatrix, codec: ResidualCodec): Fl
 
 /** The CPU stages with the SIMD centroid scores (the compressed index's default). */
 export const simdCompressedKernels: CompressedKernels = { ...cpuCompressedKernels, centroidScores: centroidScoresSimd };
+
+/**
+ * Block dot products for training and code assignment (../score/train.ts): rows of token
+ * vectors against a resident table of centroid rows, through the same kernel. The table (one or
+ * two centroid sets, padded to `dim4` and to an even row count) is copied into the module's
+ * memory once per {@link bindCentroids} call; each {@link BlockDots.scores} call copies only its
+ * rows, at most {@link ASSIGN_BLOCK} of them, and returns the centroid-major scores
+ * `T[c * rowsPadded + i]` of centroids `from .. to` of one set.
+ */
+export const ASSIGN_BLOCK = 256;
+/** Most floats of one block's output; blocks shrink below {@link ASSIGN_BLOCK} rows for large centroid sets. */
+const BLOCK_OUT_FLOATS = 1 << 22;
+
+let dotsModules = new Map<number, WebAssembly.Module>();
+let blockOk: boolean | undefined;
+
+/** A bound table of centroid sets and scratch space for rows and scores. */
+export interface BlockDots {
+  readonly dim: number;
+  /** Most rows one {@link scores} call takes for `width` centroids. */
+  blockRows(width: number): number;
+  /**
+   * Scores of `n` rows (row `r` is `data[rowAt(r) ..]`) against centroids `from .. to` of set
+   * `set`: a view `T[c * stride + i]` (c relative to `from`), valid until the next call.
+   */
+  scores(data: Float32Array, rowAt: (r: number) => number, n: number, set: number, from: number, to: number): { t: Float32Array; stride: number };
+}
+
+/**
+ * Binds centroid sets (`rows x dim` each, row-major) into a fresh WASM SIMD instance; null where
+ * WebAssembly SIMD is missing (callers fall back to plain JS).
+ */
+export function bindCentroids(dim: number, sets: readonly Float32Array[]): BlockDots | null {
+  if (blockOk === false) return null;
+  const dim4 = Math.ceil(dim / 4) * 4;
+  const rowBytes = dim4 * 4;
+  let memory: WebAssembly.Memory;
+  let dots: Loaded['dots'];
+  try {
+    let module = dotsModules.get(dim4);
+    if (!module) {
+      module = new WebAssembly.Module(emitDots(dim4));
+      dotsModules.set(dim4, module);
+    }
+    const instance = new WebAssembly.Instance(module);
+    memory = instance.exports['memory'] as WebAssembly.Memory;
+    dots = instance.exports['dots'] as Loaded['dots'];
+    blockOk = true;
+  } catch {
+    blockOk = false;
+    dotsModules = new Map();
+    return null;
+  }
+  // Each set: its rows, then one zero row so an odd centroid range can run as whole pairs.
+  const setAt: number[] = [];
+  let at = 64;
+  for (const s of sets) {
+    setAt.push(at);
+    at += (s.length / dim + 2) * rowBytes;
+  }
+  const rowsAt = at;
+  const grow = (need: number) => {
+    if (need > memory.buffer.byteLength) memory.grow(Math.ceil((need - memory.buffer.byteLength) / PAGE));
+  };
+  grow(rowsAt);
+  sets.forEach((s, k) => {
+    const view = new Float32Array(memory.buffer, setAt[k]!, (s.length / dim + 2) * dim4);
+    view.fill(0);
+    const rows = s.length / dim;
+    for (let c = 0; c < rows; c++) view.set(s.subarray(c * dim, (c + 1) * dim), c * dim4);
+  });
+  const blockRows = (width: number) => Math.max(QB, Math.min(ASSIGN_BLOCK, Math.floor(BLOCK_OUT_FLOATS / Math.max(1, width + 1) / QB) * QB));
+  return {
+    dim,
+    blockRows,
+    scores(data, rowAt, n, set, from, to) {
+      const pairs = Math.ceil((to - from) / 2);
+      const qBlocks = Math.ceil(n / QB);
+      const stride = qBlocks * QB;
+      const outAt = rowsAt + stride * rowBytes;
+      grow(outAt + pairs * 2 * stride * 4);
+      const rows = new Float32Array(memory.buffer, rowsAt, stride * dim4);
+      if (dim4 !== dim || n !== stride) rows.fill(0);
+      for (let r = 0; r < n; r++) {
+        const o = rowAt(r);
+        rows.set(data.subarray(o, o + dim), r * dim4);
+      }
+      dots(rowsAt, qBlocks, setAt[set]! + from * rowBytes, pairs, outAt);
+      return { t: new Float32Array(memory.buffer, outAt, pairs * 2 * stride), stride };
+    },
+  };
+}

@@ -13,6 +13,7 @@
  * one only widens the residual). Everything is deterministic for a seed.
  */
 import type { ResidualBits, ResidualCodec } from '../store/residual.ts';
+import { bindCentroids, type BlockDots } from './centroid-simd.ts';
 
 /** Fewest tokens before an index trains centroids; smaller indexes are scored exhaustively. */
 export const MIN_TRAIN_TOKENS = 4096;
@@ -20,6 +21,8 @@ export const MIN_TRAIN_TOKENS = 4096;
 export const MAX_CENTROIDS = 1 << 16;
 /** Coarse clusters whose fine centroids a token is compared with. */
 export const ASSIGN_PROBES = 2;
+/** Residual statistics (bucket quantiles and means) come from at most this many sampled tokens. */
+export const BUCKET_SAMPLE_ROWS = 8192;
 
 /** The two-level structure over a codec's centroids (see the module comment). */
 export interface CentroidTree {
@@ -181,8 +184,9 @@ export function kmeans(data: Float32Array, dim: number, members: Uint32Array, k:
   const assign = new Uint32Array(n);
   const sums = new Float64Array(k * dim);
   const counts = new Uint32Array(k);
+  const rowAt = (i: number) => members[i]! * dim;
   for (let it = 0; it < iterations; it++) {
-    for (let i = 0; i < n; i++) assign[i] = nearestIn(data, members[i]! * dim, centroids, 0, k, dim);
+    nearestRows(data, rowAt, n, dim, centroids, assign);
     sums.fill(0);
     counts.fill(0);
     for (let i = 0; i < n; i++) {
@@ -213,12 +217,159 @@ export function treeGroups(tree: CentroidTree, dim: number): number {
 
 /**
  * The centroid of each of `rows` rows of `data` (from row `from`), through the tree, into
- * `out[at..]`. Without a tree every centroid is compared (exact nearest).
+ * `out[at..]`. Without a tree every centroid is compared (exact nearest). Runs on the WASM SIMD
+ * block kernel (./centroid-simd.ts) where it is available, else in plain JS
+ * ({@link assignCodesJs}); both pick the same centroid up to float32 rounding of near ties.
+ * `centroids` (and the tree) must not change after they are first passed here: their copy in
+ * the kernel's memory is kept per array.
  */
 export function assignCodes(data: Float32Array, from: number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
+  assignRows(data, (r) => (from + r) * dim, rows, dim, centroids, tree, out, at);
+}
+
+/** {@link assignCodes} in plain JS only (the reference the SIMD path is tested against). */
+export function assignCodesJs(data: Float32Array, from: number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
+  assignRowsJs(data, (r) => (from + r) * dim, rows, dim, centroids, tree, out, at);
+}
+
+/** Bound kernels per centroid array (with the tree they were bound with). */
+const bound = new WeakMap<Float32Array, { coarse: Float32Array | null; bd: BlockDots | null }>();
+
+function boundFor(dim: number, centroids: Float32Array, tree: CentroidTree | null): BlockDots | null {
+  const coarse = tree?.coarse ?? null;
+  const hit = bound.get(centroids);
+  if (hit && hit.coarse === coarse && (hit.bd === null || hit.bd.dim === dim)) return hit.bd;
+  const bd = bindCentroids(dim, coarse ? [coarse, centroids] : [centroids]);
+  bound.set(centroids, { coarse, bd });
+  return bd;
+}
+
+/**
+ * For each of `n` rows (row `r` at `data[rowAt(r)..]`), the best of centroids `from .. to` of set
+ * `set` merged into `best`/`bestScore` (a higher score wins; on equal scores the lower centroid).
+ */
+function mergeNearest(bd: BlockDots, data: Float32Array, rowAt: (r: number) => number, n: number, set: number, from: number, to: number, best: Int32Array, bestScore: Float32Array, bo = 0): void {
+  const width = to - from;
+  const block = bd.blockRows(width);
+  for (let r0 = 0; r0 < n; r0 += block) {
+    const m = Math.min(block, n - r0);
+    const { t, stride } = bd.scores(data, (r) => rowAt(r0 + r), m, set, from, to);
+    for (let c = 0; c < width; c++) {
+      const o = c * stride;
+      const id = from + c;
+      for (let i = 0; i < m; i++) {
+        const s = t[o + i]!;
+        const b = bo + r0 + i;
+        if (s > bestScore[b]! || (s === bestScore[b]! && id < best[b]!)) {
+          bestScore[b] = s;
+          best[b] = id;
+        }
+      }
+    }
+  }
+}
+
+/** Exact nearest of all `centroids` for `n` rows into `out` (SIMD where available). */
+function nearestRows(data: Float32Array, rowAt: (r: number) => number, n: number, dim: number, centroids: Float32Array, out: Uint32Array | Uint16Array, at = 0): void {
+  const count = centroids.length / dim;
+  const bd = bindCentroids(dim, [centroids]);
+  if (!bd) {
+    for (let i = 0; i < n; i++) out[at + i] = nearestIn(data, rowAt(i), centroids, 0, count, dim);
+    return;
+  }
+  const block = bd.blockRows(count);
+  const best = new Int32Array(block);
+  const score = new Float32Array(block);
+  for (let r0 = 0; r0 < n; r0 += block) {
+    const m = Math.min(block, n - r0);
+    best.fill(0);
+    score.fill(-Infinity);
+    mergeNearest(bd, data, (r) => rowAt(r0 + r), m, 0, 0, count, best, score);
+    for (let i = 0; i < m; i++) out[at + r0 + i] = best[i]!;
+  }
+}
+
+function assignRows(data: Float32Array, rowAt: (r: number) => number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at: number): void {
+  const bd = rows === 0 ? null : boundFor(dim, centroids, tree);
+  if (!bd) return assignRowsJs(data, rowAt, rows, dim, centroids, tree, out, at);
   const count = centroids.length / dim;
   if (!tree) {
-    for (let r = 0; r < rows; r++) out[at + r] = nearestIn(data, (from + r) * dim, centroids, 0, count, dim);
+    const best = new Int32Array(rows);
+    const score = new Float32Array(rows).fill(-Infinity);
+    mergeNearest(bd, data, rowAt, rows, 0, 0, count, best, score);
+    for (let r = 0; r < rows; r++) out[at + r] = best[r]!;
+    return;
+  }
+  const groups = treeGroups(tree, dim);
+  const probes = Math.min(ASSIGN_PROBES, groups);
+  const block = Math.min(bd.blockRows(groups), rows);
+  const topG = new Int32Array(block * probes);
+  const topS = new Float32Array(block * probes);
+  const best = new Int32Array(block);
+  const bestScore = new Float32Array(block);
+  const perGroup = new Uint32Array(groups + 1);
+  const members = new Uint32Array(block * probes);
+  const memberScore = new Float32Array(block * probes);
+  const memberBest = new Int32Array(block * probes);
+  for (let r0 = 0; r0 < rows; r0 += block) {
+    const m = Math.min(block, rows - r0);
+    const blockAt = (r: number) => rowAt(r0 + r);
+    // Coarse: each row's best `probes` groups (ties to the lower group).
+    topG.fill(-1);
+    topS.fill(-Infinity);
+    const { t, stride } = bd.scores(data, blockAt, m, 0, 0, groups);
+    for (let g = 0; g < groups; g++) {
+      const o = g * stride;
+      for (let i = 0; i < m; i++) {
+        const s = t[o + i]!;
+        const base = i * probes;
+        if (s <= topS[base + probes - 1]!) continue;
+        let p = probes - 1;
+        while (p > 0 && topS[base + p - 1]! < s) {
+          topS[base + p] = topS[base + p - 1]!;
+          topG[base + p] = topG[base + p - 1]!;
+          p--;
+        }
+        topS[base + p] = s;
+        topG[base + p] = g;
+      }
+    }
+    // Rows of each probed group (counting sort), then each group's fine centroids against its rows.
+    perGroup.fill(0);
+    for (let e = 0; e < m * probes; e++) if (topG[e]! >= 0) perGroup[topG[e]! + 1]!++;
+    for (let g = 0; g < groups; g++) perGroup[g + 1]! += perGroup[g]!;
+    const fill = perGroup.slice(0, groups);
+    for (let e = 0; e < m * probes; e++) {
+      const g = topG[e]!;
+      if (g >= 0) members[fill[g]!++] = Math.floor(e / probes);
+    }
+    best.fill(0);
+    bestScore.fill(-Infinity);
+    for (let g = 0; g < groups; g++) {
+      const lo = perGroup[g]!;
+      const hi = perGroup[g + 1]!;
+      if (lo === hi || tree.starts[g] === tree.starts[g + 1]) continue;
+      memberBest.fill(0, 0, hi - lo);
+      memberScore.fill(-Infinity, 0, hi - lo);
+      mergeNearest(bd, data, (k) => blockAt(members[lo + k]!), hi - lo, 1, tree.starts[g]!, tree.starts[g + 1]!, memberBest, memberScore);
+      for (let k = 0; k < hi - lo; k++) {
+        const i = members[lo + k]!;
+        const s = memberScore[k]!;
+        const c = memberBest[k]!;
+        if (s > bestScore[i]! || (s === bestScore[i]! && c < best[i]!)) {
+          bestScore[i] = s;
+          best[i] = c;
+        }
+      }
+    }
+    for (let i = 0; i < m; i++) out[at + r0 + i] = best[i]!;
+  }
+}
+
+function assignRowsJs(data: Float32Array, rowAt: (r: number) => number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at: number): void {
+  const count = centroids.length / dim;
+  if (!tree) {
+    for (let r = 0; r < rows; r++) out[at + r] = nearestIn(data, rowAt(r), centroids, 0, count, dim);
     return;
   }
   const groups = treeGroups(tree, dim);
@@ -226,7 +377,7 @@ export function assignCodes(data: Float32Array, from: number, rows: number, dim:
   const topG = new Int32Array(probes);
   const topS = new Float64Array(probes);
   for (let r = 0; r < rows; r++) {
-    const o = (from + r) * dim;
+    const o = rowAt(r);
     topG.fill(-1);
     topS.fill(-Infinity);
     for (let g = 0; g < groups; g++) {
@@ -315,11 +466,8 @@ export async function trainCodec(data: Float32Array, rows: number, dim: number, 
   // Members of each coarse cluster.
   const groupOf = new Uint32Array(n);
   const sizes = new Uint32Array(groups);
-  for (let i = 0; i < n; i++) {
-    const g = nearestIn(data, sample[i]! * dim, coarse, 0, groups, dim);
-    groupOf[i] = g;
-    sizes[g]!++;
-  }
+  nearestRows(data, (i) => sample[i]! * dim, n, dim, coarse, groupOf);
+  for (let i = 0; i < n; i++) sizes[groupOf[i]!]!++;
   // Each group's share of the count, in proportion to its members (at least one where it has any, at most its members).
   const share = new Uint32Array(groups);
   let given = 0;
@@ -358,10 +506,13 @@ export async function trainCodec(data: Float32Array, rows: number, dim: number, 
   const tree: CentroidTree = { coarse, starts };
   // Residual statistics of the sample against the centroids it is assigned to.
   const codes = new Uint32Array(n);
-  const values = new Float32Array(n * dim);
-  for (let i = 0; i < n; i++) {
-    assignCodes(data, sample[i]!, 1, dim, centroids, tree, codes, i);
-    const o = sample[i]! * dim;
+  // Every `step`-th sampled token, so that sorting the values stays cheap.
+  const step = Math.max(1, Math.ceil(n / BUCKET_SAMPLE_ROWS));
+  const nb = Math.ceil(n / step);
+  const values = new Float32Array(nb * dim);
+  assignRows(data, (i) => sample[i * step]! * dim, nb, dim, centroids, tree, codes, 0);
+  for (let i = 0; i < nb; i++) {
+    const o = sample[i * step]! * dim;
     const c = codes[i]! * dim;
     for (let d = 0; d < dim; d++) values[i * dim + d] = data[o + d]! - centroids[c + d]!;
   }

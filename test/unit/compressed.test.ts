@@ -9,7 +9,7 @@ import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centr
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
-import { assignCodes, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
+import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
 import { CodeSet } from '../../src/store/codes.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { poolTokens } from '../../src/store/pooling.ts';
@@ -360,5 +360,45 @@ describe('compressed search over a memory store', () => {
     expect(after.trained.trainedTokens).toBeGreaterThanOrEqual(4 * trained);
     expect(after.codes.documents).toBe(i + 5);
     expect(index.stats().centroids).toBe(centroidCountFor(after.trained.trainedTokens));
+  });
+});
+
+describe('code assignment on the SIMD block kernel', () => {
+  it('picks the same centroids as the plain-JS reference (tree and exact), up to float32 near-ties', async () => {
+    const data = clusteredData({ docs: 50, queries: 0, seed: 21 });
+    const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    const all = new Float32Array(rows * DIM);
+    let at = 0;
+    for (const d of data.docs) {
+      all.set(d.embedding.data, at * DIM);
+      at += d.embedding.tokens;
+    }
+    const { codec, tree } = await trainCodec(all, rows, DIM, { nbits: 2, centroids: 101 });
+    for (const t of [tree, null]) {
+      // Odd row counts and offsets: partial blocks, odd centroid ranges.
+      const from = 3;
+      const n = rows - 10;
+      const simd = new Uint32Array(n);
+      const js = new Uint32Array(n);
+      assignCodes(all, from, n, DIM, codec.centroids, t, simd);
+      assignCodesJs(all, from, n, DIM, codec.centroids, t, js);
+      let same = 0;
+      for (let r = 0; r < n; r++) {
+        if (simd[r] === js[r]) {
+          same++;
+          continue;
+        }
+        // A differing pick must score the same up to float32 rounding.
+        const o = (from + r) * DIM;
+        let a = 0;
+        let b = 0;
+        for (let d = 0; d < DIM; d++) {
+          a += all[o + d]! * codec.centroids[simd[r]! * DIM + d]!;
+          b += all[o + d]! * codec.centroids[js[r]! * DIM + d]!;
+        }
+        expect(Math.abs(a - b)).toBeLessThan(1e-5);
+      }
+      expect(same / n).toBeGreaterThan(0.999);
+    }
   });
 });
