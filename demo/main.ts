@@ -259,9 +259,11 @@ function writeManifest(m: Record<string, number>): void {
  * included), after its own compression and with some delay. The two are never summed or mixed.
  */
 function sizeRows(stats: OptionalStats): { size: string; site: string | undefined; note: string | undefined } {
-  const vectors = `${formatBytes(stats.vectorBytes)} of token vectors (exact)`;
+  // A compressed index's codes are in memory only (vectorBytes counts them; bytesOnDisk does not): shown apart.
+  const stored = stats.vectorBytes - (stats.compression?.codeBytes ?? 0);
+  const vectors = `${formatBytes(stored)} of token vectors (exact)`;
   if (stats.bytesOnDisk === undefined) return { size: vectors, site: undefined, note: undefined };
-  const rest = Math.max(0, stats.bytesOnDisk - stats.vectorBytes);
+  const rest = Math.max(0, stats.bytesOnDisk - stored);
   const size = `about ${formatBytes(stats.bytesOnDisk)} (estimate): ${vectors} + about ${formatBytes(rest)} of texts, ids and metadata (estimated, uncompressed)`;
   if (stats.usage === undefined || !stats.quota) return { size, site: undefined, note: undefined };
   const site = `${formatBytes(stats.usage)} used of ${formatBytes(stats.quota)} (the browser's figure for this whole site, model files included)`;

@@ -706,6 +706,8 @@ test('14. opt-in compressed index: untrained below 4,096 tokens, then bytes per 
   expect(perToken).toBeLessThan(fp32);
   expect(Math.abs(fp32 / perToken - ratio)).toBeLessThan(0.1);
   await expect(page.locator('#index-stats [data-stat=tokens]')).toContainText(/^[\d,]+ \((fp32|fp16|int8), \d+ bytes each\)$/);
+  // The stored vectors in the size estimate exclude the in-memory codes: texts and metadata are not "0 B".
+  await expect(page.locator('#index-stats [data-stat=bytes]')).not.toContainText('about 0 B of texts');
   await shot(page, '18-compressed', false);
   // Through the codes (reranked exactly), with and without a file filter.
   await searchFor(page, 'buckling of cylindrical shells');
