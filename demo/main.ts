@@ -86,6 +86,9 @@ const ui = {
   searchStatus: byId<HTMLParagraphElement>('search-status'),
   device: byId<HTMLParagraphElement>('device'),
   results: byId<HTMLOListElement>('results'),
+  filterSource: byId<HTMLSelectElement>('filter-source'),
+  compressed: byId<HTMLInputElement>('compressed'),
+  searchMode: byId<HTMLFieldSetElement>('search-mode'),
 };
 
 /** True when this build of the library keeps named indexes in IndexedDB. */
@@ -191,7 +194,9 @@ async function loadModel(): Promise<void> {
     const t0 = performance.now();
     // `name` makes the index persistent where the library supports it (IndexedDB); older
     // builds ignore it and keep the index in memory.
-    const config = { model: choice.value, onProgress, name: indexName(choice.value) };
+    // The compressed index's codes live in memory only: the library re-trains them from the stored vectors on open.
+    const compressed = ui.compressed.checked;
+    const config = { model: choice.value, onProgress, name: indexName(choice.value), ...(compressed ? { compression: {} } : {}) };
     const next = (await createSearch(config)) as ColbertSearch & Optional;
     search = next;
     modelId = choice.value;
@@ -201,7 +206,7 @@ async function loadModel(): Promise<void> {
     await previous?.close().catch(() => undefined);
     ui.results.replaceChildren();
     say(ui.searchStatus, '');
-    localStorage.setItem(LAST_MODEL_KEY, JSON.stringify({ choice: (new FormData(ui.modelForm).get('model') as string) ?? 'default', custom: ui.customModel.value }));
+    localStorage.setItem(LAST_MODEL_KEY, JSON.stringify({ choice: (new FormData(ui.modelForm).get('model') as string) ?? 'default', custom: ui.customModel.value, compressed }));
     const from = downloads.loaded ? ` (${formatBytes(downloads.loaded)} read)` : '';
     say(ui.modelStatus, `Ready: ${choice.test ? 'offline test model (not a language model)' : choice.label}, ${next.dim}-dimensional token vectors, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s${from}.`, 'ok');
     const budget = next.info.documentTextBudget ?? next.info.documentLength - 8;
@@ -254,9 +259,11 @@ function writeManifest(m: Record<string, number>): void {
  * included), after its own compression and with some delay. The two are never summed or mixed.
  */
 function sizeRows(stats: OptionalStats): { size: string; site: string | undefined; note: string | undefined } {
-  const vectors = `${formatBytes(stats.vectorBytes)} of token vectors (exact)`;
+  // A compressed index's codes are in memory only (vectorBytes counts them; bytesOnDisk does not): shown apart.
+  const stored = stats.vectorBytes - (stats.compression?.codeBytes ?? 0);
+  const vectors = `${formatBytes(stored)} of token vectors (exact)`;
   if (stats.bytesOnDisk === undefined) return { size: vectors, site: undefined, note: undefined };
-  const rest = Math.max(0, stats.bytesOnDisk - stats.vectorBytes);
+  const rest = Math.max(0, stats.bytesOnDisk - stored);
   const size = `about ${formatBytes(stats.bytesOnDisk)} (estimate): ${vectors} + about ${formatBytes(rest)} of texts, ids and metadata (estimated, uncompressed)`;
   if (stats.usage === undefined || !stats.quota) return { size, site: undefined, note: undefined };
   const site = `${formatBytes(stats.usage)} used of ${formatBytes(stats.quota)} (the browser's figure for this whole site, model files included)`;
@@ -277,11 +284,13 @@ async function refreshStats(afterLoad = false): Promise<void> {
   ui.stats.replaceChildren(
     ...row('Documents', formatCount(sources), 'sources'),
     ...row('Passages', formatCount(stats.documents), 'passages'),
-    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount(stats.vectorBytes / stats.tokens)} bytes each)` : '0', 'tokens'),
+    ...row('Token vectors', stats.tokens ? `${formatCount(stats.tokens)} (${stats.precision}, ${formatCount((stats.vectorBytes - (stats.compression?.codeBytes ?? 0)) / stats.tokens)} bytes each)` : '0', 'tokens'),
     ...row('Kept', PERSISTENT ? 'in IndexedDB, across reloads' : 'in memory: lost on reload', 'storage'),
     ...row('Index size', size, 'bytes', true),
+    ...compressionRow(stats, row),
     ...(site ? row('Site storage', site, 'site', true) : []),
   );
+  updateSourceFilter();
   ui.sizeNote.textContent = note ?? '';
   ui.sizeNote.hidden = note === undefined;
   ui.stats.dataset['persistent'] = String(PERSISTENT);
@@ -295,6 +304,36 @@ async function refreshStats(afterLoad = false): Promise<void> {
   } else if (afterLoad) {
     say(ui.indexStatus, 'The index is empty: add files, paste text or load the sample corpus.');
   }
+}
+
+
+/**
+ * The compressed index, when the page asked for it: its state, and once trained the bytes per token
+ * of its codes against fp32. The full vectors stay stored beside the codes (reranking reads them),
+ * so today the codes add to the index; the row says so rather than claim a saving.
+ */
+function compressionRow(stats: OptionalStats, row: (term: string, value: string, key: string, wide?: boolean) => HTMLElement[]): HTMLElement[] {
+  const c = stats.compression;
+  delete ui.stats.dataset['compression'];
+  if (!c || !search) return [];
+  // fp32: 4 bytes per dimension (512 for 128 dimensions).
+  const fp32 = search.dim * 4;
+  ui.stats.dataset['compression'] = c.state;
+  if (c.state !== 'ready' || stats.tokens === 0) {
+    const why = c.state === 'training' ? 'training its codes…' : `not trained yet: searched exhaustively until the index holds 4,096 tokens (now ${formatCount(stats.tokens)})`;
+    return row('Compressed index', why, 'compression', true);
+  }
+  const perToken = c.codeBytes / stats.tokens;
+  const text = `${c.nbits}-bit codes, ${formatCount(c.centroids)} centroids: ${perToken.toFixed(1)} bytes per token, against ${fp32} for fp32 (${(fp32 / perToken).toFixed(1)}× smaller: ${formatBytes(Math.max(0, stats.tokens * fp32 - c.codeBytes))} less than fp32 vectors would take). The full vectors stay stored beside the codes for reranking, so today they add ${formatBytes(c.codeBytes)} to the index rather than replace it.`;
+  return row('Compressed index', text, 'compression', true);
+}
+
+/** The "In: All files / <file>" choices: the documents of this index, the choice kept while it exists. */
+function updateSourceFilter(): void {
+  const names = Object.keys(readManifest()).sort((a, b) => a.localeCompare(b));
+  const chosen = ui.filterSource.value;
+  ui.filterSource.replaceChildren(h('option', { value: '' }, 'All files'), ...names.map((name) => h('option', { value: name }, name)));
+  ui.filterSource.value = names.includes(chosen) ? chosen : '';
 }
 
 function cancelIndexing(): void {
@@ -503,7 +542,8 @@ async function manifestFromIndex(s: ColbertSearch, passages: number): Promise<Re
   const manifest: Record<string, number> = {};
   if (passages === 0) return manifest;
   const zero = { data: new Float32Array(s.dim), tokens: 1, dim: s.dim, ids: new Int32Array(1) };
-  for (const hit of await s.searchEmbedding(zero, { k: passages })) {
+  // exhaustive: a compressed index would return only the candidates of the zero query's centroids.
+  for (const hit of await s.searchEmbedding(zero, { k: passages, exhaustive: true })) {
     const meta = metaOf(hit);
     manifest[meta.source] = Math.max(manifest[meta.source] ?? 0, meta.passages);
   }
@@ -570,7 +610,25 @@ function watchOverflow(body: HTMLElement, cue: HTMLElement): void {
   body.addEventListener('scroll', update, { passive: true });
 }
 
-function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
+const SCORE_TITLE: Record<Mode, string> = {
+  semantic: 'MaxSim score: higher is better',
+  lexical: 'BM25 score: higher is better',
+  hybrid: 'Fused score (reciprocal rank fusion of the semantic and lexical rankings): higher is better',
+};
+
+/** The BM25 side of an explanation: the query's words this passage contains and what each added. */
+function lexicalTerms(lexical: NonNullable<Explanation['lexical']>): HTMLElement {
+  const found = lexical.terms.filter((t) => t.tf > 0);
+  if (found.length === 0) return h('p', { class: 'lexical-terms muted small' }, `Lexical (BM25): none of the query's words (${lexical.queryTerms.join(' ') || 'none'}) are in this passage.`);
+  return h(
+    'p',
+    { class: 'lexical-terms small' },
+    `Lexical (BM25) score ${lexical.score.toFixed(3)} from the words: `,
+    ...found.flatMap((t, i) => [i ? ', ' : '', h('code', { class: 'term' }, t.term), ` ×${t.tf} (adds ${t.contribution.toFixed(3)})`]),
+  );
+}
+
+function resultItem(hit: Hit, rank: number, query: string, mode: Mode): HTMLLIElement {
   const meta = metaOf(hit);
   const body = h('p', { class: 'passage' }, meta.text);
   const cue = h('p', { class: 'more-cue muted small', hidden: true }, '↓ More of this passage below: scroll inside it');
@@ -595,7 +653,10 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
         const mark = body.querySelector('mark');
         if (mark) body.scrollTop = Math.max(0, mark.offsetTop - 24);
       }
-      if (withTable && panel.childElementCount === 0) panel.append(explanationTable(e, meta.text));
+      if (withTable && panel.childElementCount === 0) {
+        panel.append(explanationTable(e, meta.text));
+        if (e.lexical) panel.append(lexicalTerms(e.lexical));
+      }
     } catch (err) {
       panel.replaceChildren(h('p', { class: 'error' }, errorText(err)));
     }
@@ -610,7 +671,7 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   const item = h(
     'li',
     { class: 'hit', 'data-id': hit.id },
-    h('div', { class: 'hit-head' }, h('span', { class: 'source' }, meta.source), where && h('span', { class: 'muted small' }, where), h('span', { class: 'score', title: 'MaxSim score: higher is better' }, hit.score.toFixed(2))),
+    h('div', { class: 'hit-head' }, h('span', { class: 'source' }, meta.source), where && h('span', { class: 'muted small' }, where), h('span', { class: 'score', title: SCORE_TITLE[mode] }, mode === 'hybrid' ? hit.score.toFixed(4) : hit.score.toFixed(2))),
     body,
     cue,
     why,
@@ -619,6 +680,16 @@ function resultItem(hit: Hit, rank: number, query: string): HTMLLIElement {
   item.highlight = () => void draw(false);
   highlightWhenSeen.observe(item);
   return item;
+}
+
+type Mode = 'semantic' | 'lexical' | 'hybrid';
+function chosenMode(): Mode {
+  const checked = ui.searchMode.querySelector<HTMLInputElement>('input[name="mode"]:checked');
+  return (checked?.value as Mode | undefined) ?? 'semantic';
+}
+/** The passage metadata key that holds its file name (PassageMeta.source). */
+function chosenFilter(): { source: string } | undefined {
+  return ui.filterSource.value ? { source: ui.filterSource.value } : undefined;
 }
 
 async function runSearch(text: string): Promise<void> {
@@ -631,21 +702,35 @@ async function runSearch(text: string): Promise<void> {
     return;
   }
   try {
+    const mode = chosenMode();
+    const filter = chosenFilter();
     const t0 = performance.now();
-    const matrix = await s.encodeQuery(text);
-    const t1 = performance.now();
-    const hits = await s.searchEmbedding(matrix, { k: K });
-    const t2 = performance.now();
+    let hits: Hit[];
+    let timing: string;
+    if (mode === 'semantic') {
+      // Encoding and scoring apart, to show what each costs.
+      const matrix = await s.encodeQuery(text);
+      const t1 = performance.now();
+      hits = await s.searchEmbedding(matrix, filter ? { k: K, filter } : { k: K });
+      timing = `query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(performance.now() - t1)}`;
+    } else {
+      // Lexical and hybrid need the query text (BM25 reads its words); hybrid fuses with the library's default (RRF).
+      hits = await s.search(text, filter ? { k: K, mode, filter } : { k: K, mode });
+      timing = `${mode} search ${formatMs(performance.now() - t0)}`;
+    }
     if (seq !== searchSeq) return;
     showDevice();
     for (const old of ui.results.children) highlightWhenSeen.unobserve(old);
-    ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text)));
+    ui.results.replaceChildren(...hits.map((hit, i) => resultItem(hit, i + 1, text, mode)));
     ui.legend.textContent = `Marked in each passage: the words that match a word of your query with a similarity of ${HIGHLIGHT_MIN.toFixed(2)} or more (darker: closer), whole words. Every result is marked as it comes into view; "Why this result?" lists every query token and what it added.`;
     ui.legend.hidden = hits.length === 0;
     // Which query the results are for (tests wait on it; a stale status line says nothing).
     ui.results.dataset['query'] = text;
+    ui.results.dataset['mode'] = mode;
+    ui.results.dataset['filter'] = filter?.source ?? '';
     const stats = ui.stats.dataset['passages'] ?? '?';
-    say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages · query encoding ${formatMs(t1 - t0)} · scoring ${formatMs(t2 - t1)}`);
+    const scope = filter ? ` of ${filter.source}` : '';
+    say(ui.searchStatus, `${plural(hits.length, 'result')} from ${stats} passages${scope} · ${timing}`);
   } catch (err) {
     if (seq === searchSeq) say(ui.searchStatus, errorText(err), 'error');
   }
@@ -664,6 +749,13 @@ byId<HTMLFormElement>('search-form').addEventListener('submit', (event) => {
   void runSearch(ui.query.value);
 });
 ui.modelForm.addEventListener('change', updateModelNote);
+// A new file choice or ranking searches again at once.
+const searchAgain = () => {
+  clearTimeout(debounce);
+  if (ui.query.value.trim()) void runSearch(ui.query.value);
+};
+ui.filterSource.addEventListener('change', searchAgain);
+ui.searchMode.addEventListener('change', searchAgain);
 ui.modelForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void loadModel();
@@ -739,7 +831,7 @@ async function start(): Promise<void> {
   ui.cranfield.hidden = !haveCranfield;
   const params = new URLSearchParams(location.search);
   const fromUrl = params.get('model');
-  let saved: { choice?: string; custom?: string } = {};
+  let saved: { choice?: string; custom?: string; compressed?: boolean } = {};
   try {
     saved = JSON.parse(localStorage.getItem(LAST_MODEL_KEY) ?? '{}') as typeof saved;
   } catch {
@@ -761,6 +853,7 @@ async function start(): Promise<void> {
     // The model used last time: its files are in this browser's cache, so nothing downloads.
     select(saved.choice);
     ui.customModel.value = saved.custom ?? '';
+    ui.compressed.checked = saved.compressed === true;
     autoload = true;
   }
   updateModelNote();

@@ -613,3 +613,107 @@ test('export the index to a file and import it back; a damaged file changes noth
   await shot(page, '15-import-damaged');
   expect(errors).toEqual([]);
 });
+
+test('12. "In" a chosen file: results come only from that file, and the choice lists the files indexed', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  const files = page.getByRole('combobox', { name: 'In' });
+  const options = await files.locator('option').allTextContents();
+  expect(options[0]).toBe('All files');
+  expect([...options.slice(1)].sort()).toEqual(FILES.map((f) => f.name).sort());
+  await searchFor(page, 'buckling of cylindrical shells');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  // Choosing a file searches again, in that file only.
+  await files.selectOption('tunnels.txt');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', 'tunnels.txt', { timeout: 30_000 });
+  await expect(page.locator('#search-status')).toContainText(/\d+ results from \d+ passages of tunnels\.txt/);
+  const ids = await page.locator('#results li.hit').evaluateAll((els) => els.map((el) => el.getAttribute('data-id')));
+  expect(ids.length).toBeGreaterThan(1);
+  for (const id of ids) expect(id).toMatch(/^tunnels\.txt#\d+$/);
+  const sources = await page.locator('#results li.hit .source').allTextContents();
+  expect(new Set(sources)).toEqual(new Set(['tunnels.txt']));
+  // A file name that is markup is an option's text, and filtering by it works.
+  await files.selectOption('wing<img src=x onerror=window.__xss=1>.html');
+  await expect(page.locator('#results li.hit')).toHaveCount(1, { timeout: 30_000 });
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'wing<img src=x onerror=window.__xss=1>.html#1');
+  await shot(page, '16-filter-by-file', false);
+  await files.selectOption('');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', '', { timeout: 30_000 });
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  expect(errors).toEqual([]);
+});
+
+test('13. Semantic / Lexical / Hybrid ranking, and the lexical terms in "Why this result?"', async ({ page }) => {
+  const errors = watchErrors(page);
+  await loadTestModel(page);
+  await addFiles(page);
+  // Semantic scores every passage; "zebra" is in none, so it still returns k results.
+  await searchFor(page, 'buckled shell zebra');
+  const hits = page.locator('#results li.hit');
+  const semantic = await hits.count();
+  expect(semantic).toBeGreaterThan(1);
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'semantic');
+  // Lexical (BM25, stemmed): only the passage with the words "buckling" / "shells" matches.
+  await page.getByRole('radio', { name: 'Lexical' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'lexical', { timeout: 30_000 });
+  await expect(hits).toHaveCount(1);
+  await expect(hits.first()).toHaveAttribute('data-id', 'shells.md#1');
+  await expect(hits.first().locator('.score')).toHaveAttribute('title', /BM25/);
+  await expect(page.locator('#search-status')).toContainText('lexical search');
+  await hits.first().getByRole('button', { name: 'Why this result?' }).click();
+  const terms = hits.first().locator('.lexical-terms');
+  await expect(terms).toContainText(/Lexical \(BM25\) score [\d.]+ from the words/);
+  expect(await terms.locator('code.term').allTextContents()).toEqual(expect.arrayContaining(['buckl', 'shell']));
+  await shot(page, '17-lexical-terms', false);
+  // Hybrid: both rankings fused with reciprocal ranks (the library's default): small scores, shells first.
+  await page.getByRole('radio', { name: 'Hybrid' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'hybrid', { timeout: 30_000 });
+  expect(await hits.count()).toBeGreaterThan(1);
+  await expect(hits.first()).toHaveAttribute('data-id', 'shells.md#1');
+  const fused = Number(await hits.first().locator('.score').textContent());
+  expect(fused).toBeGreaterThan(0);
+  expect(fused).toBeLessThanOrEqual(2 / 61 + 1e-4);
+  await expect(hits.first().locator('.score')).toHaveAttribute('title', /reciprocal rank fusion/);
+  // Back to semantic: MaxSim scores again.
+  await page.getByRole('radio', { name: 'Semantic' }).check();
+  await expect(page.locator('#results')).toHaveAttribute('data-mode', 'semantic', { timeout: 30_000 });
+  expect(Number(await hits.first().locator('.score').textContent())).toBeGreaterThan(1);
+  expect(errors).toEqual([]);
+});
+
+test('14. opt-in compressed index: untrained below 4,096 tokens, then bytes per token against fp32; search still right', async ({ page }) => {
+  const errors = watchErrors(page);
+  await page.goto(site);
+  await page.getByRole('radio', { name: /Offline test model/ }).check();
+  await page.getByRole('checkbox', { name: /Compressed index \(experimental\)/ }).check();
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.locator('#model-status')).toContainText('Ready', { timeout: 60_000 });
+  await page.getByRole('button', { name: 'Load sample corpus' }).click();
+  await expect(page.locator('#index-status')).toContainText('Indexed 5 documents', { timeout: 60_000 });
+  const row = page.locator('#index-stats [data-stat=compression]');
+  await expect(row).toContainText(/^not trained yet: searched exhaustively until the index holds 4,096 tokens \(now [\d,]+\)$/);
+  // Enough text to cross 4,096 tokens: the add that crosses it trains the codes.
+  const many = Array.from({ length: 400 }, (_, i) => `Section ${i + 1} on the calibration of pressure probes and the drag of bluff bodies in a water tunnel.`).join('\n\n');
+  await page.locator('#file').setInputFiles([...FILES, { name: 'probes.txt', mimeType: 'text/plain', buffer: Buffer.from(many) }]);
+  await expect(page.locator('#index-status')).toContainText('Indexed 6 documents', { timeout: 120_000 });
+  await expect(page.locator('#index-stats')).toHaveAttribute('data-compression', 'ready', { timeout: 60_000 });
+  const text = (await row.textContent())!;
+  const m = /^\d-bit codes, [\d,]+ centroids: ([\d.]+) bytes per token, against (\d+) for fp32 \(([\d.]+)× smaller: .* less than fp32 vectors would take\)\. The full vectors stay stored beside the codes for reranking/.exec(text);
+  expect(m, text).not.toBeNull();
+  const [perToken, fp32, ratio] = [Number(m![1]), Number(m![2]), Number(m![3])];
+  expect(perToken).toBeGreaterThan(0);
+  expect(perToken).toBeLessThan(fp32);
+  expect(Math.abs(fp32 / perToken - ratio)).toBeLessThan(0.1);
+  await expect(page.locator('#index-stats [data-stat=tokens]')).toContainText(/^[\d,]+ \((fp32|fp16|int8), \d+ bytes each\)$/);
+  // The stored vectors in the size estimate exclude the in-memory codes: texts and metadata are not "0 B".
+  await expect(page.locator('#index-stats [data-stat=bytes]')).not.toContainText('about 0 B of texts');
+  await shot(page, '18-compressed', false);
+  // Through the codes (reranked exactly), with and without a file filter.
+  await searchFor(page, 'buckling of cylindrical shells');
+  await expect(page.locator('#results li.hit').first()).toHaveAttribute('data-id', 'shells.md#1');
+  await page.getByRole('combobox', { name: 'In' }).selectOption('probes.txt');
+  await expect(page.locator('#results')).toHaveAttribute('data-filter', 'probes.txt', { timeout: 30_000 });
+  for (const id of await page.locator('#results li.hit').evaluateAll((els) => els.map((el) => el.getAttribute('data-id')))) expect(id).toMatch(/^probes\.txt#\d+$/);
+  expect(errors).toEqual([]);
+});
