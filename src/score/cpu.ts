@@ -11,7 +11,7 @@ import type { TokenMatrix } from '../types.ts';
  * The dot product of `dim` values of `a` from `ao` and of `b` from `bo`, summed in four lanes
  * (the order every CPU score here uses, so that explanations add up to ranked scores).
  */
-function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: number): number {
+export function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: number): number {
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;

@@ -14,6 +14,7 @@
  */
 import type { ResidualBits, ResidualCodec } from '../store/residual.ts';
 import { bindCentroids, type BlockDots } from './centroid-simd.ts';
+import { dot } from './cpu.ts';
 
 /** Fewest tokens before an index trains centroids; smaller indexes are scored exhaustively. */
 export const MIN_TRAIN_TOKENS = 4096;
@@ -71,23 +72,6 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** `<a[ao..], b[bo..]>` over `dim` values in four lanes. */
-export function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: number): number {
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let k = 0;
-  for (; k + 3 < dim; k += 4) {
-    s0 += a[ao + k]! * b[bo + k]!;
-    s1 += a[ao + k + 1]! * b[bo + k + 1]!;
-    s2 += a[ao + k + 2]! * b[bo + k + 2]!;
-    s3 += a[ao + k + 3]! * b[bo + k + 3]!;
-  }
-  for (; k < dim; k++) s0 += a[ao + k]! * b[bo + k]!;
-  return s0 + s1 + s2 + s3;
 }
 
 function normaliseRows(data: Float32Array, rows: number, dim: number): void {

@@ -4,21 +4,10 @@
  * the Jacobi eigen-decomposition it needs, Gram-Schmidt, and Lloyd's k-means for the tests that
  * check how token vectors cluster. Sizes here are thousands of rows by ~150 columns.
  */
-import { mulberry32 } from './rng.ts';
+import { gaussians as normals, mulberry32 } from './rng.ts';
 
 /** `n` standard normal draws (Box-Muller over mulberry32). */
-export function normals(n: number, seed: number): Float64Array {
-  const next = mulberry32(seed);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u = Math.max(next(), 1e-12);
-    const v = next();
-    const r = Math.sqrt(-2 * Math.log(u));
-    out[i] = r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
-  }
-  return out;
-}
+export { gaussians as normals } from './rng.ts';
 
 /**
  * Orthonormalises the columns of the row-major [rows, cols] matrix `a` in place (modified
