@@ -14,7 +14,7 @@
 import { centroidCount, type ResidualCodec } from '../store/residual.ts';
 import type { TokenMatrix } from '../types.ts';
 import { centroidScores, cpuCompressedKernels, type CompressedKernels } from './compressed.ts';
-import { encodeModule, FunctionBody, I32, V128 } from './wasm-emit.ts';
+import { encodeModule, FunctionBody, I32, pushPairSum, storeHalfSums, V128 } from './wasm-emit.ts';
 
 const QB = 4;
 const PAGE = 65536;
@@ -35,18 +35,10 @@ function emitDots(dim4: number): Uint8Array<ArrayBuffer> {
   const qv = f.local(V128);
   const t0 = f.local(V128);
   const t1 = f.local(V128);
-  const lo = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
-  const hi = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
-  const pairLo = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
-  const pairHi = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
-  const halfSum = (x: number, y: number, into: number): void => {
-    f.get(x).get(y).i8x16_shuffle(lo).get(x).get(y).i8x16_shuffle(hi).f32x4_add().set(into);
-  };
   // Pushes [sum(a[0]), sum(a[1]), sum(a[2]), sum(a[3])].
   const reduce = (a: readonly number[]): void => {
-    halfSum(a[0]!, a[1]!, t0);
-    halfSum(a[2]!, a[3]!, t1);
-    f.get(t0).get(t1).i8x16_shuffle(pairLo).get(t0).get(t1).i8x16_shuffle(pairHi).f32x4_add();
+    storeHalfSums(f, a, t0, t1);
+    pushPairSum(f, t0, t1);
   };
   f.get(q).get(qBlocks).i32_const(QB * row).i32_mul().i32_add().set(qEnd);
   f.i32_const(0).set(pair);

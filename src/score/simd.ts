@@ -19,7 +19,7 @@ import { fromHalf } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import { maxSimShard } from './cpu.ts';
-import { encodeModule, FunctionBody, I32, V128 } from './wasm-emit.ts';
+import { encodeModule, FunctionBody, I32, pushPairSum, storeHalfSums, V128 } from './wasm-emit.ts';
 
 /** A CPU MaxSim implementation over whole shards (same contract as {@link maxSimShard}). */
 export interface MaxSimKernel {
@@ -65,19 +65,12 @@ function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
   const best = f.local(V128);
   const total = f.local(V128);
 
-  // Lanes [a0+a2 of x, a0+a2 of y, a1+a3 of x, a1+a3 of y] for f32 lanes of x and y (byte shuffles).
-  const lo = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
-  const hi = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
-  const pairLo = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
-  const pairHi = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
-  const halfSum = (x: number, y: number, into: number): void => {
-    f.get(x).get(y).i8x16_shuffle(lo).get(x).get(y).i8x16_shuffle(hi).f32x4_add().set(into);
-  };
   // best = max(best, [sum(a[0]), sum(a[1]), sum(a[2]), sum(a[3])]).
   const reduceInto = (a: readonly number[]): void => {
-    halfSum(a[0]!, a[1]!, t0);
-    halfSum(a[2]!, a[3]!, t1);
-    f.get(best).get(t0).get(t1).i8x16_shuffle(pairLo).get(t0).get(t1).i8x16_shuffle(pairHi).f32x4_add().f32x4_pmax().set(best);
+    storeHalfSums(f, a, t0, t1);
+    f.get(best);
+    pushPairSum(f, t0, t1);
+    f.f32x4_pmax().set(best);
   };
 
   f.i32_const(0).set(doc);

@@ -206,3 +206,27 @@ export function encodeModule(functions: readonly ExportedFunction[], pages: numb
   section(out, 10, code);
   return new Uint8Array(out);
 }
+
+// Lanes [a0+a2 of x, a0+a2 of y, a1+a3 of x, a1+a3 of y] for f32 lanes of x and y (byte shuffles).
+const HALF_LO = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
+const HALF_HI = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
+const PAIR_LO = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const PAIR_HI = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+
+/**
+ * The horizontal sums of four f32x4 locals `a`, the reduction both SIMD kernels end a tile with.
+ * `storeHalfSums` fills the scratch locals `t0`, `t1` (statements); `pushPairSum` then pushes
+ * `[sum(a[0]), sum(a[1]), sum(a[2]), sum(a[3])]`, so a caller can push its own operand between.
+ */
+export function storeHalfSums(f: FunctionBody, a: readonly number[], t0: number, t1: number): void {
+  const half = (x: number, y: number, into: number): void => {
+    f.get(x).get(y).i8x16_shuffle(HALF_LO).get(x).get(y).i8x16_shuffle(HALF_HI).f32x4_add().set(into);
+  };
+  half(a[0]!, a[1]!, t0);
+  half(a[2]!, a[3]!, t1);
+}
+
+/** Pushes the lane sums left in `t0`, `t1` by {@link storeHalfSums}. */
+export function pushPairSum(f: FunctionBody, t0: number, t1: number): void {
+  f.get(t0).get(t1).i8x16_shuffle(PAIR_LO).get(t0).get(t1).i8x16_shuffle(PAIR_HI).f32x4_add();
+}
