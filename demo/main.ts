@@ -451,16 +451,34 @@ async function indexSources(sources: SourceDocument[], skipped: string[] = []): 
 }
 
 async function addFiles(files: FileList | File[]): Promise<void> {
-  const read: SourceDocument[] = [];
-  const problems: string[] = [];
-  for (const file of files) {
-    try {
-      read.push(await readDocumentFile(file));
-    } catch (err) {
-      problems.push(errorText(err));
+  const list = [...files];
+  if (list.length === 0) return;
+  // Reading and sniffing a large file takes a moment: say so, so the old message never reads as the outcome.
+  if (!indexing) say(ui.indexStatus, `Reading ${plural(list.length, 'file')}…`);
+  ui.indexStatus.setAttribute('aria-busy', 'true');
+  try {
+    const read: SourceDocument[] = [];
+    const problems: string[] = [];
+    for (const file of list) {
+      try {
+        read.push(await readDocumentFile(file));
+      } catch (err) {
+        problems.push(errorText(err));
+      }
     }
+    await indexSources(read, problems);
+  } finally {
+    finishedJob();
   }
-  await indexSources(read, problems);
+}
+
+/**
+ * Marks the end of one add-files job on the status line: aria-busy drops, and data-jobs counts
+ * the jobs finished, so a script (or the browser tests) can wait for "this job's outcome".
+ */
+function finishedJob(): void {
+  ui.indexStatus.setAttribute('aria-busy', 'false');
+  ui.indexStatus.dataset['jobs'] = String(Number(ui.indexStatus.dataset['jobs'] ?? '0') + 1);
 }
 
 /** Asks before deleting: what would go, and that Undo is possible right after. */

@@ -316,10 +316,16 @@ test('indexing shows its rate and can be cancelled; what was indexed stays searc
 
 /** Adds files and waits until the indexing message is final (no progress bar). */
 async function upload(page: Page, files: { name: string; mimeType: string; buffer: Buffer }[]): Promise<string> {
+  const status = page.locator('#index-status');
+  // The demo counts finished add-files jobs; waiting for the next count waits for this job's own
+  // message (the files are read and sniffed before indexing starts, so "no progress bar" alone
+  // can still be the message from before).
+  const jobs = Number((await status.getAttribute('data-jobs')) ?? '0');
   await page.locator('#file').setInputFiles(files);
-  await expect(page.locator('#index-progress')).toBeHidden({ timeout: 90_000 });
-  await expect(page.locator('#index-status')).not.toContainText('Indexing', { timeout: 90_000 });
-  return (await page.locator('#index-status').textContent()) ?? '';
+  await expect(status).toHaveAttribute('data-jobs', String(jobs + 1), { timeout: 90_000 });
+  await expect(status).toHaveAttribute('aria-busy', 'false');
+  await expect(page.locator('#index-progress')).toBeHidden();
+  return (await status.textContent()) ?? '';
 }
 
 async function loadSample(page: Page): Promise<void> {
