@@ -11,6 +11,10 @@
  *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
  *    their residuals.
  *
+ * The stages of 1-3 and the residual scoring run on the CPU kernels, or in WGSL on the engine's
+ * GPU scoring device when MaxSim runs there (../score/compressed-stages.ts and
+ * ../score/compressed-gpu-stages.ts), through one search flow, so both give the same candidates.
+ *
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError } from './errors.ts';
