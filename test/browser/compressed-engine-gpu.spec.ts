@@ -215,6 +215,9 @@ test('scoring webgpu and cpu: same candidates, survivors, hits and scores, reran
     },
     { hubUrl: testHubUrl(), repo: TEST_HUB_REPO },
   );
+  const sizes = run.comparisons.map((c) => c.gpu.trace.candidates.length);
+  const worst = Math.max(...run.comparisons.flatMap((c) => c.gpu.hits.map((h, i) => Math.abs(h.score - (c.cpu.hits[i]?.score ?? Infinity)))));
+  console.log(`[compressed gpu] ${run.comparisons.length} searches compared; ${Math.min(...sizes)}-${Math.max(...sizes)} candidates each; worst |GPU - CPU score| ${worst.toExponential(2)}`);
   for (const c of run.comparisons) expectSame(c);
   // Candidates must not be trivially equal: most queries have more than the survivors kept.
   expect(run.comparisons.filter((c) => c.gpu.trace.candidates.length > c.gpu.trace.survivors.length).length).toBeGreaterThan(run.comparisons.length / 4);
