@@ -6,7 +6,8 @@
  * survivors of centroid interaction, the same hits and scores (residual scores within 1e-5,
  * reranked scores within the GPU/CPU MaxSim tolerance) after the first training, adds, replaced
  * and deleted documents, a compaction of the codes and a background re-training; and a lost device
- * falls back to the CPU stages with the reason, answering as the CPU does.
+ * falls back to the CPU stages with the reason, answering as the CPU does; `scoring: 'auto'` puts
+ * the stages where it puts MaxSim (the CPU on SwiftShader, with MaxSim's reason).
  *
  * The GPU side must really run there: its stats say 'webgpu', every query's diagnostics say the
  * stages ran on 'webgpu', and its GPU copy of the codes is rebuilt on compaction and re-training.
@@ -290,4 +291,36 @@ test('a device lost mid-session: the compressed stages fall back to the CPU, say
     expect(o.gpu.map((h) => h.id), `query ${i}`).toEqual(o.cpu.map((h) => h.id));
     o.gpu.forEach((h, j) => expect(Math.abs(h.score - o.cpu[j]!.score), `query ${i}: ${h.id}`).toBeLessThan(1e-5));
   }
+});
+
+test("scoring 'auto' puts the compressed stages where it puts MaxSim, and 'cpu' keeps them off the GPU without a reason", async ({ page }) => {
+  test.setTimeout(120_000);
+  await setUp(page);
+  const run = await page.evaluate(
+    async ({ hubUrl, repo }) => {
+      const entry = '/dist/index.js';
+      const lib = await import(/* @vite-ignore */ entry);
+      const g = globalThis as unknown as { makeCorpus: typeof makeCorpus };
+      const { docs, queries } = g.makeCorpus(41, 110, 1);
+      const out: Record<string, unknown> = {};
+      for (const scoring of ['auto', 'cpu']) {
+        const s = await lib.createSearch({ model: repo, hubUrl, device: 'wasm', worker: false, scoring, compression: { nbits: 2 } });
+        await s.addEmbeddings(docs);
+        await s.searchEmbedding(queries[0]!, { k: 5 });
+        out[scoring] = { maxsim: s.scoringDevice, maxsimReason: s.scoringFallbackReason ?? null, stats: (await s.stats()).compression, ran: s.engine.compressedDiagnostics().lastQuery.device, info: s.info.scoring.compressed };
+        await s.close();
+      }
+      return out as Record<string, { maxsim: string; maxsimReason: string | null; stats: { scoringDevice: string; scoringFallbackReason?: string }; ran: string; info: { device: string; fallbackReason?: string } }>;
+    },
+    { hubUrl: testHubUrl(), repo: TEST_HUB_REPO },
+  );
+  const auto = run['auto']!;
+  expect(auto.stats.scoringDevice, 'the compressed stages follow MaxSim').toBe(auto.maxsim);
+  expect(auto.ran).toBe(auto.maxsim);
+  expect(auto.info.device).toBe(auto.maxsim);
+  // SwiftShader: 'auto' keeps MaxSim and the stages on the CPU, with MaxSim's reason.
+  if (auto.maxsim === 'cpu') expect(auto.stats.scoringFallbackReason).toBe(auto.maxsimReason);
+  const cpu = run['cpu']!;
+  expect([cpu.stats.scoringDevice, cpu.ran, cpu.info.device]).toEqual(['cpu', 'cpu', 'cpu']);
+  expect(cpu.stats.scoringFallbackReason).toBeUndefined();
 });
