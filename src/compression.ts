@@ -115,6 +115,8 @@ export interface CompressedTrace {
   candidates: string[];
   /** Ids kept by centroid interaction, in slot order (all candidates when they were few enough). */
   survivors: string[];
+  /** Whether the survivors were scored from their residuals (rerank false, or more survivors than the rerank depth). */
+  residual: boolean;
 }
 
 /** Tokens encoded between yields while (re)training in the background. */
@@ -403,7 +405,7 @@ export class CompressedIndex {
       if (!found) return undefined;
       const { view } = found;
       let { docs, ids } = found;
-      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids };
+      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false };
       this.trace = trace;
       if (docs.length > keep) {
         const kept = Uint32Array.from(await run.interactionTop(docs, view, keep)).sort();
@@ -418,6 +420,7 @@ export class CompressedIndex {
       if (rerank && docs.length <= depth) {
         rescore = ids;
       } else {
+        trace.residual = true;
         const rs = await run.residual(docs, view);
         const order = topIndexes(rs, rerank ? depth : docs.length);
         if (!rerank) {

@@ -107,6 +107,7 @@ interface Trace {
   nprobe: number;
   candidates: string[];
   survivors: string[];
+  residual: boolean;
 }
 interface Comparison {
   phase: string;
@@ -129,6 +130,7 @@ function expectSame(c: Comparison): void {
   expect(c.gpu.trace.nprobe, `${what}: probes`).toBe(c.cpu.trace.nprobe);
   expect(c.gpu.trace.candidates, `${what}: candidates`).toEqual(c.cpu.trace.candidates);
   expect(c.gpu.trace.survivors, `${what}: survivors of centroid interaction`).toEqual(c.cpu.trace.survivors);
+  expect(c.gpu.trace.residual, `${what}: residual stage`).toBe(c.cpu.trace.residual);
   expect(c.gpu.hits.map((h) => h.id), `${what}: hits`).toEqual(c.cpu.hits.map((h) => h.id));
   c.gpu.hits.forEach((h, i) => expect(Math.abs(h.score - c.cpu.hits[i]!.score), `${what}: score of ${h.id}`).toBeLessThan(1e-5));
 }
@@ -162,8 +164,8 @@ test('scoring webgpu and cpu: same candidates, survivors, hits and scores, reran
         await settle();
         const searches: [string, Record<string, unknown>][] = [
           ['k 10, default knobs', { k: 10 }],
-          // More survivors than the rerank depth (64): the residual stage runs before the rerank too.
-          ['k 5, 150 candidates', { k: 5, candidates: 150 }],
+          // Fewer survivors than the default (whatever it is): centroid interaction prunes on the GPU.
+          ['k 5, 40 candidates', { k: 5, candidates: 40 }],
           ['k 10, one probe, 20 candidates', { k: 10, nprobe: 1, candidates: 20 }],
           // A filter: its excluded documents are never candidates; probes widen when too few remain.
           ['k 10, filter topic 3', { k: 10, filter: { topic: 3 } }],
@@ -220,8 +222,10 @@ test('scoring webgpu and cpu: same candidates, survivors, hits and scores, reran
   const worst = Math.max(...run.comparisons.flatMap((c) => c.gpu.hits.map((h, i) => Math.abs(h.score - (c.cpu.hits[i]?.score ?? Infinity)))));
   console.log(`[compressed gpu] ${run.comparisons.length} searches compared; ${Math.min(...sizes)}-${Math.max(...sizes)} candidates each; worst |GPU - CPU score| ${worst.toExponential(2)}`);
   for (const c of run.comparisons) expectSame(c);
-  // Candidates must not be trivially equal: most queries have more than the survivors kept.
+  // Candidates must not be trivially equal: many queries have more than the survivors kept.
   expect(run.comparisons.filter((c) => c.gpu.trace.candidates.length > c.gpu.trace.survivors.length).length).toBeGreaterThan(run.comparisons.length / 4);
+  // Every rerank: false search scores its survivors on the GPU's residual stage.
+  for (const c of run.comparisons.filter((x) => !x.rerank)) expect(c.gpu.trace.residual, `${c.phase}, ${c.what}`).toBe(true);
   const [trained, changed, compacted, retrained] = run.phases;
   for (const p of run.phases) {
     for (const [i, s] of p.gpuStats.entries()) {

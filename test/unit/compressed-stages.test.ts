@@ -8,7 +8,7 @@
  * mixes slot numberings. The real WGSL stages are tested in test/browser/compressed-engine-gpu.spec.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { CompressedIndex } from '../../src/compression.ts';
+import { CompressedIndex, defaultKnobs } from '../../src/compression.ts';
 import { simdCompressedKernels } from '../../src/score/centroid-simd.ts';
 import { cpuStages, type CompressedStages, type QueryStages } from '../../src/score/compressed-stages.ts';
 import { createScorer } from '../../src/score/scorer.ts';
@@ -106,6 +106,7 @@ describe('the compressed search on another device\'s stages', () => {
           expect(cpuTrace.device).toBe('cpu');
           expect(gpuTrace.candidates).toEqual(cpuTrace.candidates);
           expect(gpuTrace.survivors).toEqual(cpuTrace.survivors);
+          expect(gpuTrace.residual).toBe(!rerank || gpuTrace.survivors.length > defaultKnobs(gpuSide.generation!.codes.tokens, 10).rerankDepth);
           expect(got).toEqual(want);
           if ('allowed' in options) for (const id of gpuTrace.candidates) expect(id.endsWith('3')).toBe(true);
         }
