@@ -12,7 +12,7 @@ import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { hashText } from './checksum.ts';
-import { checkCompression, CompressedIndex, type CompressionOptions, type CompressionStats } from './compression.ts';
+import { checkCompression, codecFits, CompressedIndex, type CompressionOptions, type CompressionStats } from './compression.ts';
 import { poolTokens } from './store/pooling.ts';
 import type { Scored } from './score/topk.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
@@ -323,8 +323,8 @@ export class Engine {
               ...(precision !== undefined ? { precision } : {}),
               newPrecision: 'fp16',
               onChange: (change) => {
-                // Another tab changed the index: its codes are re-derived from the reloaded store.
-                if (compressed) void Promise.resolve().then(() => compressed.resync(store)).catch(() => undefined);
+                // Another tab changed the index: the codes follow from what it stored (read, not re-trained).
+                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -491,7 +491,14 @@ export class Engine {
    */
   async exportIndex(): Promise<Uint8Array> {
     this.check();
-    return writePortable(await this.store.snapshot());
+    // A (re)training that runs is waited for, so that the file carries the newest codes.
+    await this.compressed?.idle();
+    const snapshot = await this.store.snapshot({ codes: true });
+    if (this.compressed && !snapshot.compression) {
+      const codes = this.compressed.snapshotCodes(snapshot);
+      if (codes) snapshot.compression = codes;
+    }
+    return writePortable(snapshot);
   }
 
   /**
@@ -512,11 +519,11 @@ export class Engine {
     if (snapshot.manifest.dim !== this.encoder.dim) {
       throw new ColbertError('DIMENSION_MISMATCH', `This index file holds dim ${snapshot.manifest.dim}; the model produces ${this.encoder.dim}.`, { dim: snapshot.manifest.dim, expected: this.encoder.dim });
     }
+    // The file's codes are used when they fit this index's compression options; else it trains its own.
+    if (snapshot.compression && !(this.compressed && codecFits(snapshot.compression.codec, this.compressed.options, snapshot.manifest.dim))) delete snapshot.compression;
     await this.store.restore(snapshot);
-    if (this.compressed) {
-      this.compressed.reset();
-      await this.compressed.open(this.store);
-    }
+    this.compressed?.reset();
+    if (this.compressed) await this.compressed.open(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { codeOf } from '../support/errors.ts';
 import { ColbertError } from '../../src/errors.ts';
-import { FORMAT_VERSION, checkFingerprint } from '../../src/store/manifest.ts';
+import { FORMAT_VERSION, FORMAT_VERSION_WITHOUT_CODES, checkFingerprint } from '../../src/store/manifest.ts';
 import { FINGERPRINT } from '../support/store.ts';
 import { readPortable, writePortable } from '../../src/store/portable.ts';
 import { decodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
@@ -128,7 +128,9 @@ describe('portable file', () => {
       const { snapshot, set } = snapshotOf(precision);
       const file = writePortable(snapshot);
       const back = readPortable(file);
-      expect(back.manifest).toEqual(snapshot.manifest);
+      // Without codes the file is format 1, which older versions read.
+      expect(back.manifest).toEqual({ ...snapshot.manifest, format: FORMAT_VERSION_WITHOUT_CODES });
+      expect(new DataView(file.buffer).getUint32(8, true)).toBe(FORMAT_VERSION_WITHOUT_CODES);
       expect(back.documents).toEqual(snapshot.documents);
       const restored = new ShardSet(precision, DIM, 'r');
       restored.load(back.shards.map((s, i) => {
