@@ -1,6 +1,7 @@
 /**
  * Vespa: a schema with the token vectors as a mixed tensor `tensor<float>(token{}, v[dim])` and a
- * MaxSim rank profile (plus BM25 over the text and a hybrid profile), and the documents as a
+ * MaxSim rank profile (a `maxsim` function, so the hybrid profile's global phase can fuse it with
+ * BM25 over the text by reciprocal rank), and the documents as a
  * JSON-lines feed of put operations (`vespa feed`), each tensor in the mixed-tensor short form
  * `{ "blocks": { "0": [...], "1": [...] } }` (token label -> dense row). Metadata is fed as a
  * JSON string.
@@ -40,13 +41,16 @@ export function vespaSchema(snapshot: IndexSnapshot, name: string): string {
         inputs {
             query(qt) tensor<float>(querytoken{}, v[${dim}])
         }
-        first-phase {
+        function maxsim() {
             expression: sum(reduce(sum(query(qt) * attribute(colbert), v), max, token), querytoken)
+        }
+        first-phase {
+            expression: maxsim
         }
     }
     rank-profile hybrid inherits colbert {
         global-phase {
-            expression: reciprocal_rank(first_phase, 60) + reciprocal_rank(bm25(text), 60)
+            expression: reciprocal_rank(maxsim, 60) + reciprocal_rank(bm25(text), 60)
             rerank-count: 1000
         }
         match-features: bm25(text)

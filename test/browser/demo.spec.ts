@@ -506,6 +506,8 @@ test('8. a model URL on a server that answers with an HTML page: "not found", wi
     await expect(status).not.toContainText('Unexpected token');
     await shot(page, '13-model-html');
   } finally {
+    // The page keeps its connections alive: close them, or close() waits for them to time out.
+    spa.closeAllConnections();
     await new Promise<void>((done) => spa.close(() => done()));
   }
   expect(errors).toEqual([]);

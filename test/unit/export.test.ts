@@ -186,6 +186,10 @@ describe.skipIf(!HAVE_SHARED)(`exportFor ${HAVE_SHARED ? '' : SHARED_MISSING}`, 
     expect(vespa.definition.path).toBe('schemas/docs.sd');
     expect(vespa.definition.body).toContain(`field colbert type tensor<float>(token{}, v[${dim}])`);
     expect(vespa.definition.body).toContain('sum(reduce(sum(query(qt) * attribute(colbert), v), max, token), querytoken)');
+    // The hybrid global phase fuses a function the colbert profile defines (a rank feature name
+    // such as first_phase does not exist in Vespa).
+    expect(vespa.definition.body).toMatch(/function maxsim\(\) \{\s+expression: sum\(reduce/);
+    expect(vespa.definition.body).toContain('reciprocal_rank(maxsim, 60) + reciprocal_rank(bm25(text), 60)');
     const es = await search.exportFor('elasticsearch', { name: 'docs' });
     expect((es.definition.body as { mappings: { properties: Record<string, unknown> } }).mappings.properties['colbert']).toEqual({ type: 'rank_vectors', element_type: 'float', dims: dim });
     const plaid = await search.exportFor('next-plaid', { name: 'docs' });
