@@ -426,6 +426,12 @@ export class CompressedIndex {
     }
     const g = this.current;
     const stored = await cs.readCodec();
+    if (!stored && g && g.id > 0) {
+      // Another context cleared or imported an index without codes: start over from what it holds.
+      this.reset();
+      await this.open(store);
+      return;
+    }
     if (stored && stored.generation !== g?.id && codecFits(stored, this.options, store.dim)) {
       const next = await this.load(store, cs);
       if (next && epoch === this.epoch && stored.generation !== this.current?.id) this.use(next, cs);

@@ -162,7 +162,7 @@ export interface IndexStats {
   precision: VectorPrecision;
   /** The lexical index: documents indexed from text (documents added as embeddings have no words). */
   lexicalDocuments: number;
-  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated). */
+  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated; the compressed index's stored codes are not counted). */
   bytesOnDisk?: number;
   /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
   usage?: number;
