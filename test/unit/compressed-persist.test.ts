@@ -201,6 +201,29 @@ describe('compressed index in IndexedDB', () => {
     expect(held(follower)).toEqual(held(index));
   });
 
+  it('at a full quota, delete() and clear() still work and remove the code records too', async () => {
+    const { store, index } = await trained('full');
+    const gen = index.generation!.id;
+    const proto = IDBObjectStore.prototype;
+    const { put, add } = proto;
+    const full = () => {
+      throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+    };
+    proto.put = full;
+    proto.add = full;
+    try {
+      expect(await store.delete(['d2', 'd7'])).toEqual(['d2', 'd7']);
+      await index.update(store, [], ['d2', 'd7']);
+      expect((await store.readCodes(gen, ['d2', 'd7', 'd8'])).size).toBe(1);
+      await store.clear();
+    } finally {
+      proto.put = put;
+      proto.add = add;
+    }
+    expect(await storedGenerations('full')).toEqual({ codecs: [], codes: [] });
+    expect(await store.readCodec()).toBeUndefined();
+  });
+
   it('migrates an index written by the previous schema: it opens unchanged and trains once when compression is asked for', async () => {
     await writeSchema2Index('legacy', FP, data.docs.slice(0, 120));
     const store = await openStore('legacy');
