@@ -161,6 +161,11 @@ describe('compressed index in IndexedDB', () => {
     };
     while (!index.ready) await addBatch();
     const first = index.generation!.id;
+    // A second connection follows: it reads the first generation, and later the re-trained one.
+    const other = await openStore('retrain');
+    const follower = new CompressedIndex(OPTIONS);
+    await follower.open(other);
+    expect(follower.generation!.id).toBe(first);
     const trainedTokens = index.stats().trainedTokens;
     while ((await store.stats()).tokens < RETRAIN_GROWTH * trainedTokens) await addBatch();
     expect(index.stats().state).toBe('training');
@@ -182,6 +187,10 @@ describe('compressed index in IndexedDB', () => {
     for (const [id, tag] of tags) expect(stored.get(id)!.tag).toBe(tag);
     expect(g.codes.has(late.id) && !g.codes.has('d0')).toBe(true);
     expect(g.codes.documents).toBe(tags.size);
+    await follower.sync(other);
+    expect(follower.generation!.id).toBe(g.id);
+    expect(follower.stats()).toMatchObject({ trainings: 0, trainedTokens: index.stats().trainedTokens });
+    expect(held(follower)).toEqual(held(index));
   });
 
   it('another connection picks up a write from the stored codes, without training', async () => {
