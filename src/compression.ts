@@ -18,7 +18,7 @@
  *
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
-import { ColbertError } from './errors.ts';
+import { ColbertError, isColbertError } from './errors.ts';
 import { simdCompressedKernels } from './score/centroid-simd.ts';
 import { candidateSlots, probeCentroids, topIndexes, type CompressedKernels } from './score/compressed.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
@@ -477,23 +477,7 @@ export class CompressedIndex {
       }
       const next = await this.train(store, tokens, background);
       this.trainingsRun++;
-      if (epoch !== this.epoch) return;
-      // Bring in what changed while training ran, then swap in one step.
-      while (this.changed.size) {
-        const ids = [...this.changed];
-        this.changed.clear();
-        for (const id of ids) {
-          const m = await store.matrix(id);
-          if (epoch !== this.epoch) return;
-          if (m) {
-            const { codes, residuals } = this.encode(next.trained, m);
-            next.codes.add(id, codes, residuals);
-          } else {
-            next.codes.remove(id);
-          }
-        }
-      }
-      this.current = next;
+      await this.adoptInMemory(next, store, epoch);
     })();
     this.training = run.then(
       () => {
@@ -508,6 +492,26 @@ export class CompressedIndex {
     );
   }
 
+  /** Brings what changed while `next` trained into it, then swaps it in (in memory) in one step. */
+  private async adoptInMemory(next: Generation, store: VectorStore, epoch: number): Promise<void> {
+    if (epoch !== this.epoch) return;
+    while (this.changed.size) {
+      const ids = [...this.changed];
+      this.changed.clear();
+      for (const id of ids) {
+        const m = await store.matrix(id);
+        if (epoch !== this.epoch) return;
+        if (m) {
+          const { codes, residuals } = this.encode(next.trained, m);
+          next.codes.add(id, codes, residuals);
+        } else {
+          next.codes.remove(id);
+        }
+      }
+    }
+    this.current = next;
+  }
+
   /**
    * A (re)training into a code store, run exclusively across contexts: the new generation's codec
    * and codes are stored beside the current one in batches, then ONE transaction encodes what
@@ -515,13 +519,29 @@ export class CompressedIndex {
    * current (the next open drops the leftovers).
    */
   private async trainStored(store: VectorStore, cs: CodeStore, tokens: number, background: boolean, epoch: number): Promise<void> {
-    const pause = background ? nextTick : async () => undefined;
-    await cs.dropLeftovers();
+    await cs.dropLeftovers().catch(() => undefined);
     // Tags before rows: a document written in between is newer than its tag, so the switch encodes it again.
     const tags = await cs.codeTags();
     const next = await this.train(store, tokens, background);
     if (epoch !== this.epoch) return;
     this.trainingsRun++;
+    try {
+      await this.persistGeneration(next, cs, tags, background, epoch);
+    } catch (err) {
+      if (!isColbertError(err) || (err.code !== 'QUOTA_EXCEEDED' && err.code !== 'STORAGE_FAILED')) throw err;
+      // Storing the new generation failed (a full quota): serve it from memory, as without
+      // IndexedDB; the stored generation, if any, stays as it was, and its leftovers go on the next open.
+      if (this.current === next) return;
+      next.id = 0;
+      // Codes at least as new as these tags (read before the rows): a later sync re-encodes what differs.
+      next.tags = new Map([...tags].filter(([id]) => next.codes.has(id)));
+      await this.adoptInMemory(next, store, epoch);
+    }
+  }
+
+  /** Stores a trained generation in batches and switches to it (see {@link trainStored}). */
+  private async persistGeneration(next: Generation, cs: CodeStore, tags: ReadonlyMap<string, string>, background: boolean, epoch: number): Promise<void> {
+    const pause = background ? nextTick : async () => undefined;
     const generation = await cs.beginGeneration(persisted(next.trained, this.options.poolFactor));
     next.id = generation;
     const have = new Map<string, string>();

@@ -1059,6 +1059,7 @@ export class IdbStore implements VectorStore, CodeStore {
     await this.write(`Storing the compressed index of "${this.name}"`, async () => {
       if (this.manifest.codec !== generation) return;
       const tx = this.db.transaction('codes', 'readwrite');
+      tx.done.catch(() => undefined);
       const pending: Promise<unknown>[] = [];
       try {
         for (const [id, c] of entries) {
@@ -1090,6 +1091,7 @@ export class IdbStore implements VectorStore, CodeStore {
     return this.write(`Cleaning the compressed index of "${this.name}"`, async () => {
       const keep = this.manifest.codec;
       const tx = this.db.transaction(['codecs', 'codes'], 'readwrite');
+      tx.done.catch(() => undefined);
       const pending: Promise<unknown>[] = [];
       let dropped = 0;
       try {
@@ -1113,6 +1115,7 @@ export class IdbStore implements VectorStore, CodeStore {
   async beginGeneration(codec: PersistedCodec): Promise<number> {
     return this.write(`Storing the compressed index of "${this.name}"`, async () => {
       const tx = this.db.transaction(['manifest', 'codecs'], 'readwrite');
+      tx.done.catch(() => undefined);
       const pending: Promise<unknown>[] = [];
       try {
         const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
@@ -1134,6 +1137,7 @@ export class IdbStore implements VectorStore, CodeStore {
     this.check();
     if (!entries.size) return;
     const tx = this.db.transaction('codes', 'readwrite');
+    tx.done.catch(() => undefined);
     const pending: Promise<unknown>[] = [];
     try {
       for (const [id, c] of entries) pending.push(tx.store.put(toCodeRecord(c), [generation, id]));
@@ -1192,6 +1196,7 @@ export class IdbStore implements VectorStore, CodeStore {
   /** Deletes codecs and codes of generations before `generation`. */
   private async dropOlderThan(generation: number): Promise<void> {
     const tx = this.db.transaction(['codecs', 'codes'], 'readwrite');
+    tx.done.catch(() => undefined);
     const pending: Promise<unknown>[] = [tx.objectStore('codecs').delete(IDBKeyRange.upperBound(generation, true)), tx.objectStore('codes').delete(IDBKeyRange.upperBound([generation], true))];
     await this.finish(tx as never, pending);
   }

@@ -233,6 +233,29 @@ describe('compressed index in IndexedDB', () => {
     expect(await store.readCodec()).toBeUndefined();
   });
 
+  it('a training whose codes do not fit the quota serves them from memory; the add that started it does not fail', async () => {
+    const store = await openStore('nospace');
+    const index = new CompressedIndex(OPTIONS);
+    await index.open(store);
+    const batch = data.docs.slice(0, 120).map((d) => ({ id: d.id, matrix: d.embedding }));
+    await store.put(batch);
+    const proto = IDBObjectStore.prototype;
+    const { put } = proto;
+    proto.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore['put']>) {
+      if (this.name === 'codecs' || this.name === 'codes') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return put.apply(this, args);
+    };
+    try {
+      await index.update(store, batch.map((d) => d.id));
+    } finally {
+      proto.put = put;
+    }
+    expect(index.stats()).toMatchObject({ state: 'ready', trainings: 1 });
+    expect(index.generation!.id).toBe(0);
+    expect(index.generation!.codes.documents).toBe(120);
+    expect(await store.readCodec()).toBeUndefined();
+  });
+
   it('migrates an index written by the previous schema: it opens unchanged and trains once when compression is asked for', async () => {
     await writeSchema2Index('legacy', FP, data.docs.slice(0, 120));
     const store = await openStore('legacy');
