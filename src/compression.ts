@@ -16,11 +16,16 @@
  * own transaction, a (re)training writes a new generation and flips to it in one transaction
  * (../store/types.ts `CodeStore`). The memory store keeps them in memory only.
  *
+ * The stages of 1-3 and the residual scoring run on the CPU kernels, or in WGSL on the engine's
+ * GPU scoring device when MaxSim runs there (../score/compressed-stages.ts and
+ * ../score/compressed-gpu-stages.ts), through one search flow, so both give the same candidates.
+ *
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError, isColbertError } from './errors.ts';
 import { simdCompressedKernels } from './score/centroid-simd.ts';
-import { candidateSlots, probeCentroids, topIndexes, type CompressedKernels } from './score/compressed.ts';
+import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
+import { cpuStages, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
 import { CodeSet } from './store/codes.ts';
@@ -104,6 +109,24 @@ export interface CompressionStats {
    * IndexedDB or from an imported file (see the README's "Compressed index").
    */
   trainings: number;
+  /** Where the search stages (query x centroids, centroid interaction, residual scoring) run: 'webgpu' where MaxSim does, else 'cpu'. */
+  scoringDevice: StageDevice;
+  /** Why they do not run on the GPU, when they do not ('cpu' asked for: absent). */
+  scoringFallbackReason?: string;
+}
+
+/** @internal What the last compressed query did (tests compare the GPU and CPU stages through it). */
+export interface CompressedTrace {
+  /** Where its stages ran. */
+  device: StageDevice;
+  /** Centroids probed per query token (wider than asked when too few candidates came). */
+  nprobe: number;
+  /** Ids of the candidates from the inverted lists (live, allowed), in slot order. */
+  candidates: string[];
+  /** Ids kept by centroid interaction, in slot order (all candidates when they were few enough). */
+  survivors: string[];
+  /** Whether the survivors were scored from their residuals (rerank false, or more survivors than the rerank depth). */
+  residual: boolean;
 }
 
 /** Tokens encoded between yields while (re)training in the background. */
@@ -153,12 +176,22 @@ export class CompressedIndex {
   private bound: CodeStore | undefined;
   /** Syncs with another context's changes run one after another. */
   private syncing: Promise<void> = Promise.resolve();
+  /** The stages on the CPU kernels, and on the GPU when the engine's scorer runs there ({@link setGpu}). */
+  private readonly cpu: CompressedStages;
+  private gpu: CompressedStages | undefined;
+  /** Why the GPU stages failed (searches then run on the CPU). */
+  private gpuFailure: string | undefined;
+  /** Why no GPU stages were given, when the engine says. */
+  private noGpuReason: string | undefined;
+  private trace: CompressedTrace | undefined;
 
   constructor(
     readonly options: ResolvedCompression,
-    private readonly kernels: CompressedKernels = simdCompressedKernels,
+    kernels: CompressedKernels = simdCompressedKernels,
     private readonly seed = 1,
-  ) {}
+  ) {
+    this.cpu = cpuStages(kernels);
+  }
 
   /** Whether searches use the codes. */
   get ready(): boolean {
@@ -173,7 +206,8 @@ export class CompressedIndex {
   stats(): CompressionStats {
     const g = this.current;
     const codec = g?.trained.codec;
-    return {
+    const where = this.scoring();
+    const stats: CompressionStats = {
       state: this.training ? 'training' : g ? 'ready' : 'exhaustive',
       nbits: this.options.nbits,
       poolFactor: this.options.poolFactor,
@@ -182,7 +216,10 @@ export class CompressedIndex {
       trainedTokens: g?.trained.trainedTokens ?? 0,
       codeBytes: g ? g.codes.bytes() + (codec!.centroids.length + codec!.cutoffs.length + codec!.weights.length) * 4 : 0,
       trainings: this.trainingsRun,
+      scoringDevice: where.device,
     };
+    if (where.fallbackReason !== undefined) stats.scoringFallbackReason = where.fallbackReason;
+    return stats;
   }
 
   /** Resolves when no training runs (rethrowing a failure of the last one). */
@@ -227,6 +264,7 @@ export class CompressedIndex {
     this.current = null;
     this.training = null;
     this.changed.clear();
+    this.gpu?.drop();
     this.recent.clear();
     this.bound?.setCodeEncoder(null);
     this.bound = undefined;
@@ -633,11 +671,30 @@ export class CompressedIndex {
 
   /**
    * The best `k` documents for a query from the codes (see the module comment). `exact` scores
-   * the given documents from full vectors (the engine's scorer over the store's rows).
+   * the given documents from full vectors (the engine's scorer over the store's rows). The
+   * stages run on the GPU when {@link setGpu} gave them one, else on the CPU kernels; a GPU
+   * failure answers this query and every later one on the CPU (see {@link stats}).
    */
   async search(query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>): Promise<Scored[]> {
     const g = this.current;
     if (!g) throw new ColbertError('INTERNAL', 'The compressed index is not trained yet.');
+    const gpu = this.gpu;
+    if (gpu && this.gpuFailure === undefined) {
+      try {
+        // Undefined when the codes were renumbered under the query: the CPU answers it.
+        const found = await this.searchOn(gpu, g, query, k, options, exact);
+        if (found) return found;
+      } catch (err) {
+        if ((err as Error | null)?.name !== 'GpuScoringError') throw err;
+        this.gpuFailure = (err as Error).message;
+        gpu.dispose();
+      }
+    }
+    return (await this.searchOn(this.cpu, g, query, k, options, exact))!;
+  }
+
+  /** {@link search} on one device's stages; undefined when they no longer match the codes. */
+  private async searchOn(stages: CompressedStages, g: Generation, query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>): Promise<Scored[] | undefined> {
     const { codec } = g.trained;
     const codes = g.codes;
     const defaults = defaultKnobs(codes.tokens, k);
@@ -645,33 +702,88 @@ export class CompressedIndex {
     const keep = Math.max(k, Math.floor(options.candidates ?? defaults.candidates));
     const depth = Math.max(k, Math.floor(options.rerankDepth ?? defaults.rerankDepth));
     const count = centroidCount(codec);
-    const scores = this.kernels.centroidScores(query, codec);
-    const lists = codes.invertedLists();
     const allowed = options.allowed;
     const accept = allowed ? (slot: number) => allowed(codes.id(slot)!) : undefined;
-    let probe = nprobe;
-    let docs = candidateSlots(lists, probeCentroids(scores, query.tokens, count, probe), codes.slots, (s) => codes.live(s), accept);
-    // Too few candidates (a narrow filter, a tiny index): probe wider, up to every centroid.
-    while (docs.length < k && probe < count) {
-      probe = Math.min(count, probe * 4);
-      docs = candidateSlots(lists, probeCentroids(scores, query.tokens, count, probe), codes.slots, (s) => codes.live(s), accept);
-    }
-    const view = codes.view();
-    if (docs.length > keep) {
-      const ci = new Float32Array(docs.length);
-      this.kernels.centroidInteraction(scores, query.tokens, count, view, docs, ci);
-      docs = Uint32Array.from(topIndexes(ci, keep), (i) => docs[i]!).sort();
-    }
     const rerank = options.rerank ?? this.options.rerank;
-    // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
-    // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
-    if (rerank && docs.length <= depth) return exact(Array.from(docs, (slot) => codes.id(slot)!));
-    const rs = new Float32Array(docs.length);
-    this.kernels.residualMaxSim(query, codec, scores, view, docs, rs);
-    const order = topIndexes(rs, rerank ? depth : docs.length);
-    if (rerank) return exact(Array.from(order, (i) => codes.id(docs[i]!)!));
-    const ranked: Scored[] = Array.from(order, (i) => ({ id: codes.id(docs[i]!)!, score: rs[i]! }));
-    ranked.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return ranked.slice(0, k);
+    const run = await stages.begin(query, codec, codes);
+    let rescore: string[];
+    try {
+      // Candidates, their ids and the codes' view are taken in one synchronous step after the
+      // probes: a change to the codes between awaits (an add, a compaction) never mixes numberings.
+      const gather = async (probe: number) => {
+        const probes = await run.probes(probe);
+        if (!run.current()) return undefined;
+        const bound = run.slots;
+        const docs = candidateSlots(codes.invertedLists(), probes, codes.slots, (s) => s < bound && codes.live(s), accept);
+        return { docs, ids: Array.from(docs, (slot) => codes.id(slot)!), view: codes.view() };
+      };
+      let probe = nprobe;
+      let found = await gather(probe);
+      // Too few candidates (a narrow filter, a tiny index): probe wider, up to every centroid.
+      while (found && found.docs.length < k && probe < count) {
+        probe = Math.min(count, probe * 4);
+        found = await gather(probe);
+      }
+      if (!found) return undefined;
+      const { view } = found;
+      let { docs, ids } = found;
+      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false };
+      this.trace = trace;
+      if (docs.length > keep) {
+        const kept = Uint32Array.from(await run.interactionTop(docs, view, keep)).sort();
+        const all = docs;
+        const allIds = ids;
+        docs = Uint32Array.from(kept, (i) => all[i]!);
+        ids = Array.from(kept, (i) => allIds[i]!);
+        trace.survivors = ids;
+      }
+      // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
+      // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
+      if (rerank && docs.length <= depth) {
+        rescore = ids;
+      } else {
+        trace.residual = true;
+        const rs = await run.residual(docs, view);
+        const order = topIndexes(rs, rerank ? depth : docs.length);
+        if (!rerank) {
+          const ranked: Scored[] = Array.from(order, (i) => ({ id: ids[i]!, score: rs[i]! }));
+          ranked.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+          return ranked.slice(0, k);
+        }
+        rescore = Array.from(order, (i) => ids[i]!);
+      }
+    } finally {
+      run.release();
+    }
+    return exact(rescore);
+  }
+
+  /**
+   * Runs the stages on the GPU (`stages`), or records why they cannot (`reason`, with `stages`
+   * undefined): the engine calls it once, after choosing where its scorer runs.
+   */
+  setGpu(stages: CompressedStages | undefined, reason?: string): void {
+    this.gpu?.dispose();
+    this.gpu = stages;
+    this.gpuFailure = undefined;
+    this.noGpuReason = reason;
+  }
+
+  /** Where the stages run now, and why not on the GPU when they do not. */
+  scoring(): { device: StageDevice; fallbackReason?: string } {
+    const unusable = this.gpuFailure === undefined ? this.gpu?.unusableReason?.() : undefined;
+    if (this.gpu && this.gpuFailure === undefined && unusable === undefined) return { device: 'webgpu' };
+    const reason = this.gpuFailure ?? unusable ?? this.noGpuReason;
+    return reason === undefined ? { device: 'cpu' } : { device: 'cpu', fallbackReason: reason };
+  }
+
+  /** @internal The last query's device, probes, candidates and survivors of centroid interaction (tests, diagnostics). */
+  get lastQuery(): Readonly<CompressedTrace> | undefined {
+    return this.trace;
+  }
+
+  /** @internal The GPU stages, when set (tests read their residency). */
+  get gpuStages(): CompressedStages | undefined {
+    return this.gpu;
   }
 }

@@ -12,7 +12,8 @@ import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { hashText } from './checksum.ts';
-import { checkCompression, codecFits, CompressedIndex, type CompressionOptions, type CompressionStats } from './compression.ts';
+import { checkCompression, codecFits, CompressedIndex, type CompressedTrace, type CompressionOptions, type CompressionStats } from './compression.ts';
+import { GpuCompressedStages, type GpuStagesStats } from './score/compressed-gpu-stages.ts';
 import { poolTokens } from './store/pooling.ts';
 import type { Scored } from './score/topk.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
@@ -335,6 +336,12 @@ export class Engine {
       // Compile the scoring pipeline for the index's own precision (an existing index keeps the
       // one it was created with) while the caller adds documents; a failure falls back inside.
       void scorer.prepare(store.precision, encoder.dim).catch(() => undefined);
+      // The compressed search's stages run where MaxSim does, on the scorer's own device.
+      if (compressed && scorer.device === 'webgpu') {
+        compressed.setGpu(new GpuCompressedStages({ device: () => (scorer.device === 'webgpu' ? scorer.gpuDevice?.() : undefined), reason: () => scorer.fallbackReason }));
+      } else if (compressed) {
+        compressed.setGpu(undefined, scorer.fallbackReason);
+      }
       await compressed?.open(store);
       return new Engine(encoder, store, scorer, fingerprint, storage, name, compressed);
     } catch (err) {
@@ -368,6 +375,7 @@ export class Engine {
     if (fallbackReason !== undefined) status.fallbackReason = fallbackReason;
     if (device === 'cpu') status.threads = this.scorer.threads ?? 1;
     if (threadsFallbackReason !== undefined) status.threadsFallbackReason = threadsFallbackReason;
+    if (this.compressed) status.compressed = this.compressed.scoring();
     return status;
   }
 
@@ -478,6 +486,17 @@ export class Engine {
   private pool(matrix: TokenMatrix): TokenMatrix {
     const factor = this.compressed?.options.poolFactor ?? 1;
     return factor > 1 ? poolTokens(matrix, factor) : matrix;
+  }
+
+  /**
+   * @internal The compressed index's last query (device, probes, candidate and survivor ids) and
+   * its GPU copy of the codes, for tests that compare the GPU and CPU stages. Not in the public types.
+   */
+  compressedDiagnostics(): { lastQuery: CompressedTrace | undefined; gpu: GpuStagesStats | undefined } | undefined {
+    const c = this.compressed;
+    if (!c) return undefined;
+    const stages = c.gpuStages;
+    return { lastQuery: c.lastQuery, gpu: stages instanceof GpuCompressedStages ? stages.stats() : undefined };
   }
 
   /** Resolves when the compressed index is not (re)training (tests, benchmarks). */

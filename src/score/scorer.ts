@@ -39,6 +39,8 @@ export interface ScoringStatus {
   threads?: number;
   /** Why CPU scoring runs on fewer threads than asked for, when it does. */
   threadsFallbackReason?: string;
+  /** With `compression`: where the compressed index's search stages run, and why not on the GPU when they do not. */
+  compressed?: { device: ScoringDevice; fallbackReason?: string };
 }
 
 /** A MaxSim scorer over a store's shards, returning the top k. */
@@ -61,6 +63,8 @@ export interface Scorer {
   prepare(precision: ShardView['precision'], dim: number): Promise<void>;
   /** GPU residency while scoring runs on the GPU (for tests and diagnostics). */
   residency?(): GpuResidency | undefined;
+  /** The scoring device while scoring runs on the GPU (the compressed index's GPU stages share it). */
+  gpuDevice?(): GPUDevice | undefined;
   /** Frees GPU buffers and the scorer's own device. */
   dispose(): void;
 }
@@ -305,6 +309,10 @@ class GpuFirstScorer implements Scorer {
 
   residency(): GpuResidency | undefined {
     return this.gpu?.residency();
+  }
+
+  gpuDevice(): GPUDevice | undefined {
+    return this.gpu?.device;
   }
 
   dispose(): void {

@@ -144,6 +144,8 @@ export class CodeSet {
     this.used = 0;
     this.dead = 0;
     this.lists = null;
+    // Slots start again from 0: a mirror of the old ones no longer matches.
+    this.rewrites++;
   }
 
   /** Rewrites the arrays without dead slots (renumbers slots). */
