@@ -194,7 +194,7 @@ async function loadModel(): Promise<void> {
     const t0 = performance.now();
     // `name` makes the index persistent where the library supports it (IndexedDB); older
     // builds ignore it and keep the index in memory.
-    // The compressed index's codes live in memory only: the library re-trains them from the stored vectors on open.
+    // A named compressed index stores its codes too: reopening reads them, nothing is re-trained.
     const compressed = ui.compressed.checked;
     const config = { model: choice.value, onProgress, name: indexName(choice.value), ...(compressed ? { compression: {} } : {}) };
     const next = (await createSearch(config)) as ColbertSearch & Optional;
@@ -259,7 +259,7 @@ function writeManifest(m: Record<string, number>): void {
  * included), after its own compression and with some delay. The two are never summed or mixed.
  */
 function sizeRows(stats: OptionalStats): { size: string; site: string | undefined; note: string | undefined } {
-  // A compressed index's codes are in memory only (vectorBytes counts them; bytesOnDisk does not): shown apart.
+  // vectorBytes counts the compressed index's resident codes; bytesOnDisk leaves out their stored copy: shown apart.
   const stored = stats.vectorBytes - (stats.compression?.codeBytes ?? 0);
   const vectors = `${formatBytes(stored)} of token vectors (exact)`;
   if (stats.bytesOnDisk === undefined) return { size: vectors, site: undefined, note: undefined };

@@ -11,13 +11,18 @@
  *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
  *    their residuals.
  *
+ * Where the store persists codes (IndexedDB, `store.codes`), the codec and codes are stored by
+ * generation and read back on open instead of training again: writes encode their rows in their
+ * own transaction, a (re)training writes a new generation and flips to it in one transaction
+ * (../store/types.ts `CodeStore`). The memory store keeps them in memory only.
+ *
  * The stages of 1-3 and the residual scoring run on the CPU kernels, or in WGSL on the engine's
  * GPU scoring device when MaxSim runs there (../score/compressed-stages.ts and
  * ../score/compressed-gpu-stages.ts), through one search flow, so both give the same candidates.
  *
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
-import { ColbertError } from './errors.ts';
+import { ColbertError, isColbertError } from './errors.ts';
 import { simdCompressedKernels } from './score/centroid-simd.ts';
 import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
 import { cpuStages, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
@@ -27,7 +32,7 @@ import { CodeSet } from './store/codes.ts';
 import { POOL_FACTORS } from './store/pooling.ts';
 import { decodeRows } from './store/precision.ts';
 import { centroidCount, encodeResidual, RESIDUAL_BITS, residualBytes, type ResidualBits } from './store/residual.ts';
-import type { ShardView, VectorStore } from './store/types.ts';
+import type { CodeEncoder, CodeStore, DocCodes, IndexSnapshot, PersistedCodec, ShardView, SnapshotCodes, TaggedCodes, VectorStore } from './store/types.ts';
 import type { TokenMatrix } from './types.ts';
 
 /** `createSearch({ compression })`: how documents are compressed. */
@@ -106,6 +111,11 @@ export interface CompressionStats {
   trainedTokens: number;
   /** Resident bytes of codes, residuals, centroids, buckets, slots and inverted lists (ids excluded). */
   codeBytes: number;
+  /**
+   * Codecs this search trained itself since it was created: 0 when it read its codes from
+   * IndexedDB or from an imported file (see the README's "Compressed index").
+   */
+  trainings: number;
   /** Where the search stages (query x centroids, centroid interaction, residual scoring) run: 'webgpu' where MaxSim does, else 'cpu'. */
   scoringDevice: StageDevice;
   /** Why they do not run on the GPU, when they do not ('cpu' asked for: absent). */
@@ -135,10 +145,27 @@ export const RETRAIN_GROWTH = 4;
 
 const nextTick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
+/** Tokens of codes written per transaction while a training stores a new generation. */
+const WRITE_TOKENS = 65_536;
+
 /** One trained generation: codec + codes. */
 interface Generation {
   trained: TrainedCodec;
   codes: CodeSet;
+  /** Its number in the store's code store (0: in memory only). */
+  id: number;
+  /** Per document, the tag of the rows its codes were encoded from (code stores only). */
+  tags: Map<string, string>;
+}
+
+/** A trained codec as a code store keeps it. */
+function persisted(trained: TrainedCodec, poolFactor: number): PersistedCodec {
+  return { codec: trained.codec, tree: trained.tree, trainedTokens: trained.trainedTokens, poolFactor };
+}
+
+/** Whether stored or imported codes fit these options (else the index trains its own). */
+export function codecFits(codec: PersistedCodec, options: ResolvedCompression, dim: number | null): boolean {
+  return codec.codec.nbits === options.nbits && codec.poolFactor === options.poolFactor && (dim === null || codec.codec.dim === dim);
 }
 
 /** The compressed index of one engine. */
@@ -149,6 +176,13 @@ export class CompressedIndex {
   private changed = new Set<string>();
   private epoch = 0;
   private failure: unknown = undefined;
+  private trainingsRun = 0;
+  /** Codes a store's write encoded (in its transaction), by id, until {@link update} takes them. */
+  private readonly recent = new Map<string, TaggedCodes & { generation: number }>();
+  /** The code store whose writes encode with the current generation. */
+  private bound: CodeStore | undefined;
+  /** Syncs with another context's changes run one after another. */
+  private syncing: Promise<void> = Promise.resolve();
   /** The stages on the CPU kernels, and on the GPU when the engine's scorer runs there ({@link setGpu}). */
   private readonly cpu: CompressedStages;
   private gpu: CompressedStages | undefined;
@@ -188,6 +222,7 @@ export class CompressedIndex {
       centroids: codec ? centroidCount(codec) : 0,
       trainedTokens: g?.trained.trainedTokens ?? 0,
       codeBytes: g ? g.codes.bytes() + (codec!.centroids.length + codec!.cutoffs.length + codec!.weights.length) * 4 : 0,
+      trainings: this.trainingsRun,
       scoringDevice: where.device,
     };
     if (where.fallbackReason !== undefined) stats.scoringFallbackReason = where.fallbackReason;
@@ -204,6 +239,32 @@ export class CompressedIndex {
     }
   }
 
+  /** Resolves when no training runs (never throws; see {@link settled}). */
+  async idle(): Promise<void> {
+    while (this.training) await this.training;
+  }
+
+  /** The current codes laid out like a snapshot's shards, when they cover exactly its documents (else undefined). */
+  snapshotCodes(snapshot: IndexSnapshot): SnapshotCodes | undefined {
+    const g = this.current;
+    if (!g || g.codes.documents !== snapshot.documents.length) return undefined;
+    const bytes = g.codes.bytesPerToken;
+    const parts: SnapshotCodes['codes'] = [];
+    for (const shard of snapshot.shards) {
+      const rows = shard.tokenIds.length;
+      const part = { codes: new Uint16Array(rows), residuals: new Uint8Array(rows * bytes) };
+      for (let slot = 0; slot < shard.docIds.length; slot++) {
+        const c = g.codes.document(shard.docIds[slot]!);
+        const from = shard.offsets[slot]!;
+        if (!c || c.codes.length !== shard.offsets[slot + 1]! - from) return undefined;
+        part.codes.set(c.codes, from);
+        part.residuals.set(c.residuals, from * bytes);
+      }
+      parts.push(part);
+    }
+    return { codec: persisted(g.trained, this.options.poolFactor), codes: parts };
+  }
+
   /** Forgets everything (clear, import): the next {@link update} trains again from the store. */
   reset(): void {
     this.epoch++;
@@ -211,6 +272,30 @@ export class CompressedIndex {
     this.training = null;
     this.changed.clear();
     this.gpu?.drop();
+    this.recent.clear();
+    this.bound?.setCodeEncoder(null);
+    this.bound = undefined;
+  }
+
+  /** Makes `g` the generation searches use; a code store's writes then encode with it. */
+  private use(g: Generation, store: CodeStore | undefined): void {
+    this.current = g;
+    if (store && g.id > 0) {
+      store.setCodeEncoder(this.encoderFor(g));
+      this.bound = store;
+    }
+  }
+
+  /** What a code store's writes encode with: `g`'s codec, remembering the codes for {@link update}. */
+  private encoderFor(g: Generation): CodeEncoder {
+    return {
+      generation: g.id,
+      encode: (id, tag, m) => {
+        const c = this.encode(g.trained, m);
+        this.recent.set(id, { ...c, tag, generation: g.id });
+        return c;
+      },
+    };
   }
 
   /** Encodes one matrix against a codec. */
@@ -234,16 +319,23 @@ export class CompressedIndex {
     for (const id of [...changedIds, ...removedIds]) if (this.training) this.changed.add(id);
     const g = this.current;
     if (g) {
-      for (const id of removedIds) g.codes.remove(id);
+      for (const id of removedIds) {
+        g.codes.remove(id);
+        g.tags.delete(id);
+      }
+      const missing: string[] = [];
       for (const id of changedIds) {
-        const m = await store.matrix(id);
-        if (m) {
-          const { codes, residuals } = this.encode(g.trained, m);
-          g.codes.add(id, codes, residuals);
+        // Encoded by the store's write (in its transaction) with this generation: take those.
+        const r = this.recent.get(id);
+        this.recent.delete(id);
+        if (r && r.generation === g.id) {
+          g.codes.add(id, r.codes, r.residuals);
+          g.tags.set(id, r.tag);
         } else {
-          g.codes.remove(id);
+          missing.push(id);
         }
       }
+      if (missing.length) await this.encodeInto(g, store, missing);
     }
     const { tokens } = await store.stats();
     if (this.training) return;
@@ -255,8 +347,93 @@ export class CompressedIndex {
     }
   }
 
-  /** Opening an existing index: trains from what the store holds (awaited). */
-  async open(store: VectorStore): Promise<void> {
+  /**
+   * Encodes documents of the store into `g` (their rows as stored now) and, in a code store,
+   * stores those codes where `g` is its current generation.
+   */
+  private async encodeInto(g: Generation, store: VectorStore, ids: readonly string[]): Promise<void> {
+    const cs = store.codes;
+    // Tags first, rows after: a write in between leaves an older tag on newer codes, which only costs a re-encode later.
+    const tags = cs ? await cs.codeTags() : undefined;
+    const fixed = new Map<string, TaggedCodes>();
+    for (const id of ids) {
+      const m = await store.matrix(id);
+      if (!m) {
+        g.codes.remove(id);
+        g.tags.delete(id);
+        continue;
+      }
+      const c = this.encode(g.trained, m);
+      g.codes.add(id, c.codes, c.residuals);
+      const tag = tags?.get(id);
+      if (tag === undefined) continue;
+      g.tags.set(id, tag);
+      fixed.set(id, { tag, ...c });
+    }
+    // Storing them is an optimisation (the next open would encode them again): a full quota or a lost race is not an error here.
+    if (cs && g.id > 0) await cs.writeCodes(g.id, fixed).catch(() => undefined);
+  }
+
+  /**
+   * The code store's current generation as `Generation`, when it fits the options: stored codes
+   * whose tag matches their document are used as they are; documents without (written by an
+   * older version, or by a context without this codec) are encoded now and stored.
+   */
+  private async load(store: VectorStore, cs: CodeStore): Promise<Generation | undefined> {
+    const stored = await cs.readCodec();
+    if (!stored || !codecFits(stored, this.options, store.dim)) return undefined;
+    const trained: TrainedCodec = { codec: stored.codec, tree: stored.tree, trainedTokens: stored.trainedTokens };
+    const g: Generation = { trained, codes: new CodeSet(residualBytes(stored.codec.dim, stored.codec.nbits), centroidCount(stored.codec)), id: stored.generation, tags: new Map() };
+    const tags = await cs.codeTags();
+    const codes = await cs.readCodes(stored.generation);
+    const stale: string[] = [];
+    for (const [id, tag] of tags) {
+      const c = codes.get(id);
+      if (c && c.tag === tag) {
+        g.codes.add(id, c.codes, c.residuals);
+        g.tags.set(id, tag);
+      } else {
+        stale.push(id);
+      }
+    }
+    if (stale.length) await this.encodeInto(g, store, stale);
+    return g;
+  }
+
+  /**
+   * Opening an existing index: reads the stored codes (a code store whose codec fits), else
+   * trains from what the store holds (awaited). `imported` are a file's codes (memory stores;
+   * a code store has stored them already).
+   */
+  async open(store: VectorStore, imported?: { codes: SnapshotCodes; shards: readonly { docIds: readonly string[]; offsets: Uint32Array }[] }): Promise<void> {
+    const epoch = this.epoch;
+    const cs = store.codes;
+    if (cs) {
+      // Leftovers of a training that never switched (a page closed meanwhile); not while another context trains.
+      await cs.exclusiveTraining(() => cs.dropLeftovers()).catch(() => undefined);
+      const g = await this.load(store, cs);
+      if (epoch !== this.epoch) return;
+      if (g) {
+        this.use(g, cs);
+        await this.maybeRetrain(store);
+        return;
+      }
+    } else if (imported && codecFits(imported.codes.codec, this.options, store.dim)) {
+      const { codec, tree, trainedTokens } = imported.codes.codec;
+      const bytes = residualBytes(codec.dim, codec.nbits);
+      const g: Generation = { trained: { codec, tree, trainedTokens }, codes: new CodeSet(bytes, centroidCount(codec)), id: 0, tags: new Map() };
+      imported.shards.forEach((shard, i) => {
+        const part = imported.codes.codes[i]!;
+        shard.docIds.forEach((id, slot) => {
+          const from = shard.offsets[slot]!;
+          const to = shard.offsets[slot + 1]!;
+          g.codes.add(id, part.codes.slice(from, to), part.residuals.slice(from * bytes, to * bytes));
+        });
+      });
+      this.use(g, undefined);
+      await this.maybeRetrain(store);
+      return;
+    }
     const { tokens } = await store.stats();
     if (tokens >= MIN_TRAIN_TOKENS) {
       this.startTraining(store, tokens, false);
@@ -264,34 +441,88 @@ export class CompressedIndex {
     }
   }
 
-  /** Another context changed the store: forget the codes and train again from what it holds (searches are exhaustive meanwhile). */
-  async resync(store: VectorStore): Promise<void> {
-    this.reset();
-    await this.open(store);
+  /** Re-trains in the background once the index has outgrown its centroids. */
+  private async maybeRetrain(store: VectorStore): Promise<void> {
+    const g = this.current;
+    if (!g || this.training) return;
+    const { tokens } = await store.stats();
+    if (tokens >= RETRAIN_GROWTH * g.trained.trainedTokens) this.startTraining(store, tokens, true);
+  }
+
+  /**
+   * Another context changed the store. With a code store: a new generation there (another
+   * context re-trained) is read whole; else the documents whose tags changed get their stored
+   * codes (or are encoded), removed ones leave. Never trains what it can read. Without one:
+   * forget the codes and train again.
+   */
+  async sync(store: VectorStore): Promise<void> {
+    const run = this.syncing.then(() => this.syncNow(store));
+    this.syncing = run.catch(() => undefined);
+    await run;
+  }
+
+  private async syncNow(store: VectorStore): Promise<void> {
+    const cs = store.codes;
+    const epoch = this.epoch;
+    if (!cs) {
+      this.reset();
+      await this.open(store);
+      return;
+    }
+    const g = this.current;
+    const stored = await cs.readCodec();
+    if (!stored && g && g.id > 0) {
+      // Another context cleared or imported an index without codes: start over from what it holds.
+      this.reset();
+      await this.open(store);
+      return;
+    }
+    if (stored && stored.generation !== g?.id && codecFits(stored, this.options, store.dim)) {
+      const next = await this.load(store, cs);
+      if (next && epoch === this.epoch && stored.generation !== this.current?.id) this.use(next, cs);
+      return;
+    }
+    if (!g) {
+      const { tokens } = await store.stats();
+      if (!this.training && tokens >= MIN_TRAIN_TOKENS) this.startTraining(store, tokens, true);
+      return;
+    }
+    const tags = await cs.codeTags();
+    for (const id of [...g.tags.keys()]) {
+      if (tags.has(id)) continue;
+      g.codes.remove(id);
+      g.tags.delete(id);
+    }
+    const changed = [...tags].filter(([id, tag]) => g.tags.get(id) !== tag).map(([id]) => id);
+    if (changed.length) {
+      const codes = g.id > 0 ? await cs.readCodes(g.id, changed) : new Map<string, TaggedCodes>();
+      const missing: string[] = [];
+      for (const id of changed) {
+        const c = codes.get(id);
+        if (c && c.tag === tags.get(id)) {
+          g.codes.add(id, c.codes, c.residuals);
+          g.tags.set(id, c.tag);
+        } else {
+          missing.push(id);
+        }
+      }
+      if (missing.length) await this.encodeInto(g, store, missing);
+    }
+    await this.maybeRetrain(store);
   }
 
   private startTraining(store: VectorStore, tokens: number, background: boolean): void {
     const epoch = this.epoch;
     this.changed.clear();
+    const cs = store.codes;
     const run = (async () => {
-      const next = await this.train(store, tokens, background);
-      if (epoch !== this.epoch) return;
-      // Bring in what changed while training ran, then swap in one step.
-      while (this.changed.size) {
-        const ids = [...this.changed];
-        this.changed.clear();
-        for (const id of ids) {
-          const m = await store.matrix(id);
-          if (epoch !== this.epoch) return;
-          if (m) {
-            const { codes, residuals } = this.encode(next.trained, m);
-            next.codes.add(id, codes, residuals);
-          } else {
-            next.codes.remove(id);
-          }
-        }
+      if (cs) {
+        await cs.exclusiveTraining(() => this.trainStored(store, cs, tokens, background, epoch));
+        return;
       }
-      this.current = next;
+      const next = await this.train(store, tokens, background);
+      this.trainingsRun++;
+      await this.adoptInMemory(next, store, epoch);
     })();
     this.training = run.then(
       () => {
@@ -304,6 +535,97 @@ export class CompressedIndex {
         }
       },
     );
+  }
+
+  /** Brings what changed while `next` trained into it, then swaps it in (in memory) in one step. */
+  private async adoptInMemory(next: Generation, store: VectorStore, epoch: number): Promise<void> {
+    if (epoch !== this.epoch) return;
+    while (this.changed.size) {
+      const ids = [...this.changed];
+      this.changed.clear();
+      for (const id of ids) {
+        const m = await store.matrix(id);
+        if (epoch !== this.epoch) return;
+        if (m) {
+          const { codes, residuals } = this.encode(next.trained, m);
+          next.codes.add(id, codes, residuals);
+        } else {
+          next.codes.remove(id);
+        }
+      }
+    }
+    this.current = next;
+  }
+
+  /**
+   * A (re)training into a code store, run exclusively across contexts: the new generation's codec
+   * and codes are stored beside the current one in batches, then ONE transaction encodes what
+   * changed meanwhile and makes it current. A page closed before that leaves the old generation
+   * current (the next open drops the leftovers).
+   */
+  private async trainStored(store: VectorStore, cs: CodeStore, tokens: number, background: boolean, epoch: number): Promise<void> {
+    await cs.dropLeftovers().catch(() => undefined);
+    // Tags before rows: a document written in between is newer than its tag, so the switch encodes it again.
+    const tags = await cs.codeTags();
+    const next = await this.train(store, tokens, background);
+    if (epoch !== this.epoch) return;
+    this.trainingsRun++;
+    try {
+      await this.persistGeneration(next, cs, tags, background, epoch);
+    } catch (err) {
+      if (!isColbertError(err) || (err.code !== 'QUOTA_EXCEEDED' && err.code !== 'STORAGE_FAILED')) throw err;
+      // Storing the new generation failed (a full quota): serve it from memory, as without
+      // IndexedDB; the stored generation, if any, stays as it was, and its leftovers go on the next open.
+      if (this.current === next) return;
+      next.id = 0;
+      // Codes at least as new as these tags (read before the rows): a later sync re-encodes what differs.
+      next.tags = new Map([...tags].filter(([id]) => next.codes.has(id)));
+      await this.adoptInMemory(next, store, epoch);
+    }
+  }
+
+  /** Stores a trained generation in batches and switches to it (see {@link trainStored}). */
+  private async persistGeneration(next: Generation, cs: CodeStore, tags: ReadonlyMap<string, string>, background: boolean, epoch: number): Promise<void> {
+    const pause = background ? nextTick : async () => undefined;
+    const generation = await cs.beginGeneration(persisted(next.trained, this.options.poolFactor));
+    next.id = generation;
+    const have = new Map<string, string>();
+    let batch = new Map<string, TaggedCodes>();
+    let batchTokens = 0;
+    for (const [id, tag] of tags) {
+      const c: DocCodes | undefined = next.codes.document(id);
+      if (!c) continue;
+      batch.set(id, { tag, ...c });
+      have.set(id, tag);
+      batchTokens += c.codes.length;
+      if (batchTokens >= WRITE_TOKENS) {
+        await cs.writeGenerationCodes(generation, batch);
+        batch = new Map();
+        batchTokens = 0;
+        await pause();
+        if (epoch !== this.epoch) return;
+      }
+    }
+    await cs.writeGenerationCodes(generation, batch);
+    if (epoch !== this.epoch) return;
+    for (const id of [...next.codes.storedIds()]) if (!have.has(id)) next.codes.remove(id);
+    next.tags = have;
+    await cs.switchGeneration(generation, have, this.encoderFor(next), (added, removed) => {
+      for (const [id, c] of added) {
+        next.codes.add(id, c.codes, c.residuals);
+        next.tags.set(id, c.tag);
+        this.recent.delete(id);
+      }
+      for (const id of removed) {
+        next.codes.remove(id);
+        next.tags.delete(id);
+      }
+      // Inside the store's write lock: no write lands between the flip and this.
+      if (epoch !== this.epoch) return;
+      this.current = next;
+      this.bound = cs;
+      this.changed.clear();
+    });
   }
 
   /** Trains a codec on a sample of the store's live tokens and encodes every document. */
@@ -351,7 +673,7 @@ export class CompressedIndex {
         }
       }
     }
-    return { trained, codes };
+    return { trained, codes, id: 0, tags: new Map() };
   }
 
   /**

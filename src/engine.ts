@@ -12,7 +12,7 @@ import { loadEncoder, type Encoder, type EncoderInfo, type EncoderOptions } from
 import { explainMaxSim } from './score/cpu.ts';
 import { checkThreads, createScorer, type Scorer, type ScoringOption, type ScoringStatus } from './score/scorer.ts';
 import { hashText } from './checksum.ts';
-import { checkCompression, CompressedIndex, type CompressedTrace, type CompressionOptions, type CompressionStats } from './compression.ts';
+import { checkCompression, codecFits, CompressedIndex, type CompressedTrace, type CompressionOptions, type CompressionStats } from './compression.ts';
 import { GpuCompressedStages, type GpuStagesStats } from './score/compressed-gpu-stages.ts';
 import { poolTokens } from './store/pooling.ts';
 import type { Scored } from './score/topk.ts';
@@ -163,7 +163,7 @@ export interface IndexStats {
   precision: VectorPrecision;
   /** The lexical index: documents indexed from text (documents added as embeddings have no words). */
   lexicalDocuments: number;
-  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated). */
+  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated; the compressed index's stored codes are not counted). */
   bytesOnDisk?: number;
   /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
   usage?: number;
@@ -324,8 +324,8 @@ export class Engine {
               ...(precision !== undefined ? { precision } : {}),
               newPrecision: 'fp16',
               onChange: (change) => {
-                // Another tab changed the index: its codes are re-derived from the reloaded store.
-                if (compressed) void Promise.resolve().then(() => compressed.resync(store)).catch(() => undefined);
+                // Another tab changed the index: the codes follow from what it stored (read, not re-trained).
+                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -510,7 +510,14 @@ export class Engine {
    */
   async exportIndex(): Promise<Uint8Array> {
     this.check();
-    return writePortable(await this.store.snapshot());
+    // A (re)training that runs is waited for, so that the file carries the newest codes.
+    await this.compressed?.idle();
+    const snapshot = await this.store.snapshot({ codes: true });
+    if (this.compressed && !snapshot.compression) {
+      const codes = this.compressed.snapshotCodes(snapshot);
+      if (codes) snapshot.compression = codes;
+    }
+    return writePortable(snapshot);
   }
 
   /**
@@ -531,11 +538,11 @@ export class Engine {
     if (snapshot.manifest.dim !== this.encoder.dim) {
       throw new ColbertError('DIMENSION_MISMATCH', `This index file holds dim ${snapshot.manifest.dim}; the model produces ${this.encoder.dim}.`, { dim: snapshot.manifest.dim, expected: this.encoder.dim });
     }
+    // The file's codes are used when they fit this index's compression options; else it trains its own.
+    if (snapshot.compression && !(this.compressed && codecFits(snapshot.compression.codec, this.compressed.options, snapshot.manifest.dim))) delete snapshot.compression;
     await this.store.restore(snapshot);
-    if (this.compressed) {
-      this.compressed.reset();
-      await this.compressed.open(this.store);
-    }
+    this.compressed?.reset();
+    if (this.compressed) await this.compressed.open(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }

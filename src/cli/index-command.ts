@@ -1,5 +1,5 @@
 /**
- * `colbert-web index <files or folders> --model <id|path> --out site/docs.cbwidx [--precision p]`
+ * `colbert-web index <files or folders> --model <id|path> --out site/docs.cbwidx [--precision p] [--compression nbits=2,pool=1,rerank=true]`
  *
  * Builds a search index at build time, in Node (onnxruntime-node, native CPU kernels): reads
  * .txt, .md and .html files, splits them into passages within the model's token budget (the
@@ -9,24 +9,45 @@
  * Resumable: every few seconds the index so far is written to `<out>.partial` with the list of
  * finished files in `<out>.partial.json`; a re-run with the same model and precision imports it
  * and encodes only the files not finished (or changed) since. Both are removed once `<out>` is written.
+ *
+ * With `--compression` the index is built with the compressed index (`createSearch({ compression })`)
+ * and, once it has enough tokens to train, the file carries its codec and codes: a browser search
+ * with the same nbits and pool factor imports them without training.
  */
 import { readFile, readdir, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname, extname, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Parser } from 'htmlparser2';
 import { crc32 } from '../checksum.ts';
-import { isColbertError } from '../errors.ts';
+import { checkCompression, type CompressionOptions } from '../compression.ts';
+import { ColbertError, isColbertError } from '../errors.ts';
 import { createSearch, type ColbertSearch } from '../search.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from '../store/precision.ts';
 import { splitPassages } from '../text/passages.ts';
 import { sniffText } from '../text/sniff.ts';
 
-export const USAGE = `Usage: colbert-web index <files or folders...> --model <repo-id|url|path> --out <file.cbwidx> [--precision ${VECTOR_PRECISIONS.join('|')}] [--revision <rev>] [--hub-url <url>]
+export const USAGE = `Usage: colbert-web index <files or folders...> --model <repo-id|url|path> --out <file.cbwidx> [--precision ${VECTOR_PRECISIONS.join('|')}] [--compression nbits=1|2|4[,pool=1|2|3][,rerank=true|false]] [--revision <rev>] [--hub-url <url>]
 
 Reads .txt, .md and .html files (folders recursively; other files are skipped with the reason),
 splits them into passages within the model's token budget, encodes them in Node and writes the
 portable index file that importIndex() loads in the browser. An interrupted run, re-run with the
-same arguments, continues from <out>.partial instead of encoding everything again.`;
+same arguments, continues from <out>.partial instead of encoding everything again.
+With --compression the file also carries the trained compressed index (codec and codes), which
+a browser search with the same nbits and pool imports without training.`;
+
+/** Parses `--compression nbits=2,pool=1,rerank=true` into the `compression` option (INVALID_ARGUMENT on anything else). */
+export function parseCompression(value: string): CompressionOptions {
+  const out: Record<string, unknown> = {};
+  const names: Record<string, string> = { nbits: 'nbits', pool: 'poolFactor', poolFactor: 'poolFactor', rerank: 'rerank' };
+  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [key = '', raw = '', ...rest] = part.split('=');
+    const name = names[key.trim()];
+    if (!name || rest.length || raw === '') throw new ColbertError('INVALID_ARGUMENT', `--compression takes nbits=1|2|4, pool=1|2|3, rerank=true|false separated by commas; got ${JSON.stringify(part)}.`, { part });
+    const v = raw.trim();
+    out[name] = name === 'rerank' ? (v === 'true' ? true : v === 'false' ? false : v) : /^\d+$/.test(v) ? Number(v) : v;
+  }
+  return checkCompression(out)!;
+}
 
 /** Extensions read, and how each becomes text. */
 const TEXT_KINDS: Record<string, 'text' | 'html'> = { '.txt': 'text', '.md': 'text', '.markdown': 'text', '.html': 'html', '.htm': 'html' };
@@ -98,6 +119,8 @@ async function collect(inputs: string[]): Promise<string[]> {
 interface Checkpoint {
   model: string;
   precision: string;
+  /** The --compression options (absent: none). */
+  compression?: CompressionOptions;
   /** Finished files: relative path → CRC-32 of their bytes and how many passages they gave. */
   done: Record<string, { crc: string; passages: number }>;
 }
@@ -107,6 +130,8 @@ export interface IndexCommandOptions {
   model: string;
   out: string;
   precision?: VectorPrecision;
+  /** Build the compressed index too; the file then carries its codes (see the module comment). */
+  compression?: CompressionOptions;
   revision?: string;
   hubUrl?: string;
   /** Progress and skip lines. Default console.log. */
@@ -154,23 +179,26 @@ export async function indexFiles(inputs: string[], options: IndexCommandOptions)
   const base = inputs.length === 1 && (await stat(resolve(inputs[0]!))).isDirectory() ? resolve(inputs[0]!) : process.cwd();
   const name = (file: string) => relative(base, file).split(sep).join('/');
 
+  const compression = options.compression === undefined ? undefined : checkCompression(options.compression);
   const config: Parameters<typeof createSearch>[0] = { model: options.model, worker: false, storage: 'memory', precision };
+  if (compression) config.compression = compression;
   if (options.revision !== undefined) config.revision = options.revision;
   if (options.hubUrl !== undefined) config.hubUrl = options.hubUrl;
   const search: ColbertSearch = await createSearch(config);
   try {
     const result: IndexCommandResult = { files: 0, passages: 0, tokens: 0, skipped: [], resumed: 0, complete: false };
     let checkpoint: Checkpoint = { model: options.model, precision, done: {} };
+    if (compression) checkpoint.compression = compression;
     const saved = await readIfExists(checkpointPath);
     const partial = saved && (await readIfExists(partialPath));
     if (saved && partial) {
       const previous = JSON.parse(new TextDecoder().decode(saved)) as Checkpoint;
-      if (previous.model === options.model && previous.precision === precision) {
+      if (previous.model === options.model && previous.precision === precision && JSON.stringify(previous.compression ?? null) === JSON.stringify(compression ?? null)) {
         await search.importIndex(partial);
         checkpoint = previous;
         log(`Resuming from ${relative(process.cwd(), partialPath)}: ${Object.keys(previous.done).length} file(s) already indexed.`);
       } else {
-        log(`Ignoring ${relative(process.cwd(), partialPath)}: it was built with another model or precision.`);
+        log(`Ignoring ${relative(process.cwd(), partialPath)}: it was built with another model, precision or compression.`);
       }
     }
     const budget = search.info.documentTextBudget;
@@ -234,6 +262,14 @@ export async function indexFiles(inputs: string[], options: IndexCommandOptions)
     await rm(checkpointPath, { force: true });
     const stats = await search.stats();
     log(`Wrote ${relative(process.cwd(), out) || out}: ${stats.documents} passages from ${Object.keys(checkpoint.done).length} file(s), ${(file.byteLength / 1e6).toFixed(2)} MB${result.skipped.length ? `; skipped ${result.skipped.length}` : ''}.`);
+    if (stats.compression) {
+      const c = stats.compression;
+      log(
+        c.state === 'ready'
+          ? `  compressed index: ${c.centroids} centroids trained for ${c.trainedTokens} tokens, nbits ${c.nbits}, pool ${c.poolFactor}; the file carries its codes.`
+          : `  compressed index: not trained (${stats.tokens} tokens; it trains from 4096): the file carries no codes, the browser trains once it has enough.`,
+      );
+    }
     result.complete = true;
     return result;
   } finally {
@@ -248,7 +284,7 @@ export async function run(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { model: { type: 'string', short: 'm' }, out: { type: 'string', short: 'o' }, precision: { type: 'string' }, revision: { type: 'string' }, 'hub-url': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { model: { type: 'string', short: 'm' }, out: { type: 'string', short: 'o' }, precision: { type: 'string' }, compression: { type: 'string' }, revision: { type: 'string' }, 'hub-url': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (err) {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
@@ -269,6 +305,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const options: IndexCommandOptions = { model, out };
   if (precision !== undefined) options.precision = precision as VectorPrecision;
+  if (parsed.values.compression !== undefined) {
+    try {
+      options.compression = parseCompression(parsed.values.compression);
+    } catch (err) {
+      console.error((err as Error).message);
+      return 2;
+    }
+  }
   if (parsed.values.revision !== undefined) options.revision = parsed.values.revision;
   if (parsed.values['hub-url'] !== undefined) options.hubUrl = parsed.values['hub-url'];
   try {

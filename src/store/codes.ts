@@ -97,6 +97,11 @@ export class CodeSet {
     return this.slotOf.has(id);
   }
 
+  /** The stored ids (in no particular order). */
+  storedIds(): IterableIterator<string> {
+    return this.slotOf.keys();
+  }
+
   /** Stores a document's codes and residuals (`codes.length * bytesPerToken` bytes); an existing id is replaced. */
   add(id: string, codes: Uint16Array, residuals: Uint8Array): void {
     this.remove(id);

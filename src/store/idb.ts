@@ -14,7 +14,14 @@
  *   reads only the lists of its terms. A posting is live while its document's record still
  *   names that block (`DocRecord.lex`); replaced and deleted documents' postings are skipped,
  *   and dropped when the index is cleared or imported;
- * - `staging`: encodings of an unfinished `add`, invisible to search, reused when it is retried.
+ * - `staging`: encodings of an unfinished `add`, invisible to search, reused when it is retried;
+ * - `codecs` / `codes`: the compressed index (`compression`): codecs (centroids, buckets, the
+ *   coarse assignment level) by generation number, and per [generation, document id] the
+ *   document's centroid codes and residuals, tagged with what they were encoded from (its content
+ *   hash and the generation of the write that stored its rows, see {@link codeTag}). The
+ *   manifest's `codec` names the generation searches use; a write of rows encodes them in its
+ *   own transaction when its context has that codec ({@link IdbStore.setCodeEncoder}); a
+ *   (re)training writes a new generation beside it and flips `codec` in one transaction.
  *
  * Invariants:
  * - every change is ONE readwrite transaction: a closed tab, a killed worker or a full quota
@@ -31,7 +38,8 @@ import type { LexicalPostings, Posting } from '../lexical/bm25.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
-import type { VectorPrecision } from './precision.ts';
+import { decodeRows, type VectorPrecision } from './precision.ts';
+import { centroidCount, RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
 import {
   checkBatchDim,
   packMatrix,
@@ -44,7 +52,21 @@ import {
   type SegmentMeta,
   type ShardPlan,
 } from './shards.ts';
-import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreChange, StoreStats, StoredDocument, VectorStore } from './types.ts';
+import type {
+  CodeEncoder,
+  CodeStore,
+  CommitItem,
+  DocumentState,
+  IndexSnapshot,
+  PersistedCodec,
+  ShardView,
+  StagedDocument,
+  StoreChange,
+  StoreStats,
+  StoredDocument,
+  TaggedCodes,
+  VectorStore,
+} from './types.ts';
 
 /** Databases of this library are named `colbert-web:<index name>`. */
 export const DB_PREFIX = 'colbert-web:';
@@ -59,6 +81,10 @@ interface ManifestRecord extends IndexManifest {
   nextSegment: number;
   /** How texts become lexical terms (absent in indexes from before the lexical index: the default). */
   lexical?: LexicalConfig;
+  /** The compressed index's current codec generation (absent: none stored). */
+  codec?: number;
+  /** The number the next codec generation gets (generation numbers are never reused). */
+  nextCodec?: number;
 }
 
 interface DocRecord {
@@ -70,6 +96,39 @@ interface DocRecord {
   metadata?: Metadata;
   /** The postings block holding this document's terms, and its length in terms (absent without text). */
   lex?: { block: number; length: number };
+  /** The manifest generation of the write that stored this document's rows (absent before schema 3: 0). */
+  stamp?: number;
+}
+
+/** A codec generation of the compressed index. */
+interface CodecRecord {
+  generation: number;
+  nbits: ResidualBits;
+  poolFactor: number;
+  dim: number;
+  trainedTokens: number;
+  /** Float32 `count * dim`. */
+  centroids: ArrayBuffer;
+  cutoffs: ArrayBuffer;
+  weights: ArrayBuffer;
+  /** Float32 coarse centroids and Uint32 fine-centroid boundaries (../score/train.ts `CentroidTree`). */
+  coarse: ArrayBuffer;
+  starts: ArrayBuffer;
+}
+
+/** One document's codes in one generation. */
+interface CodeRecord {
+  /** {@link codeTag} of the document the codes were encoded from. */
+  tag: string;
+  /** Uint16 centroid code per token. */
+  codes: ArrayBuffer;
+  /** `residualBytes(dim, nbits)` bytes per token. */
+  residuals: ArrayBuffer;
+}
+
+/** What a document's codes must be tagged with to be its codes: its content hash and the write that stored its rows. */
+function codeTag(rec: DocRecord): string {
+  return `${rec.hash}@${rec.stamp ?? 0}`;
 }
 
 /** One block of one term's posting list. */
@@ -107,16 +166,20 @@ interface IndexSchema extends DBSchema {
   /** Keyed by [id, content hash], so concurrent adds of one id with other texts keep their own encodings. */
   staging: { key: StagingKey; value: StagedRecord };
   postings: { key: [string, number]; value: PostingRecord };
+  codecs: { key: number; value: CodecRecord };
+  /** Keyed by [codec generation, document id]. */
+  codes: { key: [number, string]; value: CodeRecord };
 }
 
 type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
-const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging', 'postings'];
+const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging', 'postings', 'codecs', 'codes'];
 /**
  * The IndexedDB schema version (the object stores), apart from the index FORMAT_VERSION:
- * 1 = vectors, docs, texts, staging; 2 = + postings (built on upgrade from the stored texts).
+ * 1 = vectors, docs, texts, staging; 2 = + postings (built on upgrade from the stored texts);
+ * 3 = + codecs, codes (empty on upgrade: a compressed search trains them on first open).
  */
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 const MANIFEST_KEY = 'manifest';
 const CLEAN_KEY = 'clean';
 
@@ -259,8 +322,10 @@ function writePlan(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], '
 }
 
 /** The persistent store. Create with {@link IdbStore.open}. */
-export class IdbStore implements VectorStore {
+export class IdbStore implements VectorStore, CodeStore {
   readonly precision: VectorPrecision;
+  /** Encodes the rows of every write in its transaction (see {@link setCodeEncoder}). */
+  private encoder: CodeEncoder | null = null;
   private readonly set: ShardSet;
   private docs = new Map<string, DocRecord>();
   private manifest: ManifestRecord;
@@ -307,16 +372,25 @@ export class IdbStore implements VectorStore {
             for (const s of ALL_STORES) database.createObjectStore(s);
             return;
           }
+          const tx = transaction as unknown as IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>;
+          let steps = Promise.resolve();
           if (oldVersion < 2) {
             database.createObjectStore('postings');
-            migrateToPostings(transaction as unknown as IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>, lexical).catch(() => {
-              try {
-                transaction.abort();
-              } catch {
-                // Already aborted by the failed request: the open fails and the index stays at schema 1.
-              }
-            });
+            steps = migrateToPostings(tx, lexical);
           }
+          if (oldVersion < 3) {
+            database.createObjectStore('codecs');
+            database.createObjectStore('codes');
+            // After the step before: both rewrite the manifest record.
+            steps = steps.then(() => migrateToCodes(tx));
+          }
+          steps.catch(() => {
+            try {
+              transaction.abort();
+            } catch {
+              // Already aborted by the failed request: the open fails and the index stays at its old schema.
+            }
+          });
         },
         blocking() {
           // Another context deletes or upgrades this index: let it, and fail our later calls clearly.
@@ -597,6 +671,7 @@ export class IdbStore implements VectorStore {
         const adds = resolveCommit(items, this.precision, (id, hash) => (staged.get(id)?.hash === hash ? staged.get(id) : undefined), (id) => this.docs.get(id)?.hash);
         const plan = this.set.plan(adds, [], dim ?? this.set.dim);
         writePlan(tx, plan, pending);
+        const written = new Set(adds.map((a) => a.id));
         // The lexical postings of this batch: one block, named by the generation this write commits.
         const lex = writePostings(tx.objectStore('postings'), items, manifest.generation + 1, this.lexical, pending);
         const docRecords = new Map<string, DocRecord>();
@@ -608,11 +683,14 @@ export class IdbStore implements VectorStore {
           const rec: DocRecord = { id: item.id, hash: item.hash, tokens, textLength: item.text?.length ?? 0 };
           if (item.metadata !== undefined) rec.metadata = item.metadata;
           if (lex.has(item.id)) rec.lex = lex.get(item.id)!;
+          const stamp = written.has(item.id) ? manifest.generation + 1 : this.docs.get(item.id)?.stamp;
+          if (stamp !== undefined) rec.stamp = stamp;
           docRecords.set(item.id, rec);
           pending.push(docsStore.put(rec, item.id));
           pending.push(item.text !== undefined ? texts.put(item.text, item.id) : texts.delete(item.id));
           pending.push(staging.delete([item.id, item.hash]));
         }
+        this.encodeWritten(tx, manifest, adds, plan.dim, docRecords, pending);
         const documents = new Set([...this.docs.keys(), ...docRecords.keys()]).size;
         let tokens = 0;
         for (const s of plan.shards.values()) tokens += s.liveRows;
@@ -663,6 +741,7 @@ export class IdbStore implements VectorStore {
       plan = this.set.plan([], removed);
       writePlan(tx, plan, pending);
       for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
+      if (manifest.codec !== undefined) for (const id of removed) pending.push(tx.objectStore('codes').delete([manifest.codec, id]));
       let tokens = 0;
       for (const s of plan.shards.values()) tokens += s.liveRows;
       next = this.nextManifest(manifest, { documents: this.docs.size - removed.length, tokens }, plan.nextSegment);
@@ -690,6 +769,9 @@ export class IdbStore implements VectorStore {
     try {
       const gone = new Set(removed);
       for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
+      // Deleting code records frees space too.
+      const codec = this.manifest.codec;
+      if (codec !== undefined) for (const id of removed) pending.push(tx.objectStore('codes').delete([codec, id]));
       for (const shard of this.set.shards.values()) {
         if (shard.docIds.every((id) => id === null || gone.has(id))) pending.push(tx.objectStore('segments').delete(shard.segment), tx.objectStore('vectors').delete(shard.segment));
       }
@@ -725,6 +807,7 @@ export class IdbStore implements VectorStore {
       for (const s of ALL_STORES) if (s !== 'manifest') pending.push(tx.objectStore(s).clear());
       if (space) {
         next = this.nextManifest(manifest, { documents: 0, tokens: 0 }, manifest.nextSegment);
+        delete next.codec;
         pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
         this.writeClean(tx, next, undefined, pending);
       } else {
@@ -826,14 +909,27 @@ export class IdbStore implements VectorStore {
     return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes, bytesOnDisk: bytes };
   }
 
-  async snapshot(): Promise<IndexSnapshot> {
+  async snapshot(options: { codes?: boolean } = {}): Promise<IndexSnapshot> {
     await this.fresh();
     const { ids, shards } = snapshotShards(this.set);
-    const tx = this.db.transaction('texts', 'readonly');
-    const texts = await Promise.all(ids.map((id) => (this.docs.get(id)!.textLength ? tx.store.get(id) : undefined)));
+    const tags = ids.map((id) => codeTag(this.docs.get(id)!));
+    const generation = options.codes ? this.manifest.codec : undefined;
+    const tx = this.db.transaction(['texts', 'codecs', 'codes'], 'readonly');
+    const textStore = tx.objectStore('texts');
+    const texts = await Promise.all(ids.map((id) => (this.docs.get(id)!.textLength ? textStore.get(id) : undefined)));
+    let compression: IndexSnapshot['compression'];
+    if (generation !== undefined) {
+      const rec = await tx.objectStore('codecs').get(generation);
+      if (validCodec(rec)) {
+        const codec = fromCodecRecord(rec);
+        const codeStore = tx.objectStore('codes');
+        const records = await Promise.all(ids.map((id) => codeStore.get([generation, id])));
+        compression = this.snapshotCodes(codec, shards, records, tags);
+      }
+    }
     await tx.done;
-    const { name: _name, generation: _generation, nextSegment: _next, ...manifest } = this.manifest;
-    return {
+    const { name: _name, generation: _generation, nextSegment: _next, codec: _codec, nextCodec: _nextCodec, ...manifest } = this.manifest;
+    const out: IndexSnapshot = {
       manifest: { ...manifest, documents: ids.length, tokens: this.set.tokens },
       documents: ids.map((id, i) => {
         const d = this.docs.get(id)!;
@@ -844,6 +940,265 @@ export class IdbStore implements VectorStore {
       }),
       shards,
     };
+    if (compression) out.compression = compression;
+    return out;
+  }
+
+  /** The snapshot's codes per shard, when every document has codes of its own rows (else undefined: the file carries none). */
+  private snapshotCodes(codec: PersistedCodec, shards: IndexSnapshot['shards'], records: (CodeRecord | undefined)[], tags: string[]): IndexSnapshot['compression'] {
+    const bytes = residualBytes(codec.codec.dim, codec.codec.nbits);
+    const count = centroidCount(codec.codec);
+    const parts: { codes: Uint16Array; residuals: Uint8Array }[] = [];
+    let doc = 0;
+    for (const shard of shards) {
+      const rows = shard.tokenIds.length;
+      const part = { codes: new Uint16Array(rows), residuals: new Uint8Array(rows * bytes) };
+      for (let slot = 0; slot < shard.docIds.length; slot++, doc++) {
+        const c = fromCodeRecord(records[doc], bytes, count);
+        const from = shard.offsets[slot]!;
+        if (!c || c.tag !== tags[doc] || c.codes.length !== shard.offsets[slot + 1]! - from) return undefined;
+        part.codes.set(c.codes, from);
+        part.residuals.set(c.residuals, from * bytes);
+      }
+      parts.push(part);
+    }
+    return { codec, codes: parts };
+  }
+
+  /**
+   * Inside a write's transaction: the codes of the rows it stores, encoded with this context's
+   * encoder when that is the manifest's generation; else the documents' old codes are deleted
+   * (a context without that codec wrote them; whoever has it encodes them on its next sync or open).
+   */
+  private encodeWritten(
+    tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>,
+    manifest: ManifestRecord,
+    adds: readonly PackedDocument[],
+    dim: number | null,
+    records: ReadonlyMap<string, DocRecord>,
+    pending: Promise<unknown>[],
+  ): void {
+    const generation = manifest.codec;
+    if (generation === undefined || !adds.length || dim === null) return;
+    const codes = tx.objectStore('codes');
+    const encoder = this.encoder?.generation === generation ? this.encoder : null;
+    for (const doc of adds) {
+      if (!encoder) {
+        pending.push(codes.delete([generation, doc.id]));
+        continue;
+      }
+      const tag = codeTag(records.get(doc.id)!);
+      const m: TokenMatrix = { data: decodeRows(doc.packed, doc.row ?? 0, doc.tokens, dim), tokens: doc.tokens, dim, ids: doc.tokenIds };
+      pending.push(codes.put(toCodeRecord({ tag, ...encoder.encode(doc.id, tag, m) }), [generation, doc.id]));
+    }
+  }
+
+  /** This store keeps the compressed index's codes (see the module comment). */
+  get codes(): CodeStore {
+    return this;
+  }
+
+  setCodeEncoder(encoder: CodeEncoder | null): void {
+    this.encoder = encoder;
+  }
+
+  async readCodec(): Promise<(PersistedCodec & { generation: number }) | undefined> {
+    await this.fresh();
+    const generation = this.manifest.codec;
+    if (generation === undefined) return undefined;
+    let rec: CodecRecord | undefined;
+    try {
+      rec = await this.db.get('codecs', generation);
+    } catch (err) {
+      throw storageError(err, `Reading the compressed index of "${this.name}"`);
+    }
+    return validCodec(rec) ? fromCodecRecord(rec) : undefined;
+  }
+
+  async codeTags(): Promise<Map<string, string>> {
+    await this.fresh();
+    return new Map(Array.from(this.docs.values(), (d) => [d.id, codeTag(d)] as const));
+  }
+
+  async readCodes(generation: number, ids?: readonly string[]): Promise<Map<string, TaggedCodes>> {
+    this.check();
+    const out = new Map<string, TaggedCodes>();
+    try {
+      const tx = this.db.transaction(['codecs', 'codes'], 'readonly');
+      const rec = await tx.objectStore('codecs').get(generation);
+      if (!validCodec(rec)) {
+        await tx.done;
+        return out;
+      }
+      const bytes = residualBytes(rec.dim, rec.nbits);
+      const count = rec.centroids.byteLength / 4 / rec.dim;
+      const store = tx.objectStore('codes');
+      if (ids) {
+        const records = await Promise.all(ids.map((id) => store.get([generation, id])));
+        ids.forEach((id, i) => {
+          const c = fromCodeRecord(records[i], bytes, count);
+          if (c) out.set(id, c);
+        });
+      } else {
+        const range = generationRange(generation);
+        const [keys, values] = await Promise.all([store.getAllKeys(range), store.getAll(range)]);
+        keys.forEach((key, i) => {
+          const c = fromCodeRecord(values[i], bytes, count);
+          if (c) out.set(key[1], c);
+        });
+      }
+      await tx.done;
+    } catch (err) {
+      throw storageError(err, `Reading the compressed index of "${this.name}"`);
+    }
+    return out;
+  }
+
+  async writeCodes(generation: number, entries: ReadonlyMap<string, TaggedCodes>): Promise<void> {
+    if (!entries.size) return;
+    await this.write(`Storing the compressed index of "${this.name}"`, async () => {
+      if (this.manifest.codec !== generation) return;
+      const tx = this.db.transaction('codes', 'readwrite');
+      tx.done.catch(() => undefined);
+      const pending: Promise<unknown>[] = [];
+      try {
+        for (const [id, c] of entries) {
+          const doc = this.docs.get(id);
+          if (doc && codeTag(doc) === c.tag) pending.push(tx.store.put(toCodeRecord(c), [generation, id]));
+        }
+        await this.finish(tx as never, pending);
+      } catch (err) {
+        throw abortWith(tx as never, pending, err);
+      }
+    });
+  }
+
+  async exclusiveTraining<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    this.check();
+    const name = `${DB_PREFIX}${this.name}:training`;
+    const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+    if (locks?.request) return locks.request(name, { ifAvailable: true }, async (lock) => (lock ? fn() : undefined)) as Promise<T | undefined>;
+    if (localTrainings.has(name)) return undefined;
+    localTrainings.add(name);
+    try {
+      return await fn();
+    } finally {
+      localTrainings.delete(name);
+    }
+  }
+
+  async dropLeftovers(): Promise<number> {
+    return this.write(`Cleaning the compressed index of "${this.name}"`, async () => {
+      const keep = this.manifest.codec;
+      const tx = this.db.transaction(['codecs', 'codes'], 'readwrite');
+      tx.done.catch(() => undefined);
+      const pending: Promise<unknown>[] = [];
+      let dropped = 0;
+      try {
+        const codecs = tx.objectStore('codecs');
+        const codes = tx.objectStore('codes');
+        for (const generation of await codecs.getAllKeys()) {
+          if (generation === keep) continue;
+          dropped++;
+          pending.push(codecs.delete(generation));
+        }
+        if (keep === undefined) pending.push(codes.clear());
+        else pending.push(codes.delete(IDBKeyRange.upperBound([keep], true)), codes.delete(IDBKeyRange.lowerBound([keep + 1])));
+        await this.finish(tx as never, pending);
+      } catch (err) {
+        throw abortWith(tx as never, pending, err);
+      }
+      return dropped;
+    });
+  }
+
+  async beginGeneration(codec: PersistedCodec): Promise<number> {
+    return this.write(`Storing the compressed index of "${this.name}"`, async () => {
+      const tx = this.db.transaction(['manifest', 'codecs'], 'readwrite');
+      tx.done.catch(() => undefined);
+      const pending: Promise<unknown>[] = [];
+      try {
+        const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
+        if (!manifest) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost its manifest.`);
+        const generation = manifest.nextCodec ?? (manifest.codec ?? 0) + 1;
+        // Not a change anyone must reload for: the generation number stays, only the counter moves.
+        pending.push(tx.objectStore('manifest').put({ ...manifest, nextCodec: generation + 1 }, MANIFEST_KEY));
+        pending.push(tx.objectStore('codecs').put(toCodecRecord(generation, codec), generation));
+        await this.finish(tx as never, pending);
+        this.manifest = { ...this.manifest, nextCodec: generation + 1 };
+        return generation;
+      } catch (err) {
+        throw abortWith(tx as never, pending, err);
+      }
+    });
+  }
+
+  async writeGenerationCodes(generation: number, entries: ReadonlyMap<string, TaggedCodes>): Promise<void> {
+    this.check();
+    if (!entries.size) return;
+    const tx = this.db.transaction('codes', 'readwrite');
+    tx.done.catch(() => undefined);
+    const pending: Promise<unknown>[] = [];
+    try {
+      for (const [id, c] of entries) pending.push(tx.store.put(toCodeRecord(c), [generation, id]));
+      await this.finish(tx as never, pending);
+    } catch (err) {
+      throw storageError(abortWith(tx as never, pending, err), `Storing the compressed index of "${this.name}"`);
+    }
+  }
+
+  async switchGeneration(generation: number, have: ReadonlyMap<string, string>, encoder: CodeEncoder, done: (added: Map<string, TaggedCodes>, removed: string[]) => void): Promise<boolean> {
+    const switched = await this.write(`Switching the compressed index of "${this.name}"`, async () => {
+      const { tx, manifest } = await this.begin();
+      const pending: Promise<unknown>[] = [];
+      const added = new Map<string, TaggedCodes>();
+      const removed: string[] = [];
+      let next: ManifestRecord;
+      try {
+        if (!validCodec(await tx.objectStore('codecs').get(generation))) {
+          tx.abort();
+          return false;
+        }
+        const codes = tx.objectStore('codes');
+        // What changed since the training read the rows (in any context) is encoded here.
+        for (const doc of this.docs.values()) {
+          const tag = codeTag(doc);
+          if (have.get(doc.id) === tag) continue;
+          const m = this.set.matrix(doc.id);
+          if (!m) continue;
+          const c = { tag, ...encoder.encode(doc.id, tag, m) };
+          added.set(doc.id, c);
+          pending.push(codes.put(toCodeRecord(c), [generation, doc.id]));
+        }
+        for (const id of have.keys()) {
+          if (this.docs.has(id)) continue;
+          removed.push(id);
+          pending.push(codes.delete([generation, id]));
+        }
+        next = { ...this.nextManifest(manifest, { documents: this.set.documents, tokens: this.set.tokens }, manifest.nextSegment), codec: generation };
+        pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
+        this.writeClean(tx, next, this.set.plan([], []), pending);
+        await this.finish(tx, pending);
+      } catch (err) {
+        throw abortWith(tx, pending, err);
+      }
+      this.cleaned();
+      this.committed(next);
+      this.encoder = encoder;
+      done(added, removed);
+      return true;
+    });
+    // The old generations go after the flip (a kill before leaves them to the next open's cleanup).
+    if (switched) await this.dropOlderThan(generation).catch(() => undefined);
+    return switched;
+  }
+
+  /** Deletes codecs and codes of generations before `generation`. */
+  private async dropOlderThan(generation: number): Promise<void> {
+    const tx = this.db.transaction(['codecs', 'codes'], 'readwrite');
+    tx.done.catch(() => undefined);
+    const pending: Promise<unknown>[] = [tx.objectStore('codecs').delete(IDBKeyRange.upperBound(generation, true)), tx.objectStore('codes').delete(IDBKeyRange.upperBound([generation], true))];
+    await this.finish(tx as never, pending);
   }
 
   async restore(snapshot: IndexSnapshot): Promise<void> {
@@ -861,7 +1216,7 @@ export class IdbStore implements VectorStore {
         const byId = new Map<string, number>();
         for (const shard of shards) shard.docIds.forEach((id, slot) => byId.set(id!, shard.offsets[slot + 1]! - shard.offsets[slot]!));
         for (const d of snapshot.documents) {
-          const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0 };
+          const rec: DocRecord = { id: d.id, hash: d.hash, tokens: byId.get(d.id) ?? 0, textLength: d.text?.length ?? 0, stamp: manifest.generation + 1 };
           if (d.metadata !== undefined) rec.metadata = d.metadata;
           if (lex.has(d.id)) rec.lex = lex.get(d.id)!;
           docs.set(d.id, rec);
@@ -871,6 +1226,25 @@ export class IdbStore implements VectorStore {
         let tokens = 0;
         for (const s of shards) tokens += s.liveRows;
         next = this.nextManifest(manifest, { documents: docs.size, tokens }, manifest.nextSegment + shards.length);
+        delete next.codec;
+        const codes = snapshot.compression;
+        if (codes) {
+          // The file's codes, as the next generation: tagged with the records written above.
+          const generation = manifest.nextCodec ?? (manifest.codec ?? 0) + 1;
+          next.codec = generation;
+          next.nextCodec = generation + 1;
+          pending.push(tx.objectStore('codecs').put(toCodecRecord(generation, codes.codec), generation));
+          const bytes = residualBytes(codes.codec.codec.dim, codes.codec.codec.nbits);
+          snapshot.shards.forEach((shard, i) => {
+            const part = codes.codes[i]!;
+            shard.docIds.forEach((id, slot) => {
+              const from = shard.offsets[slot]!;
+              const to = shard.offsets[slot + 1]!;
+              const c = { tag: codeTag(docs.get(id)!), codes: part.codes.subarray(from, to), residuals: part.residuals.subarray(from * bytes, to * bytes) };
+              pending.push(tx.objectStore('codes').put(toCodeRecord(c), [generation, id]));
+            });
+          });
+        }
         pending.push(tx.objectStore('manifest').put(next, MANIFEST_KEY));
         this.writeClean(tx, next, undefined, pending);
         await this.finish(tx, pending);
@@ -929,6 +1303,77 @@ async function migrateToPostings(tx: IDBPTransaction<IndexSchema, StoreNames<Ind
   pending.push(tx.objectStore('staging').clear());
   await Promise.all(pending);
 }
+
+/**
+ * Schema 2 -> 3: adds the (empty) code stores and moves the manifest to format 2. Documents keep
+ * their records (without a stamp, which reads as 0); a compressed search trains its codes on
+ * the first open and stores them, a search without compression never needs them.
+ */
+async function migrateToCodes(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>): Promise<void> {
+  const manifestStore = tx.objectStore('manifest');
+  const manifest = (await manifestStore.get(MANIFEST_KEY)) as ManifestRecord | undefined;
+  if (!manifest) return;
+  await manifestStore.put({ ...manifest, format: FORMAT_VERSION }, MANIFEST_KEY);
+}
+
+/** A stored codec as plain data. */
+function fromCodecRecord(rec: CodecRecord): PersistedCodec & { generation: number } {
+  return {
+    generation: rec.generation,
+    codec: { dim: rec.dim, nbits: rec.nbits, centroids: new Float32Array(rec.centroids), cutoffs: new Float32Array(rec.cutoffs), weights: new Float32Array(rec.weights) },
+    tree: { coarse: new Float32Array(rec.coarse), starts: new Uint32Array(rec.starts) },
+    trainedTokens: rec.trainedTokens,
+    poolFactor: rec.poolFactor,
+  };
+}
+
+/** An exact-size copy of a typed array's bytes. */
+function bufferOf(view: ArrayBufferView): ArrayBuffer {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice().buffer;
+}
+
+function toCodecRecord(generation: number, c: PersistedCodec): CodecRecord {
+  return {
+    generation,
+    nbits: c.codec.nbits,
+    poolFactor: c.poolFactor,
+    dim: c.codec.dim,
+    trainedTokens: c.trainedTokens,
+    centroids: bufferOf(c.codec.centroids),
+    cutoffs: bufferOf(c.codec.cutoffs),
+    weights: bufferOf(c.codec.weights),
+    coarse: bufferOf(c.tree.coarse),
+    starts: bufferOf(c.tree.starts),
+  };
+}
+
+function toCodeRecord(c: TaggedCodes): CodeRecord {
+  return { tag: c.tag, codes: bufferOf(c.codes), residuals: bufferOf(c.residuals) };
+}
+
+/** Stored codes, checked against their codec: undefined when they do not fit it (then they are encoded again). */
+function fromCodeRecord(rec: CodeRecord | undefined, bytesPerToken: number, centroids: number): TaggedCodes | undefined {
+  if (!rec || !(rec.codes instanceof ArrayBuffer) || !(rec.residuals instanceof ArrayBuffer) || rec.codes.byteLength % 2) return undefined;
+  const codes = new Uint16Array(rec.codes);
+  if (rec.residuals.byteLength !== codes.length * bytesPerToken || codes.some((c) => c >= centroids)) return undefined;
+  return { tag: rec.tag, codes, residuals: new Uint8Array(rec.residuals) };
+}
+
+/** Whether a stored codec record is whole (a damaged one is ignored: the index trains again). */
+function validCodec(rec: CodecRecord | undefined): rec is CodecRecord {
+  if (!rec || !RESIDUAL_BITS.includes(rec.nbits) || !Number.isInteger(rec.dim) || rec.dim <= 0) return false;
+  const c = fromCodecRecord(rec);
+  const count = c.codec.centroids.length / rec.dim;
+  return Number.isInteger(count) && count > 0 && c.codec.cutoffs.length === (1 << rec.nbits) - 1 && c.codec.weights.length === 1 << rec.nbits && c.tree.starts.length >= 2 && c.tree.starts[c.tree.starts.length - 1] === count;
+}
+
+/** Key range of one generation's code records. */
+function generationRange(generation: number): IDBKeyRange {
+  return IDBKeyRange.bound([generation], [generation + 1], false, true);
+}
+
+/** Where Web Locks are missing (Node), trainings are exclusive per index name in this context only. */
+const localTrainings = new Set<string>();
 
 /**
  * One stored index, as {@link listIndexes} reports it: its name, the model that built it (repo id,

@@ -10,8 +10,12 @@ import type { VectorPrecision } from './precision.ts';
 /**
  * Version of the stored layout (IndexedDB schema and portable file). A change comes with a
  * migration in idb.ts `upgrade()` and a reader for the older files in portable.ts.
+ * 1: vectors, documents, texts (and postings in IndexedDB); 2: + the compressed index's codecs
+ * and codes (IndexedDB schema 3; `codec` and `codes` sections in files).
  */
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/** The format version of files without codes: written so, older colbert-web versions still read them. */
+export const FORMAT_VERSION_WITHOUT_CODES = 1;
 
 /** What decides a model's token vectors. Plain data (structured-clone and JSON safe). */
 export interface ModelFingerprint {

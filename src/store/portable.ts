@@ -15,7 +15,14 @@
  *     'documents': UTF-8 JSON array [{ id, hash, metadata?, text? }] in shard order
  *     'shard':     u32 offsets[docs + 1] | i32 tokenIds[rows] | vectors (precision) | f32 scales[rows] (int8),
  *                  each part 4-byte aligned
+ *     format 2 only, after the shards, when the compressed index was trained (all or none):
+ *     'codec':     f32 centroids[centroids * dim] | f32 cutoffs[2^nbits - 1] | f32 weights[2^nbits] |
+ *                  f32 coarse[groups * dim] | u32 starts[groups + 1]; the header entry holds nbits,
+ *                  poolFactor, centroids, groups, trainedTokens (../store/residual.ts has the codec layout)
+ *     'codes':     one per shard, in shard order: u16 codes[rows] | residual bytes[rows * residualBytes],
+ *                  4-byte aligned; row r is the shard's row r
  * ```
+ * A file without codes is written as format 1, which older versions read.
  * The first five fields (magic, version, H, header, header CRC) are the frame every format version
  * keeps, so that a reader tells a newer file from a damaged one.
  * Reading checks the magic, the version, every checksum and every size before returning
@@ -23,10 +30,11 @@
  */
 import { bytesOf, crc32 } from '../checksum.ts';
 import { ColbertError, isColbertError } from '../errors.ts';
-import { checkManifest, FORMAT_VERSION, type IndexManifest } from './manifest.ts';
+import { checkManifest, FORMAT_VERSION, FORMAT_VERSION_WITHOUT_CODES, type IndexManifest } from './manifest.ts';
 import { metadataJson } from './metadata.ts';
 import type { PackedVectors, VectorPrecision } from './precision.ts';
-import type { IndexSnapshot } from './types.ts';
+import { RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
+import type { IndexSnapshot, SnapshotCodes } from './types.ts';
 
 /** The file's first 8 bytes. */
 export const PORTABLE_MAGIC = 'CBWEBIDX';
@@ -35,13 +43,35 @@ export const PORTABLE_MAGIC = 'CBWEBIDX';
 export const PORTABLE_EXTENSION = '.cbwidx';
 
 interface SectionHeader {
-  kind: 'documents' | 'shard';
+  kind: 'documents' | 'shard' | 'codec' | 'codes';
   offset: number;
   length: number;
   crc: number;
   /** shard only */
   docs?: number;
+  /** shard and codes */
   rows?: number;
+  /** codec only */
+  nbits?: number;
+  poolFactor?: number;
+  centroids?: number;
+  groups?: number;
+  trainedTokens?: number;
+}
+
+/** Byte offsets of a codec section's parts. */
+function codecParts(centroids: number, groups: number, dim: number, nbits: number) {
+  const cutoffs = centroids * dim * 4;
+  const weights = cutoffs + ((1 << nbits) - 1) * 4;
+  const coarse = weights + (1 << nbits) * 4;
+  const starts = coarse + groups * dim * 4;
+  return { centroids: 0, cutoffs, weights, coarse, starts, end: starts + (groups + 1) * 4 };
+}
+
+/** Byte offsets of a codes section's parts. */
+function codesParts(rows: number, dim: number, nbits: ResidualBits) {
+  const residuals = align(rows * 2, 4);
+  return { codes: 0, residuals, end: residuals + rows * residualBytes(dim, nbits) };
 }
 
 interface FileHeader {
@@ -95,6 +125,21 @@ export function writePortable(snapshot: IndexSnapshot): Uint8Array {
     const rows = s.tokenIds.length;
     sections.push({ kind: 'shard', offset: 0, length: shardParts(s.docIds.length, rows, manifest.dim, manifest.precision).end, crc: 0xffffffff, docs: s.docIds.length, rows });
   }
+  const compression = snapshot.compression;
+  if (compression) {
+    const { codec, tree, trainedTokens, poolFactor } = compression.codec;
+    const centroids = codec.centroids.length / codec.dim;
+    const groups = tree.starts.length - 1;
+    if (codec.dim !== manifest.dim || compression.codes.length !== snapshot.shards.length) throw new ColbertError('INTERNAL', 'The codes do not match the snapshot they were given with.');
+    sections.push({ kind: 'codec', offset: 0, length: codecParts(centroids, groups, codec.dim, codec.nbits).end, crc: 0xffffffff, nbits: codec.nbits, poolFactor, centroids, groups, trainedTokens });
+    snapshot.shards.forEach((s, i) => {
+      const rows = s.tokenIds.length;
+      if (compression.codes[i]!.codes.length !== rows) throw new ColbertError('INTERNAL', 'The codes do not match the snapshot they were given with.');
+      sections.push({ kind: 'codes', offset: 0, length: codesParts(rows, codec.dim, codec.nbits).end, crc: 0xffffffff, rows });
+    });
+  }
+  const version = compression ? FORMAT_VERSION : FORMAT_VERSION_WITHOUT_CODES;
+  const fileManifest: IndexManifest = { ...manifest, format: version };
   // The header holds the section offsets, which depend on its own length: lay out until stable.
   let headerBytes = new Uint8Array(0);
   let total = 0;
@@ -105,14 +150,14 @@ export function writePortable(snapshot: IndexSnapshot): Uint8Array {
       at = align(at + section.length, 8);
     }
     total = at;
-    const next = encoder.encode(JSON.stringify({ manifest, totalBytes: total, sections } satisfies FileHeader));
+    const next = encoder.encode(JSON.stringify({ manifest: fileManifest, totalBytes: total, sections } satisfies FileHeader));
     if (next.length === headerBytes.length) break;
     headerBytes = next;
   }
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   out.set(encoder.encode(PORTABLE_MAGIC), 0);
-  view.setUint32(8, FORMAT_VERSION, true);
+  view.setUint32(8, version, true);
   view.setUint32(12, headerBytes.length, true);
   out.set(docsBytes, sections[0]!.offset);
   sections[0]!.crc = crc32(docsBytes);
@@ -126,8 +171,27 @@ export function writePortable(snapshot: IndexSnapshot): Uint8Array {
     if (s.scales) put(s.scales, parts.scales);
     section.crc = crc32(out.subarray(section.offset, section.offset + section.length));
   });
+  if (compression) {
+    const { codec, tree } = compression.codec;
+    const section = sections[snapshot.shards.length + 1]!;
+    const parts = codecParts(section.centroids!, section.groups!, codec.dim, codec.nbits);
+    const put = (array: Float32Array | Uint32Array | Uint16Array | Uint8Array, s: SectionHeader, at: number) => out.set(bytesOf(array), s.offset + at);
+    put(codec.centroids, section, parts.centroids);
+    put(codec.cutoffs, section, parts.cutoffs);
+    put(codec.weights, section, parts.weights);
+    put(tree.coarse, section, parts.coarse);
+    put(tree.starts, section, parts.starts);
+    section.crc = crc32(out.subarray(section.offset, section.offset + section.length));
+    compression.codes.forEach((c, i) => {
+      const s = sections[snapshot.shards.length + 2 + i]!;
+      const p = codesParts(c.codes.length, codec.dim, codec.nbits);
+      put(c.codes, s, p.codes);
+      put(c.residuals.subarray(0, p.end - p.residuals), s, p.residuals);
+      s.crc = crc32(out.subarray(s.offset, s.offset + s.length));
+    });
+  }
   // The real checksums have at most as many digits as the placeholders: pad with JSON whitespace.
-  const final = encoder.encode(JSON.stringify({ manifest, totalBytes: total, sections } satisfies FileHeader));
+  const final = encoder.encode(JSON.stringify({ manifest: fileManifest, totalBytes: total, sections } satisfies FileHeader));
   if (final.length > headerBytes.length) throw new ColbertError('INTERNAL', 'The portable header grew after checksumming.');
   const padded = new Uint8Array(headerBytes.length).fill(0x20);
   padded.set(final);
@@ -208,7 +272,9 @@ function readVerified(file: Uint8Array): IndexSnapshot {
   if (!Array.isArray(documents) || documents.some((d) => typeof d?.id !== 'string' || typeof d.hash !== 'string')) throw corrupt('the documents section is malformed');
   const shards: IndexSnapshot['shards'] = [];
   let next = 0;
-  for (const s of header.sections.slice(1)) {
+  const shardSections = header.sections.slice(1).filter((s) => s.kind === 'shard');
+  const codeSections = header.sections.slice(1 + shardSections.length);
+  for (const s of header.sections.slice(1, 1 + shardSections.length)) {
     const docs = s.docs ?? -1;
     const rows = s.rows ?? -1;
     if (s.kind !== 'shard' || !Number.isInteger(docs) || !Number.isInteger(rows) || docs < 0 || rows < 0) throw corrupt('a shard section is malformed');
@@ -230,5 +296,46 @@ function readVerified(file: Uint8Array): IndexSnapshot {
   }
   if (next !== documents.length) throw corrupt(`the shards hold ${next} documents but the file lists ${documents.length}`);
   if (new Set(documents.map((d) => d.id)).size !== documents.length) throw corrupt('a document id appears twice');
-  return { manifest, documents, shards };
+  const snapshot: IndexSnapshot = { manifest, documents, shards };
+  if (codeSections.length) {
+    if (version < 2) throw corrupt('a format 1 file holds sections after its shards');
+    snapshot.compression = readCodes(bytes, codeSections, shards, dim);
+  }
+  return snapshot;
+}
+
+/** The codec and codes sections (verified by checksum already): their sizes, counts and code values. */
+function readCodes(bytes: Uint8Array, sections: SectionHeader[], shards: IndexSnapshot['shards'], dim: number): SnapshotCodes {
+  const [c, ...codes] = sections;
+  const nbits = c?.nbits as ResidualBits;
+  const { centroids = -1, groups = -1, poolFactor, trainedTokens } = c ?? {};
+  if (c?.kind !== 'codec' || !RESIDUAL_BITS.includes(nbits) || !Number.isInteger(centroids) || centroids <= 0 || centroids > 65_536 || !Number.isInteger(groups) || groups <= 0 || !Number.isInteger(poolFactor) || !Number.isInteger(trainedTokens)) {
+    throw corrupt('the codec section is malformed');
+  }
+  const parts = codecParts(centroids, groups, dim, nbits);
+  if (parts.end !== c.length) throw corrupt('the codec section has the wrong size');
+  const base = bytes.byteOffset + c.offset;
+  const f32 = (at: number, n: number) => new Float32Array(bytes.buffer, base + at, n).slice();
+  const starts = new Uint32Array(bytes.buffer, base + parts.starts, groups + 1).slice();
+  if (starts[0] !== 0 || starts[groups] !== centroids || starts.some((v, i) => i > 0 && v < starts[i - 1]!)) throw corrupt('the codec section is malformed');
+  const codec: SnapshotCodes['codec'] = {
+    codec: { dim, nbits, centroids: f32(parts.centroids, centroids * dim), cutoffs: f32(parts.cutoffs, (1 << nbits) - 1), weights: f32(parts.weights, 1 << nbits) },
+    tree: { coarse: f32(parts.coarse, groups * dim), starts },
+    trainedTokens: trainedTokens!,
+    poolFactor: poolFactor!,
+  };
+  if (codes.length !== shards.length) throw corrupt(`the file has codes for ${codes.length} of ${shards.length} shards`);
+  const rb = residualBytes(dim, nbits);
+  return {
+    codec,
+    codes: codes.map((s, i) => {
+      const rows = shards[i]!.tokenIds.length;
+      const p = codesParts(rows, dim, nbits);
+      if (s.kind !== 'codes' || s.rows !== rows || p.end !== s.length) throw corrupt('a codes section does not match its shard');
+      const at = bytes.byteOffset + s.offset;
+      const values = new Uint16Array(bytes.buffer, at + p.codes, rows);
+      for (const v of values) if (v >= centroids) throw corrupt('a codes section names a centroid the codec lacks');
+      return { codes: values, residuals: new Uint8Array(bytes.buffer, at + p.residuals, rows * rb) };
+    }),
+  };
 }

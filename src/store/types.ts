@@ -8,6 +8,7 @@ import type { LexicalPostings } from '../lexical/bm25.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import type { IndexManifest } from './manifest.ts';
 import type { PackedRows, VectorPrecision } from './precision.ts';
+import type { ResidualCodec } from './residual.ts';
 
 /** A document as the engine hands it to a store. */
 export interface StoredDocument {
@@ -76,6 +77,85 @@ export interface IndexSnapshot {
   documents: { id: string; hash: string; metadata?: Metadata; text?: string }[];
   /** Shards without tombstones. */
   shards: (PackedRows & { docIds: string[]; offsets: Uint32Array; tokenIds: Int32Array; dim: number })[];
+  /**
+   * The compressed index's codec and codes, when the exported index was trained: `codes[i]`
+   * covers the rows of `shards[i]` in order (one centroid code and `residualBytes` bytes per row).
+   */
+  compression?: SnapshotCodes;
+}
+
+/** A trained codec as stored and exported: what decodes the codes and what assigns new tokens. */
+export interface PersistedCodec {
+  codec: ResidualCodec;
+  /** The coarse level that speeds up assignment (../score/train.ts `CentroidTree`). */
+  tree: { coarse: Float32Array; starts: Uint32Array };
+  /** Tokens the centroids were trained for. */
+  trainedTokens: number;
+  /** The pool factor of the index that trained it. */
+  poolFactor: number;
+}
+
+/** The codes of a snapshot (see {@link IndexSnapshot.compression}). */
+export interface SnapshotCodes {
+  codec: PersistedCodec;
+  codes: { codes: Uint16Array; residuals: Uint8Array }[];
+}
+
+/** One document's codes: a centroid code per token and its residual bytes. */
+export interface DocCodes {
+  codes: Uint16Array;
+  residuals: Uint8Array;
+}
+
+/** A document's codes as a code store holds them: `tag` names the rows they were encoded from. */
+export interface TaggedCodes extends DocCodes {
+  tag: string;
+}
+
+/** Encodes documents with the codec of one generation, inside a store's write transaction (synchronous). */
+export interface CodeEncoder {
+  generation: number;
+  encode(id: string, tag: string, matrix: TokenMatrix): DocCodes;
+}
+
+/**
+ * Where a persistent store keeps the compressed index (see ./idb.ts): codecs by generation, and
+ * per (generation, document) the codes tagged with what they were encoded from, so that opening
+ * reads them instead of training. The manifest names the current generation.
+ */
+export interface CodeStore {
+  /** The current generation's codec, or undefined when none is stored. */
+  readCodec(): Promise<(PersistedCodec & { generation: number }) | undefined>;
+  /** The tag each live document's codes must carry (its content hash and the write that stored its rows). */
+  codeTags(): Promise<Map<string, string>>;
+  /** Stored codes of a generation (of `ids`, or all), whatever their tags. */
+  readCodes(generation: number, ids?: readonly string[]): Promise<Map<string, TaggedCodes>>;
+  /**
+   * From now on every write of document rows encodes them with `encoder` and stores the codes in
+   * the same transaction, while the manifest's generation is the encoder's (null: none).
+   */
+  setCodeEncoder(encoder: CodeEncoder | null): void;
+  /** Stores codes of the current generation for documents whose tag still matches (re-encoded on open or sync). */
+  writeCodes(generation: number, entries: ReadonlyMap<string, TaggedCodes>): Promise<void>;
+  /**
+   * Runs `fn` (a training) alone across tabs and workers; resolves to undefined without running
+   * it when another context is training this index.
+   */
+  exclusiveTraining<T>(fn: () => Promise<T>): Promise<T | undefined>;
+  /** Drops codes and codecs of generations other than the current one (an unfinished training's leftovers). Call while training exclusively. */
+  dropLeftovers(): Promise<number>;
+  /** Stores a new generation's codec (not current yet) and returns its number. Call while training exclusively. */
+  beginGeneration(codec: PersistedCodec): Promise<number>;
+  /** Stores a batch of a new generation's codes (its own transaction). */
+  writeGenerationCodes(generation: number, entries: ReadonlyMap<string, TaggedCodes>): Promise<void>;
+  /**
+   * Makes `generation` current in ONE transaction: documents whose tag is not `have`'s are
+   * encoded with `encoder`, codes of documents no longer stored are deleted, and the manifest
+   * flips. `done` runs inside the store's write lock once that committed (nothing else wrote in
+   * between); the encoder then becomes the store's. Old generations are deleted afterwards.
+   * Resolves false, writing nothing, when the generation's codec is gone (a clear or an import ran).
+   */
+  switchGeneration(generation: number, have: ReadonlyMap<string, string>, encoder: CodeEncoder, done: (added: Map<string, TaggedCodes>, removed: string[]) => void): Promise<boolean>;
 }
 
 /** A change another context (tab, worker) made to a persistent index. */
@@ -102,8 +182,8 @@ export interface VectorStore {
   commit(items: readonly CommitItem[]): Promise<void>;
   /** Removes every document (and staged encodings). */
   clear(): Promise<void>;
-  /** The whole index as plain data, for export (texts included). */
-  snapshot(): Promise<IndexSnapshot>;
+  /** The whole index as plain data, for export (texts included; with `codes`, the stored compressed index's codes where a code store holds them for every document). */
+  snapshot(options?: { codes?: boolean }): Promise<IndexSnapshot>;
   /** Replaces the whole index by a snapshot, atomically; the manifest's model was checked by the caller. */
   restore(snapshot: IndexSnapshot): Promise<void>;
   /** Removes documents by id; returns the ids that were stored (unknown ids are ignored here). */
@@ -125,6 +205,8 @@ export interface VectorStore {
   lexicalStats(): Promise<{ documents: number; terms?: number }>;
   /** Streams the shards for scoring. */
   shards(): AsyncIterable<ShardView>;
+  /** Where the compressed index persists (IndexedDB); absent where its codes live in memory only. */
+  readonly codes?: CodeStore;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
 }

@@ -11,6 +11,7 @@ import { createSearch } from '../../src/index.ts';
 import { main } from '../../src/cli/main.ts';
 import { htmlToText, indexFiles, readableText } from '../../src/cli/index-command.ts';
 import { makeTestModels } from '../fixtures/make-models.ts';
+import { corpusText } from '../support/corpus-text.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
 
 const MODELS = resolve(REPO_ROOT, '.cache/test-models');
@@ -92,6 +93,30 @@ describe.skipIf(!HAVE_SHARED)(`colbert-web index ${HAVE_SHARED ? '' : SHARED_MIS
     } finally {
       await search.close();
     }
+  });
+
+  it('--compression builds the trained compressed index into the file; a search with the same options imports it without training', async () => {
+    const dir = resolve(ROOT, 'many');
+    await mkdir(dir, { recursive: true });
+    await writeFile(resolve(dir, 'many.txt'), corpusText(240));
+    const out = resolve(ROOT, 'compressed/docs.cbwidx');
+    expect(await main(['index', dir, '--model', TJS, '--out', out, '--compression', 'nbits=2,pool=1,rerank=true'])).toBe(0);
+    const file = new Uint8Array(await readFile(out));
+    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(2);
+    const search = await createSearch({ model: TJS, worker: false, compression: { nbits: 2 } });
+    try {
+      await search.importIndex(file);
+      const stats = await search.stats();
+      expect(stats.tokens).toBeGreaterThanOrEqual(4096);
+      expect(stats.compression).toMatchObject({ state: 'ready', trainings: 0 });
+      const hits = await search.search('glacier moraine alpine ice', { k: 3 });
+      const exact = await search.search('glacier moraine alpine ice', { k: 3, exhaustive: true });
+      expect(hits).toEqual(exact);
+    } finally {
+      await search.close();
+    }
+    expect(await main(['index', dir, '--model', TJS, '--out', out, '--compression', 'nbits=3'])).toBe(2);
+    expect(await main(['index', dir, '--model', TJS, '--out', out, '--compression', 'bits=2'])).toBe(2);
   });
 
   it('runs as `colbert-web index` and fails with usage errors for bad arguments', async () => {

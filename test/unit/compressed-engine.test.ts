@@ -77,20 +77,56 @@ describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED
     expect((await s.searchEmbedding(q, { k: 10, exhaustive: true })).map((h) => h.id)).not.toContain(top[0]!.id);
   });
 
-  it('a persistent compressed index trains again when reopened, and export/import keeps it searchable', async () => {
+  it('a persistent compressed index reads its codes when reopened, and export/import carries them', async () => {
     const s = await open({ name: 'cmp', compression: { nbits: 1 } });
     await s.addEmbeddings(data.docs);
+    expect((await s.stats()).compression).toMatchObject({ state: 'ready', trainings: 1 });
     const q = data.queries[1]!;
     const before = await s.searchEmbedding(q, { k: 5 });
     const file = await s.exportIndex();
+    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(2);
+    const trainedTokens = (await s.stats()).compression!.trainedTokens;
     await s.close();
     const again = await open({ name: 'cmp', compression: { nbits: 1 } });
-    expect((await again.stats()).compression).toMatchObject({ state: 'ready', nbits: 1 });
+    expect((await again.stats()).compression).toMatchObject({ state: 'ready', nbits: 1, trainings: 0, trainedTokens });
     expect(await again.searchEmbedding(q, { k: 5 })).toEqual(before);
+    // Into memory and into IndexedDB: the file's codes are used, nothing is trained.
     const mem = await open({ compression: { nbits: 1 } });
     await mem.importIndex(file);
-    expect((await mem.stats()).compression).toMatchObject({ state: 'ready' });
-    expect((await mem.searchEmbedding(q, { k: 5 })).map((h) => h.id)).toEqual(before.map((h) => h.id));
+    expect((await mem.stats()).compression).toMatchObject({ state: 'ready', trainings: 0, trainedTokens });
+    expect(await mem.searchEmbedding(q, { k: 5 })).toEqual(before);
+    const idb = await open({ name: 'imported', compression: { nbits: 1 } });
+    await idb.importIndex(file);
+    expect((await idb.stats()).compression).toMatchObject({ state: 'ready', trainings: 0, trainedTokens });
+    await idb.close();
+    const reopened = await open({ name: 'imported', compression: { nbits: 1 } });
+    expect((await reopened.stats()).compression).toMatchObject({ state: 'ready', trainings: 0, trainedTokens });
+    expect(await reopened.searchEmbedding(q, { k: 5 })).toEqual(before);
+    // A memory export carries its codes too.
+    const memFile = await mem.exportIndex();
+    const mem2 = await open({ compression: { nbits: 1 } });
+    await mem2.importIndex(memFile);
+    expect((await mem2.stats()).compression).toMatchObject({ state: 'ready', trainings: 0 });
+  });
+
+  it('a file whose codes do not fit the options, or that has none, trains on import', async () => {
+    const s = await open({ compression: { nbits: 2 } });
+    await s.addEmbeddings(data.docs);
+    const file = await s.exportIndex();
+    const other = await open({ compression: { nbits: 4 } });
+    await other.importIndex(file);
+    expect((await other.stats()).compression).toMatchObject({ state: 'ready', nbits: 4, trainings: 1 });
+    const pooled = await open({ compression: { nbits: 2, poolFactor: 2 } });
+    await pooled.importIndex(file);
+    expect((await pooled.stats()).compression).toMatchObject({ state: 'ready', trainings: 1 });
+    // Without compression the file has no codes and stays format 1.
+    const plain = await open();
+    await plain.addEmbeddings(data.docs);
+    const old = await plain.exportIndex();
+    expect(new DataView(old.buffer, old.byteOffset).getUint32(8, true)).toBe(1);
+    const target = await open({ compression: { nbits: 2 } });
+    await target.importIndex(old);
+    expect((await target.stats()).compression).toMatchObject({ state: 'ready', trainings: 1 });
   });
 
   it('rerank: false answers from the codes alone, and a deleted document leaves them', async () => {

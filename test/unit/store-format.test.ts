@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { codeOf } from '../support/errors.ts';
 import { ColbertError } from '../../src/errors.ts';
-import { FORMAT_VERSION, checkFingerprint } from '../../src/store/manifest.ts';
+import { FORMAT_VERSION, FORMAT_VERSION_WITHOUT_CODES, checkFingerprint } from '../../src/store/manifest.ts';
 import { FINGERPRINT } from '../support/store.ts';
 import { readPortable, writePortable } from '../../src/store/portable.ts';
 import { decodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
@@ -128,7 +128,9 @@ describe('portable file', () => {
       const { snapshot, set } = snapshotOf(precision);
       const file = writePortable(snapshot);
       const back = readPortable(file);
-      expect(back.manifest).toEqual(snapshot.manifest);
+      // Without codes the file is format 1, which older versions read.
+      expect(back.manifest).toEqual({ ...snapshot.manifest, format: FORMAT_VERSION_WITHOUT_CODES });
+      expect(new DataView(file.buffer).getUint32(8, true)).toBe(FORMAT_VERSION_WITHOUT_CODES);
       expect(back.documents).toEqual(snapshot.documents);
       const restored = new ShardSet(precision, DIM, 'r');
       restored.load(back.shards.map((s, i) => {
@@ -159,6 +161,60 @@ describe('portable file', () => {
     const newer = file.slice();
     new DataView(newer.buffer).setUint32(8, FORMAT_VERSION + 1, true);
     expect(await codeOf(() => readPortable(newer))).toBe('INDEX_FORMAT_UNSUPPORTED');
+  });
+});
+
+/** A snapshot with a (made-up, well-formed) codec and codes: 4 centroids, nbits 2, one group. */
+function withCodes(precision: VectorPrecision): IndexSnapshot {
+  const { snapshot } = snapshotOf(precision);
+  const rand = mulberry32(3);
+  const rb = (DIM * 2) / 8;
+  snapshot.compression = {
+    codec: {
+      codec: { dim: DIM, nbits: 2, centroids: Float32Array.from({ length: 4 * DIM }, () => rand()), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) },
+      tree: { coarse: Float32Array.from({ length: DIM }, () => rand()), starts: new Uint32Array([0, 4]) },
+      trainedTokens: 5,
+      poolFactor: 1,
+    },
+    codes: snapshot.shards.map((sh) => ({ codes: Uint16Array.from({ length: sh.tokenIds.length }, (_, i) => i % 4), residuals: Uint8Array.from({ length: sh.tokenIds.length * rb }, () => Math.floor(rand() * 256)) })),
+  };
+  return snapshot;
+}
+
+describe('portable file with codes (format 2)', () => {
+  it('round-trips the codec and the codes', () => {
+    const snapshot = withCodes('fp16');
+    const file = writePortable(snapshot);
+    expect(new DataView(file.buffer).getUint32(8, true)).toBe(FORMAT_VERSION);
+    const back = readPortable(file);
+    expect(back.manifest.format).toBe(FORMAT_VERSION);
+    const c = back.compression!;
+    const want = snapshot.compression!;
+    expect(c.codec.poolFactor).toBe(1);
+    expect(c.codec.trainedTokens).toBe(5);
+    expect([...c.codec.codec.centroids]).toEqual([...want.codec.codec.centroids]);
+    expect([...c.codec.codec.cutoffs]).toEqual([...want.codec.codec.cutoffs]);
+    expect([...c.codec.codec.weights]).toEqual([...want.codec.codec.weights]);
+    expect([...c.codec.tree.coarse]).toEqual([...want.codec.tree.coarse]);
+    expect([...c.codec.tree.starts]).toEqual([0, 4]);
+    expect(c.codes.map((p) => [...p.codes])).toEqual(want.codes.map((p) => [...p.codes]));
+    expect(c.codes.map((p) => [...p.residuals])).toEqual(want.codes.map((p) => [...p.residuals]));
+  });
+
+  it('rejects flipped bytes in the code sections, and codes naming a centroid the codec lacks', async () => {
+    const file = writePortable(withCodes('int8'));
+    const plainLength = writePortable(snapshotOf('int8').snapshot).length;
+    const rand = mulberry32(11);
+    for (let i = 0; i < 100; i++) {
+      const bad = file.slice();
+      // Past the vectors: the codec and codes sections (and the padding between them).
+      const at = plainLength + Math.floor(rand() * (bad.length - plainLength));
+      bad[at] = bad[at]! ^ (1 + Math.floor(rand() * 255));
+      expect(await codeOf(() => readPortable(bad))).toBe('INDEX_CORRUPT');
+    }
+    const snapshot = withCodes('int8');
+    snapshot.compression!.codes[0]!.codes[0] = 4;
+    expect(await codeOf(() => readPortable(writePortable(snapshot)))).toBe('INDEX_CORRUPT');
   });
 });
 
