@@ -6,8 +6,12 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--queries=40] [--no-cranfield] [--cranfield-queries=225]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4]
  *   (or: npm run bench -- scale)
+ *
+ * The first size runs every (nbits, pool) pair; larger sizes run nbits 2, pool 1. Each size also
+ * prints the resident bytes by part and the process memory (rss, JS heap, ArrayBuffers): the
+ * fp32 store's full vectors are resident beside the codes.
  *
  * Data: the synthetic clustered collection of test/fixtures/clustered.ts (documents of 64-256
  * tokens, queries of 8-32 tokens), streamed into the store in batches of 256 documents; and
@@ -20,14 +24,15 @@ import { CompressedIndex, type ResolvedCompression } from '../src/compression.ts
 import { createScorer, type Scorer } from '../src/score/scorer.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { poolTokens } from '../src/store/pooling.ts';
+import { centroidCount } from '../src/store/residual.ts';
 import type { ShardView } from '../src/store/types.ts';
 import type { TokenMatrix } from '../src/types.ts';
 import { resolve } from 'node:path';
 import { createSearch } from '../src/index.ts';
 import { clusteredCollection, type ClusteredCollection } from '../test/fixtures/clustered.ts';
-import { loadCranfield } from '../test/fixtures/cranfield.ts';
 import { makeTestModels } from '../test/fixtures/make-models.ts';
-import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+import { HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+import { cranfieldMatrices } from './compressed-stages.ts';
 import { mean, ndcgAtK } from './metrics.ts';
 
 const arg = (name: string, fallback: number) => {
@@ -36,8 +41,11 @@ const arg = (name: string, fallback: number) => {
 };
 const BASE_TOKENS = arg('tokens', 100_000);
 const QUERIES = arg('queries', 40);
-const CRANFIELD_QUERIES = arg('cranfield-queries', 225);
-const SIZES = [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : [])];
+const CRANFIELD_QUERIES = arg('cranfield-queries', 100);
+const sizesArg = process.argv.find((x) => x.startsWith('--sizes='));
+const SIZES = sizesArg
+  ? sizesArg.slice('--sizes='.length).split(',').map(Number)
+  : [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : []), ...(process.argv.includes('--10m') ? [10_000_000] : [])];
 const BATCH = 256;
 
 function median(values: number[]): number {
@@ -111,9 +119,12 @@ async function main(): Promise<void> {
     const stats = base.index.stats();
     console.log(`training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
     const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
-    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === BASE_TOKENS ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
+    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
+    const breakdowns: [number, number, Built][] = [];
     for (const [nbits, pool] of configs) {
       const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
+      breakdowns.push([nbits, pool, built]);
+      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids)`);
       const bpt = built.index.stats().codeBytes / built.originalTokens;
       for (const rerank of [true, false]) {
         const exact = exactOver(scorer, built.store);
@@ -131,11 +142,20 @@ async function main(): Promise<void> {
         }
         const ms = median(times);
         rows.push(`| ${nbits} | ${pool} | ${bpt.toFixed(1)} | ${rerank} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${ms.toFixed(1)} | ${(exhaustiveMs / ms).toFixed(1)}x faster |`);
+        console.log(`row: ${rows[rows.length - 1]!}`);
       }
     }
     console.log(rows.join('\n'));
+    for (const [nbits, pool, built] of breakdowns) {
+      const g = built.index.generation!;
+      const b = g.codes.breakdown();
+      const codec = g.trained.codec;
+      const centroids = (codec.centroids.length + codec.cutoffs.length + codec.weights.length) * 4;
+      const per = (n: number) => (n / built.originalTokens).toFixed(2);
+      console.log(`bytes per original token, nbits ${nbits} pool ${pool}: codes ${per(b.codes)}, residuals ${per(b.residuals)}, centroids + buckets ${per(centroids)} (${centroidCount(codec)} x ${codec.dim} fp32), inverted lists ${per(b.lists)}, slots ${per(b.slots)}; codes resident ${mib(built.index.stats().codeBytes)} MiB`);
+    }
     const mem = process.memoryUsage();
-    console.log(`process memory after this size: heap ${mib(mem.heapUsed)} MiB, array buffers ${mib(mem.arrayBuffers)} MiB (fp32 store and every trained index of this size included)`);
+    console.log(`process memory after this size: rss ${mib(mem.rss)} MiB, JS heap ${mib(mem.heapUsed)} MiB, ArrayBuffers ${mib(mem.arrayBuffers)} MiB; of which the fp32 store's full vectors ${mib(fp32Bytes)} MiB (every store and trained index of this size included)`);
   }
   scorer.dispose();
   if (!process.argv.includes('--no-cranfield')) await cranfield();
@@ -148,21 +168,20 @@ async function cranfield(): Promise<void> {
     return;
   }
   const models = await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
-  const { docs, queries } = await loadCranfield(CRANFIELD_DIR);
-  const indexable = docs.filter((d) => d.text.trim() !== '');
-  const encoder = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32' });
   const t = performance.now();
-  const matrices = await encoder.encodeDocuments(indexable.map((d) => d.text));
-  const queryMatrices = [];
-  for (const q of queries.slice(0, CRANFIELD_QUERIES)) queryMatrices.push(await encoder.encodeQuery(q.text));
-  await encoder.close();
+  const col = await cranfieldMatrices();
+  const matrices = col.docs.map((d) => d.embedding);
+  const indexable = col.docs;
+  const queryMatrices = col.queries.slice(0, CRANFIELD_QUERIES);
   const tokens = matrices.reduce((n, m) => n + m.tokens, 0);
-  console.log(`\n== Cranfield, contextual test model: ${indexable.length} documents, ${tokens} tokens, ${queryMatrices.length} queries (encoded in ${((performance.now() - t) / 1000).toFixed(0)} s) ==`);
+  console.log(`\n== Cranfield, contextual test model: ${indexable.length} documents, ${tokens} tokens, ${queryMatrices.length} queries (encoded or read from .cache/cranfield-contextual.bin in ${((performance.now() - t) / 1000).toFixed(0)} s) ==`);
   const rows = ['| nbits | rerank | B/token | top-10 overlap | nDCG@10 vs exhaustive fp32 | median ms | exhaustive median ms |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
-  for (const nbits of [2] as const) {
-    for (const rerank of [true, false]) {
+  for (const [nbits, reranks] of process.argv.includes('--cranfield-nbits4') ? ([[2, [true, false]], [4, [false]]] as const) : ([[2, [true, false]]] as const)) {
+    for (const rerank of reranks) {
       const s = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32', scoring: 'cpu', scoringThreads: 1, compression: { nbits, rerank } });
       for (let i = 0; i < matrices.length; i += BATCH) await s.addEmbeddings(matrices.slice(i, i + BATCH).map((m, j) => ({ id: indexable[i + j]!.id, embedding: m })));
+      // The last batches may have started a background re-training (4x growth): measure the settled index.
+      while ((await s.stats()).compression!.state === 'training') await new Promise((r) => setTimeout(r, 200));
       const stats = await s.stats();
       const overlaps: number[] = [];
       const ndcgs: number[] = [];

@@ -246,7 +246,13 @@ export class CodeSet {
    * until compaction), 8 bytes per slot, and the inverted lists (built on demand). Ids excluded.
    */
   bytes(): number {
+    const b = this.breakdown();
+    return b.codes + b.residuals + b.slots + b.lists;
+  }
+
+  /** {@link bytes} by part: codes, residuals, slots (start + count) and inverted lists (bytes + offsets). */
+  breakdown(): { codes: number; residuals: number; slots: number; lists: number } {
     const lists = this.invertedLists();
-    return this.used * (2 + this.bytesPerToken) + this.ids.length * 8 + lists.bytes.length + lists.offsets.length * 4;
+    return { codes: this.used * 2, residuals: this.used * this.bytesPerToken, slots: this.ids.length * 8, lists: lists.bytes.length + lists.offsets.length * 4 };
   }
 }

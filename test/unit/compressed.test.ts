@@ -4,7 +4,7 @@
  * store against the exhaustive scorer (top-10 overlap floors, reranked scores equal to exhaustive).
  */
 import { describe, expect, it } from 'vitest';
-import { CompressedIndex, checkCompression } from '../../src/compression.ts';
+import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
 import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centroid-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
@@ -290,6 +290,14 @@ describe('compressed search over a memory store', () => {
     await index.update(store, rest.map((d) => d.id));
     expect(index.ready).toBe(true);
     expect(index.stats()).toMatchObject({ state: 'ready', centroids: centroidCountFor((await store.stats()).tokens) });
+  });
+
+  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore all of them', () => {
+    // bench/compressed-stages.ts: on Cranfield 0.94 of the exhaustive top 10 survive centroid
+    // interaction among 64 documents, 0.999 among 256.
+    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 256 });
+    expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 1600 });
+    expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 611 });
   });
 
   it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {

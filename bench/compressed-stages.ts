@@ -1,0 +1,164 @@
+/**
+ * Where the compressed index loses the exhaustive top 10: recall of the exhaustive fp32 top 10
+ * after each stage (candidates from the inverted lists, centroid-interaction survivors, residual
+ * top `depth`, the final top 10), for a grid of knobs, on Cranfield encoded by the contextual
+ * test model (cached in .cache/cranfield-contextual.bin after the first run) or on the synthetic
+ * clustered collection.
+ *
+ *   npx tsx bench/compressed-stages.ts [--data=cranfield|synthetic] [--tokens=261000] [--queries=100] [--nbits=2] [--incremental] [--nprobe=2,4] [--keep=64,256]
+ *
+ * `--incremental` builds the index as the engine does from batches of 256 documents (trained at
+ * 4,096 tokens, re-trained at 4x growth), so the codec may be trained on a prefix of the collection.
+ *
+ * A diagnostic, not part of `npm run bench`: it prints a table per knob setting.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { CompressedIndex, defaultKnobs } from '../src/compression.ts';
+import { simdCompressedKernels } from '../src/score/centroid-simd.ts';
+import { candidateSlots, probeCentroids, topIndexes } from '../src/score/compressed.ts';
+import { createScorer } from '../src/score/scorer.ts';
+import { MemoryStore } from '../src/store/memory.ts';
+import { centroidCount } from '../src/store/residual.ts';
+import type { TokenMatrix } from '../src/types.ts';
+import { createSearch } from '../src/index.ts';
+import { clusteredCollection } from '../test/fixtures/clustered.ts';
+import { loadCranfield } from '../test/fixtures/cranfield.ts';
+import { makeTestModels } from '../test/fixtures/make-models.ts';
+import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+
+const arg = (name: string, fallback: string) => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : fallback;
+};
+const DATA = arg('data', 'cranfield');
+const QUERIES = Number(arg('queries', '100'));
+const NBITS = Number(arg('nbits', '2')) as 1 | 2 | 4;
+
+interface Collection {
+  docs: { id: string; embedding: TokenMatrix }[];
+  queries: TokenMatrix[];
+}
+
+function pack(ms: TokenMatrix[]): Buffer {
+  const head = new Uint32Array([ms.length, ms[0]!.dim, ...ms.map((m) => m.tokens)]);
+  const parts: Buffer[] = [Buffer.from(head.buffer)];
+  for (const m of ms) parts.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+  return Buffer.concat(parts);
+}
+
+function unpack(buf: Buffer, at: number): { ms: TokenMatrix[]; end: number } {
+  const view = (o: number, n: number) => new Uint32Array(buf.buffer.slice(buf.byteOffset + o, buf.byteOffset + o + 4 * n));
+  const [count, dim] = view(at, 2);
+  const lengths = view(at + 8, count!);
+  let o = at + 8 + 4 * count!;
+  const ms: TokenMatrix[] = [];
+  for (const tokens of lengths) {
+    const data = new Float32Array(buf.buffer.slice(buf.byteOffset + o, buf.byteOffset + o + tokens * dim! * 4));
+    ms.push({ data, tokens, dim: dim!, ids: new Int32Array(tokens) });
+    o += tokens * dim! * 4;
+  }
+  return { ms, end: o };
+}
+
+/** Cranfield documents and queries as the contextual test model encodes them (cached). */
+export async function cranfieldMatrices(): Promise<Collection & { ids: string[] }> {
+  if (!HAVE_SHARED) throw new Error('../shared is absent');
+  const { docs, queries } = await loadCranfield(CRANFIELD_DIR);
+  const indexable = docs.filter((d) => d.text.trim() !== '');
+  const cache = resolve(REPO_ROOT, '.cache/cranfield-contextual.bin');
+  let dm: TokenMatrix[];
+  let qm: TokenMatrix[];
+  if (existsSync(cache)) {
+    const buf = readFileSync(cache);
+    const a = unpack(buf, 0);
+    dm = a.ms;
+    qm = unpack(buf, a.end).ms;
+  } else {
+    const models = await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+    const encoder = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32' });
+    dm = await encoder.encodeDocuments(indexable.map((d) => d.text));
+    qm = [];
+    for (const q of queries) qm.push(await encoder.encodeQuery(q.text));
+    await encoder.close();
+    mkdirSync(resolve(REPO_ROOT, '.cache'), { recursive: true });
+    writeFileSync(cache, Buffer.concat([pack(dm), pack(qm)]));
+  }
+  return { docs: dm.map((m, i) => ({ id: indexable[i]!.id, embedding: m })), queries: qm, ids: indexable.map((d) => d.id) };
+}
+
+async function main(): Promise<void> {
+  let col: Collection;
+  if (DATA === 'cranfield') {
+    col = await cranfieldMatrices();
+  } else {
+    const data = clusteredCollection(Number(arg('tokens', '261000')), { seed: 7 });
+    col = { docs: [...data.batches(256)].flat(), queries: data.queries(QUERIES, 3).map((q) => q.embedding) };
+  }
+  const queries = col.queries.slice(0, QUERIES);
+  const store = new MemoryStore({ precision: 'fp32' });
+  const tokens = col.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+  const index = new CompressedIndex({ nbits: NBITS, poolFactor: 1, rerank: true });
+  const t0 = performance.now();
+  if (process.argv.includes('--incremental')) {
+    // As the engine builds it from addEmbeddings batches of 256: trained at 4,096 tokens, re-trained at 4x growth.
+    for (let i = 0; i < col.docs.length; i += 256) {
+      const batch = col.docs.slice(i, i + 256).map((d) => ({ id: d.id, matrix: d.embedding }));
+      await store.put(batch);
+      await index.update(store, batch.map((d) => d.id));
+    }
+    await index.settled();
+    console.log(`incremental: codec trained for ${index.generation!.trained.trainedTokens} tokens`);
+  } else {
+    await store.put(col.docs.map((d) => ({ id: d.id, matrix: d.embedding })));
+    await index.open(store);
+  }
+  const g = index.generation!;
+  const codec = g.trained.codec;
+  const count = centroidCount(codec);
+  console.log(`${DATA}: ${col.docs.length} documents, ${tokens} tokens, ${queries.length} queries (mean ${(queries.reduce((n, q) => n + q.tokens, 0) / queries.length).toFixed(1)} tokens); ${count} centroids, trained in ${((performance.now() - t0) / 1000).toFixed(1)} s; defaults ${JSON.stringify(defaultKnobs(tokens, 10))}`);
+  const scorer = await createScorer({ scoring: 'cpu', threads: 1 });
+  const truth: Set<string>[] = [];
+  for (const q of queries) truth.push(new Set((await scorer.rank(q, () => store.shards(), 10)).map((h) => h.id)));
+  const codes = g.codes;
+  const lists = codes.invertedLists();
+  const view = codes.view();
+  const k = simdCompressedKernels;
+  const grid = (arg('nprobe', '2,4,8,16')).split(',').map(Number);
+  const keeps = (arg('keep', '64,128,256,512')).split(',').map(Number);
+  console.log('| nprobe | candidates (mean) | recall cand | keep | recall CI | recall residual top-keep | recall residual top-10 |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const nprobe of grid) {
+    for (const keep of keeps) {
+      let rc = 0;
+      let rci = 0;
+      let rr = 0;
+      let r10 = 0;
+      let nc = 0;
+      for (let qi = 0; qi < queries.length; qi++) {
+        const q = queries[qi]!;
+        const want = truth[qi]!;
+        const scores = k.centroidScores(q, codec);
+        let docs = candidateSlots(lists, probeCentroids(scores, q.tokens, count, nprobe), codes.slots, (s) => codes.live(s));
+        nc += docs.length;
+        const recall = (slots: ArrayLike<number>) => Array.from(slots).filter((s) => want.has(codes.id(s)!)).length / want.size;
+        rc += recall(docs);
+        if (docs.length > keep) {
+          const ci = new Float32Array(docs.length);
+          k.centroidInteraction(scores, q.tokens, count, view, docs, ci);
+          docs = Uint32Array.from(topIndexes(ci, keep), (i) => docs[i]!).sort();
+        }
+        rci += recall(docs);
+        const rs = new Float32Array(docs.length);
+        k.residualMaxSim(q, codec, scores, view, docs, rs);
+        rr += recall(Array.from(topIndexes(rs, keep), (i) => docs[i]!));
+        r10 += recall(Array.from(topIndexes(rs, 10), (i) => docs[i]!));
+      }
+      const n = queries.length;
+      console.log(`| ${nprobe} | ${(nc / n).toFixed(0)} | ${(rc / n).toFixed(3)} | ${keep} | ${(rci / n).toFixed(3)} | ${(rr / n).toFixed(3)} | ${(r10 / n).toFixed(3)} |`);
+    }
+  }
+  scorer.dispose();
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) await main();
