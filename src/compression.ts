@@ -28,7 +28,7 @@ import { candidateSlots, topIndexes, type CompressedKernels } from './score/comp
 import { cpuStages, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
-import { CodeSet } from './store/codes.ts';
+import { CodeSet, shardCodes } from './store/codes.ts';
 import { POOL_FACTORS } from './store/pooling.ts';
 import { decodeRows } from './store/precision.ts';
 import { centroidCount, encodeResidual, RESIDUAL_BITS, residualBytes, type ResidualBits } from './store/residual.ts';
@@ -248,22 +248,10 @@ export class CompressedIndex {
   snapshotCodes(snapshot: IndexSnapshot): SnapshotCodes | undefined {
     const g = this.current;
     if (!g || g.codes.documents !== snapshot.documents.length) return undefined;
-    const bytes = g.codes.bytesPerToken;
-    const parts: SnapshotCodes['codes'] = [];
-    for (const shard of snapshot.shards) {
-      const rows = shard.tokenIds.length;
-      const part = { codes: new Uint16Array(rows), residuals: new Uint8Array(rows * bytes) };
-      for (let slot = 0; slot < shard.docIds.length; slot++) {
-        const c = g.codes.document(shard.docIds[slot]!);
-        const from = shard.offsets[slot]!;
-        if (!c || c.codes.length !== shard.offsets[slot + 1]! - from) return undefined;
-        part.codes.set(c.codes, from);
-        part.residuals.set(c.residuals, from * bytes);
-      }
-      parts.push(part);
-    }
-    return { codec: persisted(g.trained, this.options.poolFactor), codes: parts };
+    const codes = shardCodes(snapshot.shards, g.codes.bytesPerToken, (_, id) => g.codes.document(id));
+    return codes && { codec: persisted(g.trained, this.options.poolFactor), codes };
   }
+
 
   /** Forgets everything (clear, import): the next {@link update} trains again from the store. */
   reset(): void {

@@ -5,6 +5,30 @@
  * dead slots until compaction (once dead tokens outnumber live ones) rewrites the arrays; slots
  * are then renumbered, so callers hold slots only within one query.
  */
+import type { DocCodes, IndexSnapshot, SnapshotCodes } from './types.ts';
+
+/**
+ * Per-document codes laid out like a snapshot's shards (row for row, as the portable file
+ * carries them), or undefined when a document has none (`codesOf` gives undefined) or codes of
+ * another length than its rows. `doc` counts the documents across shards in order.
+ */
+export function shardCodes(shards: IndexSnapshot['shards'], bytesPerToken: number, codesOf: (doc: number, id: string) => DocCodes | undefined): SnapshotCodes['codes'] | undefined {
+  const parts: SnapshotCodes['codes'] = [];
+  let doc = 0;
+  for (const shard of shards) {
+    const rows = shard.tokenIds.length;
+    const part = { codes: new Uint16Array(rows), residuals: new Uint8Array(rows * bytesPerToken) };
+    for (let slot = 0; slot < shard.docIds.length; slot++, doc++) {
+      const c = codesOf(doc, shard.docIds[slot]!);
+      const from = shard.offsets[slot]!;
+      if (!c || c.codes.length !== shard.offsets[slot + 1]! - from) return undefined;
+      part.codes.set(c.codes, from);
+      part.residuals.set(c.residuals, from * bytesPerToken);
+    }
+    parts.push(part);
+  }
+  return parts;
+}
 /**
  * The document tokens of the compressed index, by slot: slot `s` owns `counts[s]` consecutive
  * entries of `codes` (and rows of `residuals`) from `starts[s]`.

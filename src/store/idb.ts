@@ -40,6 +40,7 @@ import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
 import { decodeRows, type VectorPrecision } from './precision.ts';
 import { centroidCount, RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
+import { shardCodes } from './codes.ts';
 import {
   checkBatchDim,
   packMatrix,
@@ -948,22 +949,13 @@ export class IdbStore implements VectorStore, CodeStore {
   private snapshotCodes(codec: PersistedCodec, shards: IndexSnapshot['shards'], records: (CodeRecord | undefined)[], tags: string[]): IndexSnapshot['compression'] {
     const bytes = residualBytes(codec.codec.dim, codec.codec.nbits);
     const count = centroidCount(codec.codec);
-    const parts: { codes: Uint16Array; residuals: Uint8Array }[] = [];
-    let doc = 0;
-    for (const shard of shards) {
-      const rows = shard.tokenIds.length;
-      const part = { codes: new Uint16Array(rows), residuals: new Uint8Array(rows * bytes) };
-      for (let slot = 0; slot < shard.docIds.length; slot++, doc++) {
-        const c = fromCodeRecord(records[doc], bytes, count);
-        const from = shard.offsets[slot]!;
-        if (!c || c.tag !== tags[doc] || c.codes.length !== shard.offsets[slot + 1]! - from) return undefined;
-        part.codes.set(c.codes, from);
-        part.residuals.set(c.residuals, from * bytes);
-      }
-      parts.push(part);
-    }
-    return { codec, codes: parts };
+    const codes = shardCodes(shards, bytes, (doc) => {
+      const c = fromCodeRecord(records[doc], bytes, count);
+      return c && c.tag === tags[doc] ? c : undefined;
+    });
+    return codes && { codec, codes };
   }
+
 
   /**
    * Inside a write's transaction: the codes of the rows it stores, encoded with this context's
