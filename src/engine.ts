@@ -22,9 +22,9 @@ import { MemoryStore } from './store/memory.ts';
 import { checkMetadata, metadataJson } from './store/metadata.ts';
 import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
-import { MissingEncodingError } from './store/shards.ts';
+import { matricesShard, MissingEncodingError } from './store/shards.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
-import type { CommitItem, ShardView, StoredDocument, VectorStore } from './store/types.ts';
+import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
 function checkSearchOptions(options: SearchOptions): void {
   if (options.exhaustive !== undefined && typeof options.exhaustive !== 'boolean') throw new ColbertError('INVALID_ARGUMENT', `exhaustive must be true or false; got ${JSON.stringify(options.exhaustive)}.`);
@@ -674,12 +674,7 @@ export class Engine {
   private async exact(query: TokenMatrix, ids: string[], k: number): Promise<Scored[]> {
     const matrices = await Promise.all(ids.map((id) => this.store.matrix(id)));
     const kept = ids.flatMap((id, i) => (matrices[i] ? [{ id, m: matrices[i] }] : []));
-    const dim = query.dim;
-    const offsets = new Uint32Array(kept.length + 1);
-    kept.forEach((d, i) => (offsets[i + 1] = offsets[i]! + d.m.tokens));
-    const vectors = new Float32Array(offsets[kept.length]! * dim);
-    kept.forEach((d, i) => vectors.set(d.m.data, offsets[i]! * dim));
-    const shard: ShardView = { key: `rerank:${++this.rerankRuns}`, dim, docIds: kept.map((d) => d.id), offsets, precision: 'fp32', vectors };
+    const shard = matricesShard(`rerank:${++this.rerankRuns}`, query.dim, kept);
     return this.scorer.rank(query, async function* () {
       yield shard;
     }, k);

@@ -459,6 +459,19 @@ export class ShardSet {
   }
 }
 
+/**
+ * One fp32 shard of whole documents' matrices, in the order given: how a few documents (the
+ * compressed index's rerank candidates) are scored by the same scorer as the stored shards.
+ * `key` names it for scorers that cache shards, so it must be new for every call.
+ */
+export function matricesShard(key: string, dim: number, docs: readonly { id: string; m: TokenMatrix }[]): ShardView {
+  const offsets = new Uint32Array(docs.length + 1);
+  docs.forEach((d, i) => (offsets[i + 1] = offsets[i]! + d.m.tokens));
+  const vectors = new Float32Array(offsets[docs.length]! * dim);
+  docs.forEach((d, i) => vectors.set(d.m.data, offsets[i]! * dim));
+  return { key, dim, docIds: docs.map((d) => d.id), offsets, precision: 'fp32', vectors };
+}
+
 /** Stored rows converted to another precision (via float32; exact when `to` is the same). */
 export function convertPacked(packed: PackedRows, from: number, rows: number, dim: number, to: VectorPrecision): PackedRows {
   if (packed.precision === to) {

@@ -13,7 +13,7 @@ import { simdCompressedKernels } from '../../src/score/centroid-simd.ts';
 import { cpuStages, type CompressedStages, type QueryStages } from '../../src/score/compressed-stages.ts';
 import { createScorer } from '../../src/score/scorer.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
-import type { ShardView } from '../../src/store/types.ts';
+import { matricesShard } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { clusteredData } from '../support/clusters.ts';
 
@@ -75,11 +75,7 @@ async function build(rerank: boolean) {
   let run = 0;
   const exact = (q: TokenMatrix, k: number) => async (ids: string[]) => {
     const ms = await Promise.all(ids.map((id) => store.matrix(id)));
-    const offsets = new Uint32Array(ids.length + 1);
-    ms.forEach((m, i) => (offsets[i + 1] = offsets[i]! + m!.tokens));
-    const vectors = new Float32Array(offsets[ids.length]! * DIM);
-    ms.forEach((m, i) => vectors.set(m!.data, offsets[i]! * DIM));
-    const shard: ShardView = { key: `t${run++}`, dim: DIM, docIds: ids, offsets, precision: 'fp32', vectors };
+    const shard = matricesShard(`t${run++}`, DIM, ids.map((id, i) => ({ id, m: ms[i]! })));
     return scorer.rank(q, async function* () {
       yield shard;
     }, k);

@@ -14,7 +14,7 @@ import { CodeSet } from '../../src/store/codes.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { poolTokens } from '../../src/store/pooling.ts';
 import { decodeToken, encodeResidual, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
-import type { ShardView } from '../../src/store/types.ts';
+import { matricesShard } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { clusteredData } from '../support/clusters.ts';
 import { codeOf } from '../support/errors.ts';
@@ -36,11 +36,7 @@ async function buildIndex(nbits: ResidualBits, rerank: boolean, docs = 400) {
   let run = 0;
   const exact = async (q: TokenMatrix, ids: string[], k: number) => {
     const ms = await Promise.all(ids.map((id) => store.matrix(id)));
-    const offsets = new Uint32Array(ids.length + 1);
-    ms.forEach((m, i) => (offsets[i + 1] = offsets[i]! + m!.tokens));
-    const vectors = new Float32Array(offsets[ids.length]! * DIM);
-    ms.forEach((m, i) => vectors.set(m!.data, offsets[i]! * DIM));
-    const shard: ShardView = { key: `t${run++}`, dim: DIM, docIds: ids, offsets, precision: 'fp32', vectors };
+    const shard = matricesShard(`t${run++}`, DIM, ids.map((id, i) => ({ id, m: ms[i]! })));
     return scorer.rank(q, async function* () {
       yield shard;
     }, k);
