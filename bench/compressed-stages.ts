@@ -11,6 +11,17 @@
  * 4,096 tokens, re-trained at 4x growth), so the codec may be trained on a prefix of the collection.
  *
  * A diagnostic, not part of `npm run bench`: it prints a table per knob setting.
+ *
+ * `--profile` instead times one query's stages (median over the queries, default knobs unless
+ * `--nprobe=`, `--keep=`, `--depth=` give one value each): query x centroids, probes, candidate
+ * union, centroid interaction (+ top `keep`), residual MaxSim of the survivors, and the exact
+ * rerank of the residual top `depth` (rows gathered from the fp32 store and scored by the WASM
+ * kernel, as the engine's memory store does), each as a share of the whole and against the
+ * exhaustive fp32 median of the same run:
+ *
+ *   npx tsx bench/compressed-stages.ts --profile --data=synthetic --tokens=1000000 --queries=20
+ *
+ * The synthetic index is trained once and cached in .cache/trained/ (bench/trained-cache.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -26,6 +37,11 @@ import { clusteredCollection } from '../test/fixtures/clustered.ts';
 import { loadCranfield } from '../test/fixtures/cranfield.ts';
 import { makeTestModels } from '../test/fixtures/make-models.ts';
 import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+import { matricesShard } from '../src/store/shards.ts';
+import type { Scorer } from '../src/score/scorer.ts';
+import type { ResidualCodec } from '../src/store/residual.ts';
+import type { CodeSet } from '../src/store/codes.ts';
+import { openTrained } from './trained-cache.ts';
 
 const arg = (name: string, fallback: string) => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -111,7 +127,8 @@ async function main(): Promise<void> {
     console.log(`incremental: codec trained for ${index.generation!.trained.trainedTokens} tokens`);
   } else {
     await store.put(col.docs.map((d) => ({ id: d.id, matrix: d.embedding })));
-    await index.open(store);
+    if (DATA === 'cranfield') await index.open(store);
+    else console.log(`codes: ${(await openTrained(index, store, `synthetic-${arg('tokens', '261000')}-seed7-nbits${NBITS}`)).cached ? 'read from .cache/trained' : 'trained and cached'}`);
   }
   const g = index.generation!;
   const codec = g.trained.codec;
@@ -121,6 +138,11 @@ async function main(): Promise<void> {
   const truth: Set<string>[] = [];
   for (const q of queries) truth.push(new Set((await scorer.rank(q, () => store.shards(), 10)).map((h) => h.id)));
   const codes = g.codes;
+  if (process.argv.includes('--profile')) {
+    await profile(queries, codec, codes, store, scorer, tokens);
+    scorer.dispose();
+    return;
+  }
   const lists = codes.invertedLists();
   const view = codes.view();
   const k = simdCompressedKernels;
@@ -159,6 +181,86 @@ async function main(): Promise<void> {
     }
   }
   scorer.dispose();
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Per-stage medians of the default search flow (see the module comment). */
+async function profile(queries: TokenMatrix[], codec: ResidualCodec, codes: CodeSet, store: MemoryStore, scorer: Scorer, tokens: number): Promise<void> {
+  const defaults = defaultKnobs(tokens, 10);
+  const one = (name: string, fallback: number) => (arg(name, '') === '' ? fallback : Number(arg(name, '')));
+  const nprobe = one('nprobe', defaults.nprobe);
+  const keep = one('keep', defaults.candidates);
+  const depth = one('depth', defaults.rerankDepth);
+  const count = centroidCount(codec);
+  const k = simdCompressedKernels;
+  const view = codes.view();
+  codes.invertedLists();
+  const stages = ['query x centroids', 'probes', 'candidate union', 'centroid interaction', 'residual MaxSim', 'exact rerank'] as const;
+  const times: number[][] = stages.map(() => []);
+  const totals: number[] = [];
+  const exhaustive: number[] = [];
+  let candidates = 0;
+  let overlap = 0;
+  let run = 0;
+  for (const q of queries) {
+    let t = performance.now();
+    const want = await scorer.rank(q, () => store.shards(), 10);
+    exhaustive.push(performance.now() - t);
+    const lap: number[] = [];
+    const tick = () => {
+      const now = performance.now();
+      lap.push(now - t);
+      t = now;
+    };
+    t = performance.now();
+    const scores = k.centroidScores(q, codec);
+    tick();
+    const probes = probeCentroids(scores, q.tokens, count, nprobe);
+    tick();
+    let docs = candidateSlots(codes.invertedLists(), probes, codes.slots, (s) => codes.live(s));
+    tick();
+    candidates += docs.length;
+    if (docs.length > keep) {
+      const ci = new Float32Array(docs.length);
+      k.centroidInteraction(scores, q.tokens, count, view, docs, ci);
+      const all = docs;
+      docs = Uint32Array.from(topIndexes(ci, keep), (i) => all[i]!).sort();
+    }
+    tick();
+    let rescore = docs;
+    if (depth < docs.length) {
+      const rs = new Float32Array(docs.length);
+      k.residualMaxSim(q, codec, scores, view, docs, rs);
+      const survivors = docs;
+      rescore = Uint32Array.from(topIndexes(rs, depth), (i) => survivors[i]!);
+    }
+    tick();
+    const ids = Array.from(rescore, (s) => codes.id(s)!);
+    const ms = await Promise.all(ids.map(async (id) => ({ id, m: (await store.matrix(id))! })));
+    const shard = matricesShard(`profile:${run++}`, q.dim, ms);
+    const hits = await scorer.rank(q, async function* () {
+      yield shard;
+    }, 10);
+    tick();
+    lap.forEach((x, i) => times[i]!.push(x));
+    totals.push(lap.reduce((a, b) => a + b, 0));
+    const set = new Set(want.map((h) => h.id));
+    overlap += hits.filter((h) => set.has(h.id)).length / 10;
+  }
+  const total = median(totals);
+  const base = median(exhaustive);
+  console.log(`profile: nprobe ${nprobe}, keep ${keep}, rerank depth ${depth} (${depth >= keep ? 'no residual stage' : 'residual stage on'}), mean ${(candidates / queries.length).toFixed(0)} candidates, top-10 overlap ${(overlap / queries.length).toFixed(3)}`);
+  console.log('| stage | median ms | share of the total |');
+  console.log('| --- | ---: | ---: |');
+  stages.forEach((name, i) => {
+    const m = median(times[i]!);
+    console.log(`| ${name} | ${m.toFixed(2)} | ${((100 * m) / total).toFixed(0)}% |`);
+  });
+  console.log(`| total (median of sums) | ${total.toFixed(2)} | exhaustive fp32 median ${base.toFixed(1)} ms: ${(base / total).toFixed(1)}x faster |`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) await main();
