@@ -21,12 +21,15 @@
  *
  *   npx tsx bench/compressed-stages.ts --profile --data=synthetic --tokens=1000000 --queries=20
  *
+ * `--kernels=js` times the plain-JS centroid interaction and residual stages instead of the WASM
+ * SIMD ones (src/score/interaction-simd.ts, src/score/residual-simd.ts), for a ratio in one run.
  * The synthetic index is trained once and cached in .cache/trained/ (bench/trained-cache.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CompressedIndex, defaultKnobs } from '../src/compression.ts';
 import { simdCompressedKernels } from '../src/score/centroid-simd.ts';
+import { wasmCompressedKernels } from '../src/score/compressed-stages.ts';
 import { candidateSlots, probeCentroids, topIndexes } from '../src/score/compressed.ts';
 import { createScorer } from '../src/score/scorer.ts';
 import { MemoryStore } from '../src/store/memory.ts';
@@ -50,6 +53,8 @@ const arg = (name: string, fallback: string) => {
 const DATA = arg('data', 'cranfield');
 const QUERIES = Number(arg('queries', '100'));
 const NBITS = Number(arg('nbits', '2')) as 1 | 2 | 4;
+/** `--kernels=js` times the plain-JS centroid interaction and residual stages (SIMD query x centroids), the default WASM SIMD ones otherwise. */
+const KERNELS = arg('kernels', 'wasm') === 'js' ? simdCompressedKernels : wasmCompressedKernels;
 
 interface Collection {
   docs: { id: string; embedding: TokenMatrix }[];
@@ -145,7 +150,7 @@ async function main(): Promise<void> {
   }
   const lists = codes.invertedLists();
   const view = codes.view();
-  const k = simdCompressedKernels;
+  const k = KERNELS;
   const grid = (arg('nprobe', '2,4,8,16')).split(',').map(Number);
   const keeps = (arg('keep', '64,128,256,512')).split(',').map(Number);
   console.log('| nprobe | candidates (mean) | recall cand | keep | recall CI | recall residual top-keep | recall residual top-10 |');
@@ -196,7 +201,7 @@ async function profile(queries: TokenMatrix[], codec: ResidualCodec, codes: Code
   const keep = one('keep', defaults.candidates);
   const depth = one('depth', defaults.rerankDepth);
   const count = centroidCount(codec);
-  const k = simdCompressedKernels;
+  const k = KERNELS;
   const view = codes.view();
   codes.invertedLists();
   const stages = ['query x centroids', 'probes', 'candidate union', 'centroid interaction', 'residual MaxSim', 'exact rerank'] as const;

@@ -23,9 +23,8 @@
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError, isColbertError } from './errors.ts';
-import { simdCompressedKernels } from './score/centroid-simd.ts';
 import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
-import { cpuStages, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
+import { cpuStages, wasmCompressedKernels, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
 import { CodeSet, shardCodes } from './store/codes.ts';
@@ -194,7 +193,7 @@ export class CompressedIndex {
 
   constructor(
     readonly options: ResolvedCompression,
-    kernels: CompressedKernels = simdCompressedKernels,
+    kernels: CompressedKernels = wasmCompressedKernels,
     private readonly seed = 1,
   ) {
     this.cpu = cpuStages(kernels);

@@ -81,7 +81,11 @@ function transpose(scores: Float32Array, queryTokens: number, centroids: number)
   return t;
 }
 
-/** Centroid interaction over the listed slots (the reference's sum of per-row maxima). */
+/**
+ * Centroid interaction over the listed slots (the reference's sum of per-row maxima). The maxima
+ * are added in float32 in query-row order, as the WGSL twin and the SIMD kernel
+ * (./interaction-simd.ts) add them, so all three give the same bits from the same scores.
+ */
 export function centroidInteraction(scores: Float32Array, queryTokens: number, centroids: number, view: CodeView, docs: Uint32Array, out: Float32Array): void {
   const t = transpose(scores, queryTokens, centroids);
   const best = new Float32Array(queryTokens);
@@ -103,7 +107,7 @@ export function centroidInteraction(scores: Float32Array, queryTokens: number, c
       }
     }
     let total = 0;
-    for (let i = 0; i < queryTokens; i++) total += best[i]!;
+    for (let i = 0; i < queryTokens; i++) total = Math.fround(total + best[i]!);
     out[n] = total;
   }
 }

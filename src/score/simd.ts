@@ -45,6 +45,16 @@ const PAGE = 65536;
  * Invariant: padding query rows are zero (their best dot product is exactly 0).
  */
 function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
+  const functions = [{ name: 'score', body: maxSimFunction(dim4, relaxed), results: [] }, { name: 'decode_f16', body: emitDecodeHalf(), results: [] }];
+  if (dim4 % 16 === 0) functions.push({ name: 'decode_i8', body: emitDecodeInt8(dim4), results: [] });
+  return encodeModule(functions, 1);
+}
+
+/**
+ * The body of {@link emitKernel}'s `score` function, for modules that score rows they decoded
+ * themselves (the compressed index's residual stage, ./residual-simd.ts).
+ */
+export function maxSimFunction(dim4: number, relaxed: boolean): FunctionBody {
   const row = dim4 * 4;
   const f = new FunctionBody([I32, I32, I32, I32, I32, I32]);
   const [q, qBlocks, docs, offs, docCount, out] = [0, 1, 2, 3, 4, 5];
@@ -133,9 +143,7 @@ function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
     f.br(0);
   }
   f.end().end();
-  const functions = [{ name: 'score', body: f, results: [] }, { name: 'decode_f16', body: emitDecodeHalf(), results: [] }];
-  if (dim4 % 16 === 0) functions.push({ name: 'decode_i8', body: emitDecodeInt8(dim4), results: [] });
-  return encodeModule(functions, 1);
+  return f;
 }
 
 /**
@@ -358,6 +366,28 @@ class WasmKernel implements MaxSimKernel {
 }
 
 const jsKernel: MaxSimKernel = { name: 'js', scoreShard: maxSimShard };
+const syncKernels = new Map<string, MaxSimKernel>();
+
+/**
+ * {@link loadMaxSimKernel} compiled synchronously (the compressed index's residual stage, which
+ * runs inside a synchronous kernel call): its own instance per dim and kind; the plain-JS kernel
+ * where SIMD is missing.
+ */
+export function maxSimKernelSync(dim: number, options: KernelOptions = {}): MaxSimKernel {
+  const wantWasm = options.wasm ?? true;
+  const relaxed = wantWasm && (options.relaxed ?? true) && wasmSimdSupported(true);
+  if (!(wantWasm && wasmSimdSupported(false))) return jsKernel;
+  const dim4 = Math.ceil(dim / 4) * 4;
+  const key = `${dim4}:${relaxed}`;
+  let kernel = syncKernels.get(key);
+  if (!kernel) {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(emitKernel(dim4, relaxed)));
+    const exports = instance.exports as { memory: WebAssembly.Memory; score: ScoreFn; decode_f16: DecodeHalfFn; decode_i8?: DecodeInt8Fn };
+    kernel = new WasmKernel(relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', dim4, exports.memory, exports.score, exports.decode_f16, exports.decode_i8);
+    syncKernels.set(key, kernel);
+  }
+  return kernel;
+}
 const kernels = new Map<string, Promise<MaxSimKernel>>();
 
 /** Options of {@link loadMaxSimKernel}. */

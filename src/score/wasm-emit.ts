@@ -81,6 +81,10 @@ export class FunctionBody {
   // i32.
   i32_const(value: number): this { this.op(0x41); sleb(this.code, value); return this; }
   i32_load(offset = 0): this { return this.op(0x28).memarg(2, offset); }
+  /** One byte from memory, zero-extended. */
+  i32_load8_u(offset = 0): this { return this.op(0x2d).memarg(0, offset); }
+  /** One u16 from memory, zero-extended. */
+  i32_load16_u(offset = 0): this { return this.op(0x2f).memarg(1, offset); }
   i32_add(): this { return this.op(0x6a); }
   i32_sub(): this { return this.op(0x6b); }
   i32_mul(): this { return this.op(0x6c); }
@@ -92,12 +96,24 @@ export class FunctionBody {
 
   // f32.
   f32_load(offset = 0): this { return this.op(0x2a).memarg(2, offset); }
+  f32_const(value: number): this {
+    this.op(0x43);
+    this.code.push(...new Uint8Array(new Float32Array([value]).buffer));
+    return this;
+  }
   f32_add(): this { return this.op(0x92); }
+  f32_div(): this { return this.op(0x95); }
+  f32_sqrt(): this { return this.op(0x91); }
+  f32_gt(): this { return this.op(0x5e); }
   f32_store(offset = 0): this { return this.op(0x38).memarg(2, offset); }
 
   // v128 (SIMD128; opcodes from the WebAssembly SIMD proposal, now part of the core spec).
   v128_load(offset = 0): this { return this.simd(0x00).memarg(4, offset); }
   v128_store(offset = 0): this { return this.simd(0x0b).memarg(4, offset); }
+  /** Eight bytes from memory into the low half, the high half zero. */
+  v128_load64_zero(offset = 0): this { return this.simd(0x5d).memarg(3, offset); }
+  /** Eight bytes from memory into 64-bit lane `lane` of the vector on the stack (address below it). */
+  v128_load64_lane(lane: number, offset = 0): this { this.simd(0x57).memarg(3, offset); this.code.push(lane); return this; }
   /** Four u16 from memory, zero-extended to i32x4. */
   v128_load16x4_u(offset = 0): this { return this.simd(0x04).memarg(3, offset); }
   v128_const_i32(value: number): this {
