@@ -6,10 +6,9 @@
  * 1. query x centroids; per query token its `nprobe` best centroids;
  * 2. candidates: the union of those centroids' inverted lists (live, allowed documents only);
  * 3. centroid interaction prunes them to `candidates` documents;
- * 4. with rerank, the best `rerankDepth` of those (all of them by default) are scored from the
- *    store's full-precision vectors by the engine's MaxSim scorer, so their scores are exactly the
- *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
- *    their residuals.
+ * 4. they are scored from their residuals; with rerank, the best `rerankDepth` of those (64 by
+ *    default, see {@link defaultKnobs}) are then scored from the store's full-precision vectors
+ *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones.
  *
  * Where the store persists codes (IndexedDB, `store.codes`), the codec and codes are stored by
  * generation and read back on open instead of training again: writes encode their rows in their
@@ -84,15 +83,20 @@ export interface CompressedSearchOptions {
  * Measured with `bench/compressed-stages.ts` (recall of the exhaustive top 10 after each stage):
  * on Cranfield (contextual test model, 261k tokens) the inverted lists hold every relevant
  * document already, and it is centroid interaction that drops them: 0.94 of the exhaustive top
- * 10 survive among 64 documents, 0.98 among 128, 0.999 among 256. Decoding residuals in
- * JavaScript costs more per document than the exact score on the WASM kernel, so with rerank
- * every survivor is rescored exactly (rerankDepth = candidates) and the residual stage only
- * serves `rerank: false` or a smaller rerankDepth.
+ * 10 survive among 64 documents, 0.98 among 128, 0.999 among 256.
+ *
+ * With rerank (PLAID-like), the survivors are scored from their residuals (WASM SIMD decoding and
+ * MaxSim) and only the best `rerankDepth` of them, 64 for k <= 16 and 4 per hit beyond, are
+ * rescored exactly from full vectors: each of those is a read of stored vectors (from IndexedDB
+ * where they are not resident), so few is cheap. Measured with `bench/compressed-stages.ts
+ * --profile --depth=32,64,96,128,256` (top-10 overlap with exhaustive fp32 after the rerank):
+ * Cranfield (contextual test model, 100 queries) 0.998 at depth 32, 0.999 at 64 and beyond (the
+ * same as rescoring all 256 survivors); synthetic 1M tokens (30 queries) 1.000 from depth 32 on.
  */
 export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
   const candidates = Math.max(256, 16 * k, Math.ceil(tokens / 16_384));
-  return { nprobe, candidates, rerankDepth: candidates };
+  return { nprobe, candidates, rerankDepth: Math.min(candidates, Math.max(64, 4 * k)) };
 }
 
 /** The state the compressed index is in. */
@@ -731,8 +735,7 @@ export class CompressedIndex {
         ids = Array.from(kept, (i) => allIds[i]!);
         trace.survivors = ids;
       }
-      // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
-      // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
+      // When every survivor fits in the rerank there is nothing for the residual stage to prune.
       if (rerank && docs.length <= depth) {
         rescore = ids;
       } else {

@@ -288,12 +288,44 @@ describe('compressed search over a memory store', () => {
     expect(index.stats()).toMatchObject({ state: 'ready', centroids: centroidCountFor((await store.stats()).tokens) });
   });
 
-  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore all of them', () => {
+  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore the best 64 (4 per hit beyond)', () => {
     // bench/compressed-stages.ts: on Cranfield 0.94 of the exhaustive top 10 survive centroid
-    // interaction among 64 documents, 0.999 among 256.
-    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 256 });
-    expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 1600 });
-    expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 611 });
+    // interaction among 64 documents, 0.999 among 256; rescoring the residual top 64 of those
+    // gives the exhaustive top 10 as often as rescoring all 256 (0.999).
+    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+    expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 400 });
+    expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 64 });
+    expect(defaultKnobs(1000, 1)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+  });
+
+  it('rerank rescores exactly only the residual top rerankDepth of the survivors (64 by default, overridable)', async () => {
+    const { data, index, exhaustive, exact } = await buildIndex(2, true);
+    const reads: string[][] = [];
+    const counting = (q: TokenMatrix) => (ids: string[]) => {
+      reads.push(ids);
+      return exact(q, ids, 10);
+    };
+    let sum = 0;
+    for (const q of data.queries) {
+      reads.length = 0;
+      // Wide probes: this small index's lists give fewer candidates than 64 at the default.
+      const got = await index.search(q, 10, { nprobe: 64 }, counting(q));
+      const trace = index.lastQuery!;
+      expect(trace.survivors.length).toBeGreaterThan(64);
+      expect(trace.residual).toBe(true);
+      expect(reads.map((r) => r.length)).toEqual([64]);
+      const survivors = new Set(trace.survivors);
+      expect(reads[0]!.every((id) => survivors.has(id))).toBe(true);
+      sum += overlap(got, await exhaustive(q, 10));
+      reads.length = 0;
+      await index.search(q, 10, { nprobe: 64, rerankDepth: 20 }, counting(q));
+      expect(reads.map((r) => r.length)).toEqual([20]);
+      reads.length = 0;
+      await index.search(q, 10, { nprobe: 64, rerankDepth: 1_000_000 }, counting(q));
+      expect(index.lastQuery!.residual).toBe(false);
+      expect(reads[0]!.length).toBe(index.lastQuery!.survivors.length);
+    }
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
   });
 
   it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {
