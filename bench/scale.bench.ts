@@ -6,7 +6,10 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache]
+ *
+ * Trained synthetic indexes are cached in .cache/trained (bench/trained-cache.ts), so a second run
+ * measures search only; `--no-cache` trains (and times the training) every time.
  *   (or: npm run bench -- scale)
  *
  * The first size runs every (nbits, pool) pair; larger sizes run nbits 2, pool 1. Each size also
@@ -33,6 +36,7 @@ import { clusteredCollection, type ClusteredCollection } from '../test/fixtures/
 import { makeTestModels } from '../test/fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
 import { cranfieldMatrices } from './compressed-stages.ts';
+import { openTrained } from './trained-cache.ts';
 import { mean, ndcgAtK } from './metrics.ts';
 
 const arg = (name: string, fallback: number) => {
@@ -75,11 +79,17 @@ async function build(data: ClusteredCollection, options: ResolvedCompression): P
       }),
     );
   }
-  // One training over the whole collection (the streamed path re-trains at 4x growth; see --stream).
+  // One training over the whole collection (the streamed path re-trains at 4x growth), cached in
+  // .cache/trained (bench/trained-cache.ts) unless --no-cache: trainMs is then 0.
   const index = new CompressedIndex(options);
-  const t = performance.now();
-  await index.open(own);
-  return { store: own, index, originalTokens, trainMs: performance.now() - t };
+  if (process.argv.includes('--no-cache')) {
+    const t = performance.now();
+    await index.open(own);
+    return { store: own, index, originalTokens, trainMs: performance.now() - t };
+  }
+  const key = `synthetic-${data.tokens}-seed7-nbits${options.nbits}${options.poolFactor > 1 ? `-pool${options.poolFactor}` : ''}`;
+  const { trainMs } = await openTrained(index, own, key);
+  return { store: own, index, originalTokens, trainMs };
 }
 
 function exactOver(scorer: Scorer, store: MemoryStore) {
@@ -117,14 +127,14 @@ async function main(): Promise<void> {
     const fp32Bytes = (await base.store.stats()).vectorBytes;
     console.log(`exhaustive fp32: ${(fp32Bytes / tokens).toFixed(0)} B/token, median ${exhaustiveMs.toFixed(1)} ms/query (baseline)`);
     const stats = base.index.stats();
-    console.log(`training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
+    console.log(base.trainMs === 0 ? `training + assignment, nbits 2: codes read from .cache/trained (${stats.centroids} centroids; --no-cache to time the training)` : `training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
     const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
     const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
     const breakdowns: [number, number, Built][] = [];
     for (const [nbits, pool] of configs) {
       const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
       breakdowns.push([nbits, pool, built]);
-      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids)`);
+      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${built.trainMs === 0 ? "read from .cache/trained" : `${(built.trainMs / 1000).toFixed(1)} s`} (${built.index.stats().centroids} centroids)`);
       const bpt = built.index.stats().codeBytes / built.originalTokens;
       for (const rerank of [true, false]) {
         const exact = exactOver(scorer, built.store);
