@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     for (const [nbits, pool] of configs) {
       const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
       breakdowns.push([nbits, pool, built]);
-      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${built.trainMs === 0 ? "read from .cache/trained" : `${(built.trainMs / 1000).toFixed(1)} s`} (${built.index.stats().centroids} centroids)`);
+      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${built.trainMs === 0 ? 'read from .cache/trained' : `${(built.trainMs / 1000).toFixed(1)} s`} (${built.index.stats().centroids} centroids)`);
       const bpt = built.index.stats().codeBytes / built.originalTokens;
       for (const rerank of [true, false]) {
         const exact = exactOver(scorer, built.store);
