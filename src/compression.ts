@@ -137,6 +137,8 @@ export interface CompressedTrace {
   survivors: string[];
   /** Whether the survivors were scored from their residuals (rerank false, or more survivors than the rerank depth). */
   residual: boolean;
+  /** How many documents were rescored exactly from the stored vectors (0 without rerank). */
+  rescored: number;
 }
 
 /** Tokens encoded between yields while (re)training in the background. */
@@ -725,7 +727,7 @@ export class CompressedIndex {
       if (!found) return undefined;
       const { view } = found;
       let { docs, ids } = found;
-      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false };
+      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false, rescored: 0 };
       this.trace = trace;
       if (docs.length > keep) {
         const kept = Uint32Array.from(await run.interactionTop(docs, view, keep)).sort();
@@ -749,6 +751,7 @@ export class CompressedIndex {
         }
         rescore = Array.from(order, (i) => ids[i]!);
       }
+      trace.rescored = rescore.length;
     } finally {
       run.release();
     }
