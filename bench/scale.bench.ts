@@ -6,13 +6,13 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only]
  *
  * Trained synthetic indexes are cached in .cache/trained (bench/trained-cache.ts), so a second run
  * measures search only; `--no-cache` trains (and times the training) every time.
  *   (or: npm run bench -- scale)
  *
- * The first size runs every (nbits, pool) pair; larger sizes run nbits 2, pool 1. Each size also
+ * The first size runs every (nbits, pool) pair (up to 1M tokens, unless --default-only); larger sizes run nbits 2, pool 1. Each size also
  * prints the resident bytes by part and the process memory (rss, JS heap, ArrayBuffers): the
  * fp32 store's full vectors are resident beside the codes.
  *
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     const stats = base.index.stats();
     console.log(base.trainMs === 0 ? `training + assignment, nbits 2: codes read from .cache/trained (${stats.centroids} centroids; --no-cache to time the training)` : `training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
     const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
-    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
+    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 && !process.argv.includes('--default-only') ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
     const breakdowns: [number, number, Built][] = [];
     for (const [nbits, pool] of configs) {
       const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
