@@ -5,17 +5,17 @@
  * (./simd.ts `maxSimFunction`, the one exhaustive search runs), with no copy in between.
  *
  * Decoding (`decode`), as ../store/residual.ts defines it: per group of 4 dimensions, the bucket
- * weights of its residual bits come from a table indexed by residual byte (256 entries of
- * `8 / nbits` floats: one f32x4 per byte at 2 bits, two at 1 bit, half of one at 4 bits), are
+ * weights of its residual bits come from that module's byte table (`residualByteWeights`: 256
+ * entries of `8 / nbits` floats: one f32x4 per byte at 2 bits, two at 1 bit, half of one at 4 bits), are
  * added to the centroid's 4 components (float32, as `decodeToken` rounds them), and the squares
  * are accumulated in f32x4; the row is then scaled by 1 / |u| (a zero row stays zero). The norm
  * is summed in float32 (`decodeToken` and the batched `decodeTokens` sum it in float64), so a
  * decoded row can differ from theirs in the last bit; scores stay within 1e-5 of the reference
  * (test/unit/compressed-simd.test.ts).
  *
- * Why not the plain-JS decoder (`decodeTokens`) feeding the kernel: measured on this machine it
- * takes longer than the MaxSim itself (about 60-100 ms for 41k tokens against 25-50 ms for
- * scoring them), where this decoder is a few times cheaper than the scoring. The centroids (and
+ * Why not a plain-JS decoder feeding the kernel: measured on this machine (a batched JS decoder
+ * with the same byte table) it took longer than the MaxSim itself (60-100 ms for 41k tokens
+ * against 25-50 ms for scoring them); in WASM the whole stage costs about what the MaxSim does. The centroids (and
  * the byte table) are copied into the module's memory once per codec: `count * dim` floats,
  * resident beside the codes (16 MiB at 32,768 centroids of dim 128).
  *
@@ -23,7 +23,7 @@
  * ({@link residualMaxSim} of ./compressed.ts) runs.
  */
 import type { CodeView } from '../store/codes.ts';
-import { centroidCount, residualBytes, type ResidualCodec } from '../store/residual.ts';
+import { centroidCount, residualByteWeights, residualBytes, type ResidualCodec } from '../store/residual.ts';
 import type { TokenMatrix } from '../types.ts';
 import { residualMaxSim } from './compressed.ts';
 import { maxSimFunction, wasmSimdSupported } from './simd.ts';
@@ -107,9 +107,10 @@ let cached: Loaded | null = null;
 let failed = false;
 
 function load(codec: ResidualCodec): Loaded | null {
-  if (failed || codec.dim % 8 !== 0 || !wasmSimdSupported(false)) return null;
+  // Only the codec layout this decoder knows (float32 centroids, one weight per bucket); any other runs in plain JS.
+  if (failed || codec.dim % 8 !== 0 || !(codec.centroids instanceof Float32Array) || codec.weights.length !== 1 << codec.nbits || !wasmSimdSupported(false)) return null;
   if (cached?.codec === codec) return cached;
-  const { dim, nbits, weights } = codec;
+  const { dim, nbits } = codec;
   const relaxed = wasmSimdSupported(true);
   const key = `${dim}:${nbits}:${relaxed}`;
   try {
@@ -129,9 +130,7 @@ function load(codec: ResidualCodec): Loaded | null {
     const csAt = tblAt + 256 * per * 4;
     const freeAt = csAt + codec.centroids.length * 4;
     if (freeAt > memory.buffer.byteLength) memory.grow(Math.ceil((freeAt - memory.buffer.byteLength) / PAGE));
-    const tbl = new Float32Array(memory.buffer, tblAt, 256 * per);
-    const mask = (1 << nbits) - 1;
-    for (let v = 0; v < 256; v++) for (let t = 0; t < per; t++) tbl[v * per + t] = weights[(v >>> (t * nbits)) & mask]!;
+    new Float32Array(memory.buffer, tblAt, 256 * per).set(residualByteWeights(codec));
     new Float32Array(memory.buffer, csAt, codec.centroids.length).set(codec.centroids);
     cached = { codec, memory, score: instance.exports['score'] as ScoreFn, decode: instance.exports['decode'] as DecodeFn, tblAt, csAt, freeAt };
     return cached;

@@ -366,28 +366,6 @@ class WasmKernel implements MaxSimKernel {
 }
 
 const jsKernel: MaxSimKernel = { name: 'js', scoreShard: maxSimShard };
-const syncKernels = new Map<string, MaxSimKernel>();
-
-/**
- * {@link loadMaxSimKernel} compiled synchronously (the compressed index's residual stage, which
- * runs inside a synchronous kernel call): its own instance per dim and kind; the plain-JS kernel
- * where SIMD is missing.
- */
-export function maxSimKernelSync(dim: number, options: KernelOptions = {}): MaxSimKernel {
-  const wantWasm = options.wasm ?? true;
-  const relaxed = wantWasm && (options.relaxed ?? true) && wasmSimdSupported(true);
-  if (!(wantWasm && wasmSimdSupported(false))) return jsKernel;
-  const dim4 = Math.ceil(dim / 4) * 4;
-  const key = `${dim4}:${relaxed}`;
-  let kernel = syncKernels.get(key);
-  if (!kernel) {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(emitKernel(dim4, relaxed)));
-    const exports = instance.exports as { memory: WebAssembly.Memory; score: ScoreFn; decode_f16: DecodeHalfFn; decode_i8?: DecodeInt8Fn };
-    kernel = new WasmKernel(relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', dim4, exports.memory, exports.score, exports.decode_f16, exports.decode_i8);
-    syncKernels.set(key, kernel);
-  }
-  return kernel;
-}
 const kernels = new Map<string, Promise<MaxSimKernel>>();
 
 /** Options of {@link loadMaxSimKernel}. */

@@ -87,49 +87,17 @@ export function decodeToken(codec: ResidualCodec, code: number, residuals: Uint8
   }
 }
 
-/** Per byte value, the `8 / nbits` bucket weights its dimensions decode to (cached per weights array). */
-const byteWeights = new WeakMap<Float32Array, Float64Array>();
-function weightsByByte(nbits: ResidualBits, weights: Float32Array): Float64Array {
-  let table = byteWeights.get(weights);
-  if (!table) {
-    const per = 8 / nbits;
-    const mask = (1 << nbits) - 1;
-    table = new Float64Array(256 * per);
-    for (let v = 0; v < 256; v++) for (let t = 0; t < per; t++) table[v * per + t] = weights[(v >>> (t * nbits)) & mask]!;
-    byteWeights.set(weights, table);
-  }
-  return table;
-}
-
 /**
- * Decodes tokens `from .. from + n` (`codes[j]`, residual bytes of token j) into `out`, token `r`
- * at `oo + r * stride`, each exactly as {@link decodeToken} decodes it (a table of each byte
- * value's bucket weights saves the bit unpacking). The residual scorers decode their candidates
- * in batches through it.
+ * The decoding of residual bytes as a table, for decoders that work a byte at a time (the WASM
+ * SIMD residual stage, ../score/residual-simd.ts): entry `v * (8 / nbits) + t` is the bucket
+ * weight that dimension `t` of a byte of value `v` decodes to (bit order as above). A decoded
+ * token is then `centroid + the table's entries for its bytes`, L2-normalised, as in {@link decodeToken}.
  */
-export function decodeTokens(codec: ResidualCodec, codes: ArrayLike<number>, residuals: Uint8Array, from: number, n: number, out: Float32Array, oo = 0, stride = codec.dim): void {
-  const { dim, nbits, centroids } = codec;
-  const bytes = residualBytes(dim, nbits);
+export function residualByteWeights(codec: ResidualCodec): Float32Array {
+  const { nbits, weights } = codec;
   const per = 8 / nbits;
-  const table = weightsByByte(nbits, codec.weights);
-  for (let r = 0; r < n; r++) {
-    const j = from + r;
-    const c = codes[j]! * dim;
-    const ro = j * bytes;
-    const o = oo + r * stride;
-    let norm = 0;
-    for (let p = 0; p < bytes; p++) {
-      const w = residuals[ro + p]! * per;
-      const d = p * per;
-      for (let t = 0; t < per; t++) {
-        const u = centroids[c + d + t]! + table[w + t]!;
-        out[o + d + t] = u;
-        norm += u * u;
-      }
-    }
-    if (norm > 0) {
-      const inv = 1 / Math.sqrt(norm);
-      for (let d = 0; d < dim; d++) out[o + d]! *= inv;
-    }
-  }
+  const mask = (1 << nbits) - 1;
+  const table = new Float32Array(256 * per);
+  for (let v = 0; v < 256; v++) for (let t = 0; t < per; t++) table[v * per + t] = weights[(v >>> (t * nbits)) & mask]!;
+  return table;
 }

@@ -13,7 +13,7 @@ import { residualMaxSim } from '../../src/score/compressed.ts';
 import { residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { residualMaxSimSimd } from '../../src/score/residual-simd.ts';
 import { assignCodes, trainCodec } from '../../src/score/train.ts';
-import { decodeToken, decodeTokens, encodeResidual, residualBytes } from '../../src/store/residual.ts';
+import { encodeResidual, residualBytes } from '../../src/store/residual.ts';
 import { clusteredData } from '../support/clusters.ts';
 import { mulberry32 } from '../support/rng.ts';
 
@@ -99,21 +99,6 @@ async function encoded(nbits: 1 | 2 | 4, docs: number, queries: number, seed: nu
   counts[3] = 0;
   return { data, codec, rows, view: { codes, residuals, starts, counts } };
 }
-
-describe('batched residual decoding', () => {
-  for (const nbits of [1, 2, 4] as const) {
-    it(`decodeTokens equals decodeToken bit for bit, ${nbits} bits, at any stride and offset`, async () => {
-      const { codec, rows, view } = await encoded(nbits, 12, 1, nbits);
-      const one = new Float32Array(DIM);
-      const many = new Float32Array(7 + rows * (DIM + 4));
-      decodeTokens(codec, view.codes, view.residuals, 0, rows, many, 7, DIM + 4);
-      for (let j = 0; j < rows; j++) {
-        decodeToken(codec, view.codes[j]!, view.residuals, j * residualBytes(DIM, nbits), one);
-        expect(Array.from(many.subarray(7 + j * (DIM + 4), 7 + j * (DIM + 4) + DIM))).toEqual(Array.from(one));
-      }
-    });
-  }
-});
 
 describe('SIMD residual MaxSim', () => {
   for (const nbits of [1, 2, 4] as const) {
