@@ -218,8 +218,8 @@ export function assignCodesJs(data: Float32Array, from: number, rows: number, di
 }
 
 /**
- * For each of `n` rows (row `r` at `data[rowAt(r)..]`), the best of centroids `from .. to` of set
- * `set` merged into `best`/`bestScore` (a higher score wins; on equal scores the lower centroid).
+ * For each of `n` rows (row `r` at `data[rowAt(r)..]`), the best of centroids `from .. to` of
+ * `bd`'s table merged into `best`/`bestScore` (a higher score wins; on equal scores the lower centroid).
  */
 function mergeNearest(bd: BlockDots, data: Float32Array, rowAt: (r: number) => number, n: number, from: number, to: number, best: Int32Array, bestScore: Float32Array, bo = 0): void {
   const width = to - from;
