@@ -22,6 +22,7 @@
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError, isColbertError } from './errors.ts';
+import { kernelCopyBytes, residentCentroids } from './score/centroid-simd.ts';
 import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
 import { cpuStages, wasmCompressedKernels, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
@@ -112,7 +113,11 @@ export interface CompressionStats {
   centroids: number;
   /** Tokens the codec in use was trained for. */
   trainedTokens: number;
-  /** Resident bytes of codes, residuals, centroids, buckets, slots and inverted lists (ids excluded). */
+  /**
+   * Resident bytes of codes, residuals, centroids (fp16, every copy: the WASM kernel's table
+   * included, which is the codec's only copy where WebAssembly SIMD runs), buckets, the centroid
+   * tree, slots and inverted lists (ids, GPU buffers and the kernels' fixed scratch excluded).
+   */
   codeBytes: number;
   /**
    * Codecs this search trained itself since it was created: 0 when it read its codes from
@@ -161,6 +166,14 @@ interface Generation {
   id: number;
   /** Per document, the tag of the rows its codes were encoded from (code stores only). */
   tags: Map<string, string>;
+}
+
+/** Resident bytes of a trained codec: centroids and the tree's coarse level with their kernel copies, buckets, tree boundaries. */
+export function codecBytes(trained: TrainedCodec): number {
+  const { codec, tree } = trained;
+  const centroids = codec.centroids.byteLength + kernelCopyBytes(codec.dim, codec.centroids);
+  const coarse = tree.coarse.byteLength + kernelCopyBytes(codec.dim, tree.coarse);
+  return centroids + coarse + tree.starts.byteLength + (codec.cutoffs.length + codec.weights.length) * 4;
 }
 
 /** A trained codec as a code store keeps it. */
@@ -226,7 +239,7 @@ export class CompressedIndex {
       rerank: this.options.rerank,
       centroids: codec ? centroidCount(codec) : 0,
       trainedTokens: g?.trained.trainedTokens ?? 0,
-      codeBytes: g ? g.codes.bytes() + (codec!.centroids.length + codec!.cutoffs.length + codec!.weights.length) * 4 : 0,
+      codeBytes: g ? g.codes.bytes() + codecBytes(g.trained) : 0,
       trainings: this.trainingsRun,
       scoringDevice: where.device,
     };
@@ -376,6 +389,7 @@ export class CompressedIndex {
     const stored = await cs.readCodec();
     if (!stored || !codecFits(stored, this.options, store.dim)) return undefined;
     const trained: TrainedCodec = { codec: stored.codec, tree: stored.tree, trainedTokens: stored.trainedTokens };
+    residentCentroids(trained.codec);
     const g: Generation = { trained, codes: new CodeSet(residualBytes(stored.codec.dim, stored.codec.nbits), centroidCount(stored.codec)), id: stored.generation, tags: new Map() };
     const tags = await cs.codeTags();
     const codes = await cs.readCodes(stored.generation);
@@ -414,6 +428,7 @@ export class CompressedIndex {
     } else if (imported && codecFits(imported.codes.codec, this.options, store.dim)) {
       const { codec, tree, trainedTokens } = imported.codes.codec;
       const bytes = residualBytes(codec.dim, codec.nbits);
+      residentCentroids(codec);
       const g: Generation = { trained: { codec, tree, trainedTokens }, codes: new CodeSet(bytes, centroidCount(codec)), id: 0, tags: new Map() };
       imported.shards.forEach((shard, i) => {
         const part = imported.codes.codes[i]!;

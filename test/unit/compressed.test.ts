@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
-import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centroid-simd.ts';
+import { centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
@@ -13,7 +13,7 @@ import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS,
 import { CodeSet } from '../../src/store/codes.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { poolTokens } from '../../src/store/pooling.ts';
-import { decodeToken, encodeResidual, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
+import { centroidFloats, decodeToken, encodeResidual, halfCentroids, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
 import { matricesShard } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { clusteredData } from '../support/clusters.ts';
@@ -120,6 +120,52 @@ describe('SIMD centroid scores', () => {
   });
 });
 
+describe('resident fp16 centroids', () => {
+  it('the kernel keeps the one copy: its table replaces the codec\'s array, scores unchanged, past its scratch size', () => {
+    const next = seededRandom(4);
+    const count = 3000;
+    const floats = Float32Array.from({ length: count * DIM }, () => next() - 0.5);
+    const codec = { dim: DIM, nbits: 2 as const, centroids: halfCentroids(floats), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) };
+    const own = codec.centroids;
+    const bits = Array.from(own);
+    expect(kernelCopyBytes(DIM, own)).toBe(0);
+    // Assignment binds the table (a second copy while the codec still holds its own array).
+    const rows = Float32Array.from({ length: 5 * DIM }, () => next() - 0.5);
+    const codes = new Uint16Array(5);
+    assignCodes(rows, 0, 5, DIM, own, null, codes);
+    expect(kernelCopyBytes(DIM, own)).toBeGreaterThanOrEqual(count * DIM * 2);
+    // A query longer than a block, against more centroids than one output scratch holds.
+    const q = { data: Float32Array.from({ length: 300 * DIM }, () => next() - 0.5), tokens: 300, dim: DIM, ids: new Int32Array(300) };
+    const s = centroidScoresSimd(q, codec);
+    expect(codec.centroids).not.toBe(own);
+    expect(codec.centroids).toBeInstanceOf(Uint16Array);
+    expect(Array.from(codec.centroids)).toEqual(bits);
+    expect(kernelCopyBytes(DIM, codec.centroids)).toBe(0);
+    // The plain-JS stage (tested against the reference above), which reads the same halves.
+    const ref = centroidScores(q, codec);
+    let worst = 0;
+    for (let i = 0; i < s.length; i++) worst = Math.max(worst, Math.abs(s[i]! - ref[i]!));
+    expect(worst).toBeLessThan(1e-4);
+    // Assignment goes on with the same table.
+    const again = new Uint16Array(5);
+    assignCodes(rows, 0, 5, DIM, codec.centroids, null, again);
+    expect(Array.from(again)).toEqual(Array.from(codes));
+    assignCodesJs(rows, 0, 5, DIM, codec.centroids, null, again);
+    expect(Array.from(again)).toEqual(Array.from(codes));
+  });
+
+  it('a trained index counts its centroids once, at 2 bytes a dimension, with the tree and its kernel table', async () => {
+    const { index } = await buildIndex(2, false, 200);
+    const g = index.generation!;
+    const { codec, tree } = g.trained;
+    const count = codec.centroids.length / DIM;
+    const groups = tree.coarse.length / DIM;
+    expect(kernelCopyBytes(DIM, codec.centroids)).toBe(0);
+    const want = g.codes.bytes() + count * DIM * 2 + groups * DIM * 4 + (groups + 2) * DIM * 4 + tree.starts.byteLength + (3 + 4) * 4;
+    expect(index.stats().codeBytes).toBe(want);
+  });
+});
+
 describe('training', () => {
   it('centroid counts follow PLAID, clamped for small indexes', () => {
     expect(centroidCountFor(1_000_000)).toBe(8192);
@@ -152,7 +198,7 @@ describe('training', () => {
     expect(Array.from(a)).toEqual(Array.from(b));
     // Tokens lie close to their centroid (tight planted clusters, noise 0.2; a random centroid would give about 0).
     const codes = new Uint16Array(rows);
-    assignCodes(all, 0, rows, DIM, a, null, codes);
+    assignCodes(all, 0, rows, DIM, halfCentroids(a), null, codes);
     let mean = 0;
     for (let r = 0; r < rows; r++) {
       let s = 0;
@@ -418,6 +464,7 @@ describe('code assignment on the SIMD block kernel', () => {
       const js = new Uint32Array(n);
       assignCodes(all, from, n, DIM, codec.centroids, t, simd);
       assignCodesJs(all, from, n, DIM, codec.centroids, t, js);
+      const floats = centroidFloats(codec);
       let same = 0;
       for (let r = 0; r < n; r++) {
         if (simd[r] === js[r]) {
@@ -429,8 +476,8 @@ describe('code assignment on the SIMD block kernel', () => {
         let a = 0;
         let b = 0;
         for (let d = 0; d < DIM; d++) {
-          a += all[o + d]! * codec.centroids[simd[r]! * DIM + d]!;
-          b += all[o + d]! * codec.centroids[js[r]! * DIM + d]!;
+          a += all[o + d]! * floats[simd[r]! * DIM + d]!;
+          b += all[o + d]! * floats[js[r]! * DIM + d]!;
         }
         expect(Math.abs(a - b)).toBeLessThan(1e-5);
       }
