@@ -6,7 +6,10 @@
  * on the same codes and slots a fresh training of the same data and seed gives.
  *
  * Not a format: the file is keyed by what the caller says made it (data, size, seed, nbits, pool)
- * plus a hash of the training code's source, and is rewritten whenever that key changes.
+ * plus a hash of the training code's source, and is rewritten whenever that key changes. A file
+ * whose centroids are not IEEE halves (written before the codec stored fp16 centroids) is
+ * retrained and rewritten: its residuals were taken against fp32 centroids, so rounding the
+ * centroids on load would not give the codes a fresh training gives.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -66,14 +69,16 @@ function read(path: string): { meta: Record<string, unknown>; arrays: Arrays } {
 export async function openTrained(index: CompressedIndex, store: VectorStore, key: string): Promise<{ trainMs: number; cached: boolean }> {
   const dir = resolve(REPO_ROOT, '.cache/trained');
   const path = resolve(dir, `${key.replace(/[^a-z0-9.=_-]+/gi, '_')}-${sourceHash()}.bin`);
-  if (existsSync(path)) {
-    const { meta, arrays } = read(path);
+  const cached = existsSync(path) ? read(path) : null;
+  const centroids = cached?.arrays['centroids'];
+  if (cached && centroids instanceof Uint16Array) {
+    const { meta, arrays } = cached;
     const ids = meta['ids'] as string[];
     const counts = arrays['counts'] as Uint32Array;
     const offsets = new Uint32Array(ids.length + 1);
     for (let i = 0; i < ids.length; i++) offsets[i + 1] = offsets[i]! + counts[i]!;
     const codec = {
-      codec: { dim: meta['dim'] as number, nbits: meta['nbits'] as 1 | 2 | 4, centroids: arrays['centroids'] as Float32Array, cutoffs: arrays['cutoffs'] as Float32Array, weights: arrays['weights'] as Float32Array },
+      codec: { dim: meta['dim'] as number, nbits: meta['nbits'] as 1 | 2 | 4, centroids, cutoffs: arrays['cutoffs'] as Float32Array, weights: arrays['weights'] as Float32Array },
       tree: { coarse: arrays['coarse'] as Float32Array, starts: arrays['starts'] as Uint32Array },
       trainedTokens: meta['trainedTokens'] as number,
       poolFactor: meta['poolFactor'] as number,

@@ -11,7 +11,9 @@
  * dimension; where the table has the codec's own layout (dim a multiple of 4), {@link
  * residentCentroids} leaves a view of it in the codec in place of the codec's array, so one copy
  * is resident in all. A binding's memory is sized once (table plus a fixed scratch of about 1
- * MiB) and never grows, which keeps such views valid. Where WebAssembly SIMD is missing,
+ * MiB, and for a codec's table 2 MiB more at dim 128 that the residual stage, ./residual-simd.ts,
+ * works in: it imports this memory and reads the same halves) and never grows, which keeps such
+ * views valid. Where WebAssembly SIMD is missing,
  * {@link centroidScores} of ./compressed.ts (plain JS) is used.
  *
  * The kernel writes the scores centroid-major (`T[c * Qpad + i]`); `centroidScoresSimd` returns
@@ -118,10 +120,19 @@ const codecTables = new WeakMap<Uint16Array, BlockDots | null>();
 function codecTable(dim: number, centroids: Uint16Array): BlockDots | null {
   let bd = codecTables.get(centroids);
   if (bd === undefined) {
-    bd = bindCentroids(dim, [centroids]);
+    bd = bindCentroids(dim, [centroids], codecScratchBytes(dim));
     codecTables.set(centroids, bd);
   }
   return bd;
+}
+
+/**
+ * Bytes of the extra scratch a codec's binding reserves for the residual stage
+ * (./residual-simd.ts works in this binding's memory, over the same halves, and the memory
+ * never grows): 4,096 fp32 rows' worth (2 MiB at dim 128), fixed, whatever the index's size.
+ */
+export function codecScratchBytes(dim: number): number {
+  return dim % 8 === 0 ? 4096 * dim * 4 : 0;
 }
 
 /**
@@ -225,6 +236,12 @@ export interface BlockDots {
   readonly outFloats: number;
   /** Bytes of the bound tables (the copies of the centroids). */
   readonly tableBytes: number;
+  /** The module's memory (never grows: views and addresses stay valid), for kernels that import it. */
+  readonly memory: WebAssembly.Memory;
+  /** The extra scratch asked of {@link bindCentroids}: its byte address and size (size 0 when none). */
+  readonly extra: { readonly at: number; readonly bytes: number };
+  /** Byte address of set `set`'s table in {@link memory}. */
+  tableAt(set: number): number;
   /** Most rows one {@link scores} call takes for `width` centroids. */
   blockRows(width: number): number;
   /**
@@ -241,10 +258,11 @@ export interface BlockDots {
 
 /**
  * Binds centroid sets (`rows x dim` each, row-major; fp32 or IEEE half bits) into a fresh WASM
- * SIMD instance whose memory is sized here once; null where WebAssembly SIMD is missing (callers
+ * SIMD instance whose memory is sized here once (tables, the kernel's scratch, and `extraBytes`
+ * for a kernel that imports the memory: {@link BlockDots.extra}); null where WebAssembly SIMD is missing (callers
  * fall back to plain JS).
  */
-export function bindCentroids(dim: number, sets: readonly (Float32Array | Uint16Array)[]): BlockDots | null {
+export function bindCentroids(dim: number, sets: readonly (Float32Array | Uint16Array)[], extraBytes = 0): BlockDots | null {
   if (blockOk === false) return null;
   const dim4 = Math.ceil(dim / 4) * 4;
   const rowBytes = dim4 * 4;
@@ -285,7 +303,8 @@ export function bindCentroids(dim: number, sets: readonly (Float32Array | Uint16
   const rowsAt = scratchAt + 2 * rowBytes;
   const outAt = rowsAt + ASSIGN_BLOCK * rowBytes;
   const outFloats = Math.max(QB * (widest + 2), Math.min(BLOCK_OUT_FLOATS, ASSIGN_BLOCK * (widest + 2)));
-  const end = outAt + outFloats * 4;
+  const extraAt = Math.ceil((outAt + outFloats * 4) / 64) * 64;
+  const end = extraAt + extraBytes;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / PAGE));
   const buffer = memory.buffer;
   const views = sets.map((s, k) => {
@@ -301,6 +320,9 @@ export function bindCentroids(dim: number, sets: readonly (Float32Array | Uint16
     dim,
     outFloats,
     tableBytes,
+    memory,
+    extra: { at: extraAt, bytes: extraBytes },
+    tableAt: (set) => setAt[set]!,
     blockRows,
     view: (set) => views[set]!,
     scores(data, rowAt, n, set, from, to) {

@@ -1,23 +1,29 @@
 /**
  * Residual MaxSim on the CPU with WebAssembly SIMD (the fourth stage of the compressed index, see
- * ./compressed.ts): the candidates' tokens are decoded into float32 rows in the module's memory,
- * in chunks of whole documents, and scored there by the project's MaxSim kernel body
+ * ./compressed.ts): the candidates' tokens are decoded into float32 rows in WASM memory, in
+ * chunks of whole documents, and scored there by the project's MaxSim kernel body
  * (./simd.ts `maxSimFunction`, the one exhaustive search runs), with no copy in between.
  *
  * Decoding (`decode`), as ../store/residual.ts defines it: per group of 4 dimensions, the bucket
  * weights of its residual bits come from that module's byte table (`residualByteWeights`: 256
  * entries of `8 / nbits` floats: one f32x4 per byte at 2 bits, two at 1 bit, half of one at 4 bits), are
- * added to the centroid's 4 components (float32, as `decodeToken` rounds them), and the squares
+ * added to the centroid's 4 components (IEEE halves decoded in-register exactly as `fromHalf`,
+ * ../store/precision.ts; the sum in float32, as `decodeToken` rounds it), and the squares
  * are accumulated in f32x4; the row is then scaled by 1 / |u| (a zero row stays zero). The norm
- * is summed in float32 (`decodeToken` and the batched `decodeTokens` sum it in float64), so a
- * decoded row can differ from theirs in the last bit; scores stay within 1e-5 of the reference
- * (test/unit/compressed-simd.test.ts).
+ * is summed in float32 (`decodeToken` sums it in float64), so a decoded row can differ from theirs in the last bit; scores stay within 1e-5 of the reference
+ * (test/unit/compressed-simd.test.ts, test/unit/compressed-residual-wasm.test.ts).
  *
  * Why not a plain-JS decoder feeding the kernel: measured on this machine (a batched JS decoder
  * with the same byte table) it took longer than the MaxSim itself (60-100 ms for 41k tokens
- * against 25-50 ms for scoring them); in WASM the whole stage costs about what the MaxSim does. The centroids (and
- * the byte table) are copied into the module's memory once per codec: `count * dim` floats,
- * resident beside the codes (16 MiB at 32,768 centroids of dim 128).
+ * against 25-50 ms for scoring them); in WASM the whole stage costs about what the MaxSim does.
+ *
+ * No copy of the centroids: this module imports the memory of the codec's stage-1 binding
+ * (./centroid-simd.ts `residentCentroids`), whose table of halves is the one resident copy (the
+ * codec's `centroids` is a view of it), and works in the fixed scratch that binding reserves for
+ * it (`codecScratchBytes`, 2 MiB at dim 128, whatever the index's size: that memory never grows).
+ * Per call the byte table (2-8 KiB) and the query go there, then chunks of about 3,700 tokens at
+ * dim 128 (codes, residual bytes, decoded rows). A document longer than a chunk is scored alone
+ * by the plain-JS stage, and so is a query too long to leave a chunk of 512 tokens.
  *
  * Where WebAssembly SIMD is missing, or the dimension is not a multiple of 8, the plain-JS stage
  * ({@link residualMaxSim} of ./compressed.ts) runs.
@@ -27,18 +33,19 @@ import { centroidCount, residualByteWeights, residualBytes, type ResidualCodec }
 import type { TokenMatrix } from '../types.ts';
 import { residualMaxSim } from './compressed.ts';
 import { maxSimFunction, wasmSimdSupported } from './simd.ts';
-import { encodeModule, F32, FunctionBody, I32, V128 } from './wasm-emit.ts';
+import { residentCentroids, type BlockDots } from './centroid-simd.ts';
+import { encodeModule, F32, FunctionBody, I32, pushHalfFloats, V128 } from './wasm-emit.ts';
 
-const PAGE = 65536;
 const QB = 4;
-/** Decoded tokens per chunk (4 MiB of float32 rows at dim 128), unless one document is longer. */
-const CHUNK_TOKENS = 8192;
 /** Most documents per chunk. */
 const CHUNK_DOCS = 2048;
+/** Fewest tokens a chunk must hold, else (a very long query) the stage runs in plain JS. */
+const MIN_CHUNK_TOKENS = 512;
 
 /**
  * `decode(cs, tbl, codes, res, n, rows)`: tokens `0 .. n` (u32 `codes[j]`, `bytes` residual
- * bytes each from `res`) decoded and L2-normalised into rows of `dim` floats at `rows`.
+ * bytes each from `res`) decoded and L2-normalised into rows of `dim` floats at `rows`; `cs` is
+ * the codec's table of IEEE halves (`dim` a row), each decoded in-register exactly as `fromHalf`.
  */
 function emitDecode(dim: number, nbits: 1 | 2 | 4): FunctionBody {
   const bytes = (dim * nbits) / 8;
@@ -50,10 +57,11 @@ function emitDecode(dim: number, nbits: 1 | 2 | 4): FunctionBody {
   const u = f.local(V128);
   const s = f.local(F32);
   const inv = f.local(V128);
+  const h = f.local(V128);
   f.get(codes).get(n).i32_const(2).i32_shl().i32_add().set(end);
   f.get(n).i32_const(0).i32_ne().if_().loop();
   {
-    f.get(codes).i32_load(0).i32_const(dim * 4).i32_mul().get(cs).i32_add().set(c);
+    f.get(codes).i32_load(0).i32_const(dim * 2).i32_mul().get(cs).i32_add().set(c);
     f.v128_const_f32(0).set(norm);
     // The weights of dimensions 4 g .. 4 g + 3 onto the stack.
     const weights = (g: number): void => {
@@ -69,7 +77,8 @@ function emitDecode(dim: number, nbits: 1 | 2 | 4): FunctionBody {
     };
     for (let g = 0; g < dim / 4; g++) {
       f.get(rows);
-      f.get(c).v128_load(g * 16);
+      f.get(c).v128_load16x4_u(g * 8).set(h);
+      pushHalfFloats(f, h);
       weights(g);
       f.f32x4_add().tee(u).v128_store(g * 16);
       f.get(norm).get(u).get(u).f32x4_mul().f32x4_add().set(norm);
@@ -92,24 +101,24 @@ type ScoreFn = (q: number, qBlocks: number, docs: number, offs: number, docCount
 type DecodeFn = (cs: number, tbl: number, codes: number, res: number, n: number, rows: number) => void;
 
 interface Loaded {
-  codec: ResidualCodec;
-  memory: WebAssembly.Memory;
+  bd: BlockDots;
   score: ScoreFn;
   decode: DecodeFn;
-  tblAt: number;
-  csAt: number;
-  /** First free byte after the codec's tables. */
-  freeAt: number;
 }
 
 const modules = new Map<string, WebAssembly.Module>();
-let cached: Loaded | null = null;
+/** The residual functions instantiated over each binding's memory. */
+const instances = new WeakMap<BlockDots, Loaded>();
 let failed = false;
 
 function load(codec: ResidualCodec): Loaded | null {
-  // Only the codec layout this decoder knows (float32 centroids, one weight per bucket); any other runs in plain JS.
-  if (failed || codec.dim % 8 !== 0 || !(codec.centroids instanceof Float32Array) || codec.weights.length !== 1 << codec.nbits || !wasmSimdSupported(false)) return null;
-  if (cached?.codec === codec) return cached;
+  // Only the codec layout this decoder knows (one weight per bucket); any other runs in plain JS.
+  if (failed || codec.dim % 8 !== 0 || codec.weights.length !== 1 << codec.nbits || !wasmSimdSupported(false)) return null;
+  // The binding of the codec's halves: the one resident copy of them, the codec's centroids a view of it.
+  const bd = residentCentroids(codec);
+  if (!bd || bd.extra.bytes === 0 || bd.view(0) !== codec.centroids) return null;
+  let l = instances.get(bd);
+  if (l) return l;
   const { dim, nbits } = codec;
   const relaxed = wasmSimdSupported(true);
   const key = `${dim}:${nbits}:${relaxed}`;
@@ -119,21 +128,13 @@ function load(codec: ResidualCodec): Loaded | null {
       module = new WebAssembly.Module(encodeModule([
         { name: 'score', body: maxSimFunction(dim, relaxed), results: [] },
         { name: 'decode', body: emitDecode(dim, nbits), results: [] },
-      ], 1));
+      ], 1, true));
       modules.set(key, module);
     }
-    // A fresh instance per codec: its memory holds this codec's centroids only.
-    const instance = new WebAssembly.Instance(module);
-    const memory = instance.exports['memory'] as WebAssembly.Memory;
-    const per = 8 / nbits;
-    const tblAt = 64;
-    const csAt = tblAt + 256 * per * 4;
-    const freeAt = csAt + codec.centroids.length * 4;
-    if (freeAt > memory.buffer.byteLength) memory.grow(Math.ceil((freeAt - memory.buffer.byteLength) / PAGE));
-    new Float32Array(memory.buffer, tblAt, 256 * per).set(residualByteWeights(codec));
-    new Float32Array(memory.buffer, csAt, codec.centroids.length).set(codec.centroids);
-    cached = { codec, memory, score: instance.exports['score'] as ScoreFn, decode: instance.exports['decode'] as DecodeFn, tblAt, csAt, freeAt };
-    return cached;
+    const instance = new WebAssembly.Instance(module, { env: { memory: bd.memory } });
+    l = { bd, score: instance.exports['score'] as ScoreFn, decode: instance.exports['decode'] as DecodeFn };
+    instances.set(bd, l);
+    return l;
   } catch {
     failed = true;
     return null;
@@ -152,23 +153,25 @@ export function residualMaxSimSimd(query: TokenMatrix, codec: ResidualCodec, sco
   const { dim, nbits } = codec;
   const bytes = residualBytes(dim, nbits);
   const { codes, residuals, starts, counts } = view;
-  let longest = 0;
-  for (let n = 0; n < docs.length; n++) longest = Math.max(longest, counts[docs[n]!]!);
-  const chunkTokens = Math.max(CHUNK_TOKENS, longest);
+  const { memory, extra } = l.bd;
   const qBlocks = Math.ceil(query.tokens / QB);
-  // Layout (bytes, after the codec's tables): query | offsets | out | codes | residuals | rows (64-byte aligned).
-  const qAt = Math.ceil(l.freeAt / 64) * 64;
+  // Layout in the binding's extra scratch (bytes): byte table | query | offsets | out | codes | residuals | rows (64-byte aligned).
+  const tblAt = extra.at;
+  const qAt = Math.ceil((tblAt + 256 * (8 / nbits) * 4) / 64) * 64;
   const offAt = qAt + qBlocks * QB * dim * 4;
   const outAt = offAt + (CHUNK_DOCS + 1) * 4;
   const codesAt = outAt + CHUNK_DOCS * 4;
+  const chunkTokens = Math.floor((extra.at + extra.bytes - codesAt - 64) / (4 + bytes + dim * 4));
+  // A query too long for the scratch runs in plain JS.
+  if (chunkTokens < MIN_CHUNK_TOKENS) return residualMaxSim(query, codec, scores, view, docs, out);
   const resAt = codesAt + chunkTokens * 4;
   const rowsAt = Math.ceil((resAt + chunkTokens * bytes) / 64) * 64;
-  const need = rowsAt + chunkTokens * dim * 4;
-  if (need > l.memory.buffer.byteLength) l.memory.grow(Math.ceil((need - l.memory.buffer.byteLength) / PAGE));
-  const buffer = l.memory.buffer;
+  const buffer = memory.buffer;
   const f32 = new Float32Array(buffer);
   const u32 = new Uint32Array(buffer);
   const u8 = new Uint8Array(buffer);
+  // The byte table is written per call (2-8 KiB), so codecs that share centroids share the binding correctly.
+  f32.set(residualByteWeights(codec), tblAt / 4);
   f32.fill(0, qAt / 4, offAt / 4);
   f32.set(query.data.subarray(0, query.tokens * dim), qAt / 4);
   let from = 0;
@@ -179,6 +182,7 @@ export function residualMaxSimSimd(query: TokenMatrix, codec: ResidualCodec, sco
     while (to < docs.length && to - from < CHUNK_DOCS) {
       const slot = docs[to]!;
       const count = counts[slot]!;
+      if (count > chunkTokens) break;
       if (tokens + count > chunkTokens) break;
       if (count > 0) {
         const start = starts[slot]!;
@@ -189,9 +193,15 @@ export function residualMaxSimSimd(query: TokenMatrix, codec: ResidualCodec, sco
       to++;
       u32[offAt / 4 + to - from] = tokens;
     }
-    l.decode(l.csAt, l.tblAt, codesAt, resAt, tokens, rowsAt);
-    l.score(qAt, qBlocks, rowsAt, offAt, to - from, outAt);
-    out.set(f32.subarray(outAt / 4, outAt / 4 + to - from), from);
+    if (to > from) {
+      l.decode(l.bd.tableAt(0), tblAt, codesAt, resAt, tokens, rowsAt);
+      l.score(qAt, qBlocks, rowsAt, offAt, to - from, outAt);
+      out.set(f32.subarray(outAt / 4, outAt / 4 + to - from), from);
+    } else {
+      // A document longer than the scratch holds: scored alone in plain JS.
+      residualMaxSim(query, codec, scores, view, docs.subarray(from, from + 1), out.subarray(from, from + 1));
+      to = from + 1;
+    }
     from = to;
   }
 }
