@@ -11,7 +11,7 @@ import { centroidInteractionRef } from '../../src/score/compressed-ref.ts';
 import { centroidInteractionSimd, interactionSimdAvailable } from '../../src/score/interaction-simd.ts';
 import { residualMaxSim } from '../../src/score/compressed.ts';
 import { residualMaxSimRef } from '../../src/score/compressed-ref.ts';
-import { residualMaxSimSimd } from '../../src/score/residual-simd.ts';
+import { residualMaxSimSimd, residualSimdAvailable } from '../../src/score/residual-simd.ts';
 import { assignCodes, trainCodec } from '../../src/score/train.ts';
 import { encodeResidual, residualBytes } from '../../src/store/residual.ts';
 import { clusteredData } from '../support/clusters.ts';
@@ -121,4 +121,27 @@ describe('SIMD residual MaxSim', () => {
       }
     });
   }
+
+  it('scores a document longer than one chunk and a query too long for the scratch (plain JS for those), within 1e-5', async () => {
+    const { data, codec, view } = await encoded(2, 120, 1, 41);
+    // Slot 0 made to span every token of the collection (over 5,000, more than a chunk holds).
+    const total = view.codes.length;
+    expect(total).toBeGreaterThan(4096);
+    const long = { ...view, starts: Uint32Array.from([0, ...view.starts.subarray(1)]), counts: Uint32Array.from([total, ...view.counts.subarray(1)]) };
+    expect(residualSimdAvailable(codec)).toBe(true);
+    // The dataset's query with the long document, and one of 4,000 tokens (its rows repeated) that leaves no room for a chunk.
+    const q = data.queries[0]!;
+    const reps = Math.ceil(4000 / q.tokens);
+    const big = { ...q, tokens: q.tokens * reps, ids: new Int32Array(q.tokens * reps).fill(-1), data: new Float32Array(q.tokens * reps * DIM) };
+    for (let r = 0; r < reps; r++) big.data.set(q.data, r * q.tokens * DIM);
+    for (const [query, docs] of [[q, Uint32Array.from([7, 0, 3, 50, 0, 119])], [big, Uint32Array.from([7, 3, 50, 119])]] as const) {
+      const simd = new Float32Array(docs.length);
+      residualMaxSimSimd(query, codec, centroidScoresFor(query, codec), long, docs, simd);
+      docs.forEach((slot, n) => {
+        const ref = residualMaxSimRef(query, codec, long.codes, long.residuals, long.starts[slot]!, long.counts[slot]!);
+        expect(Math.abs(simd[n]! - ref) / Math.max(1, Math.abs(ref)), `slot ${slot}, ${query.tokens} query tokens`).toBeLessThan(1e-5);
+      });
+      expect(simd[docs.indexOf(3)]).toBe(0);
+    }
+  });
 });
