@@ -1,7 +1,9 @@
 /**
  * An in-memory {@link VectorStore} (`storage: 'memory'`): the shared shard format of ./shards.ts
  * held in this thread only; nothing survives a reload. Deletes leave tombstones that compaction
- * reclaims once they outweigh the live rows.
+ * reclaims once they outweigh the live rows. The full-precision rows always stay in memory (they
+ * are the only copy): the compressed index's rerank reads them from there, so a compressed memory
+ * index holds its codes and its full vectors.
  */
 import { ColbertError } from '../errors.ts';
 import { resolveLexicalConfig, type LexicalConfig, type LexicalOptions } from '../lexical/analyze.ts';
@@ -150,6 +152,11 @@ export class MemoryStore implements VectorStore {
     return this.set.matrix(id);
   }
 
+  async matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]> {
+    this.check();
+    return ids.map((id) => this.set.matrix(id));
+  }
+
   async *shards(): AsyncIterable<ShardView> {
     this.check();
     for (const shard of this.set.list()) yield shard.view();
@@ -164,7 +171,7 @@ export class MemoryStore implements VectorStore {
     this.check();
     const fingerprint = this.options.fingerprint;
     if (!fingerprint) throw new ColbertError('INTERNAL', 'This memory store was created without a model fingerprint, so it cannot be exported.');
-    const { ids, shards } = snapshotShards(this.set);
+    const { ids, shards } = snapshotShards(this.set.list());
     const now = Date.now();
     return {
       manifest: { format: FORMAT_VERSION, fingerprint, precision: this.precision, dim: this.set.dim ?? fingerprint.dim, documents: ids.length, tokens: this.set.tokens, createdAt: this.createdAt, updatedAt: now },

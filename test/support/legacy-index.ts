@@ -52,7 +52,11 @@ export async function writeSchema2Index(name: string, fingerprint: ModelFingerpr
     ),
     tx.objectStore('manifest').put({ generation }, 'clean'),
   );
-  for (const shard of set.list()) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+  for (const shard of set.list()) {
+    // Schema 2's meta had no row chunks: the rows were one `vectors` record per segment.
+    const { chunks: _chunks, ...meta } = shard.toMeta();
+    pending.push(tx.objectStore('segments').put(meta, shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+  }
   for (const d of docs) pending.push(tx.objectStore('docs').put({ id: d.id, hash: '', tokens: d.embedding.tokens, textLength: 0 }, d.id));
   await Promise.all([...pending, tx.done]);
   db.close();
