@@ -14,7 +14,7 @@ import { checkThreads, createScorer, type Scorer, type ScoringOption, type Scori
 import { hashText } from './checksum.ts';
 import { checkCompression, codecFits, CompressedIndex, type CompressedTrace, type CompressionOptions, type CompressionStats } from './compression.ts';
 import { GpuCompressedStages, type GpuStagesStats } from './score/compressed-gpu-stages.ts';
-import { poolTokens } from './store/pooling.ts';
+import { poolClusters, poolTokens, type PooledDocument } from './store/pooling.ts';
 import type { Scored } from './score/topk.ts';
 import { checkIndexName, hasIndexedDB, IdbStore } from './store/idb.ts';
 import { checkFingerprint, type ModelFingerprint } from './store/manifest.ts';
@@ -733,35 +733,50 @@ export class Engine {
     if (text !== undefined) checkText(text, 'The text to explain');
     const tokenizer = this.encoder.tokenizer;
     const queryMatrix = await this.encodeQuery(query);
+    const poolFactor = this.compressed?.options.poolFactor ?? 1;
     let matrix: TokenMatrix;
     if (typeof id === 'string') {
       const stored = await this.store.matrix(id);
       if (!stored) throw new ColbertError('UNKNOWN_ID', `No document has the id "${id}".`, { ids: [id] });
       matrix = stored;
-    } else {
-      matrix = (await this.encoder.encodeDocuments([text as string]))[0]!;
     }
     let documentTokens: ExplainedToken[];
     if (typeof text === 'string') {
       const all = tokenizer.documentTokens(text);
       const kept = tokenizer.keptDocumentPositions(tokenizer.encodeDocument(text));
-      documentTokens = kept.map((p) => all[p]!);
-      const same = documentTokens.length === matrix.tokens && documentTokens.every((t, i) => matrix.ids[i] === -1 || matrix.ids[i] === t.id);
-      if (!same) {
-        throw new ColbertError('TEXT_MISMATCH', `The text given for "${String(id)}" does not tokenize to the ${matrix.tokens} tokens it was indexed with; pass the exact text that was added.`, { id, tokens: matrix.tokens, got: documentTokens.length });
+      const textTokens = kept.map((p) => all[p]!);
+      if (poolFactor > 1) {
+        // A pooled index stores cluster means: pool the text's own encoding to learn which of its
+        // tokens each stored row stands for (and, for a text alone, to score what indexing it would store).
+        const fresh = (await this.encoder.encodeDocuments([text]))[0]!;
+        const pooled = poolClusters(fresh, poolFactor);
+        if (typeof id !== 'string') matrix = pooled.matrix;
+        else if (textTokens.length !== fresh.tokens || matrix!.tokens !== pooled.matrix.tokens) {
+          throw new ColbertError('TEXT_MISMATCH', `The text given for "${id}" does not pool to the ${matrix!.tokens} rows it was indexed with; pass the exact text that was added.`, { id, tokens: matrix!.tokens, got: pooled.matrix.tokens });
+        }
+        const members = pooledMembers(matrix!, pooled);
+        documentTokens = members.map((rows) => pooledToken(rows.map((r) => textTokens[r]!)));
+      } else {
+        matrix ??= (await this.encoder.encodeDocuments([text]))[0]!;
+        documentTokens = textTokens;
+        const m = matrix;
+        const same = documentTokens.length === m.tokens && documentTokens.every((t, i) => m.ids[i] === -1 || m.ids[i] === t.id);
+        if (!same) {
+          throw new ColbertError('TEXT_MISMATCH', `The text given for "${String(id)}" does not tokenize to the ${m.tokens} tokens it was indexed with; pass the exact text that was added.`, { id, tokens: m.tokens, got: documentTokens.length });
+        }
       }
     } else {
       const { documentMarkerId } = tokenizer.config;
       const specials = new Set([...tokenizer.leadingSpecials, ...tokenizer.trailingSpecials]);
-      documentTokens = Array.from(matrix.ids, (tid): ExplainedToken => ({
+      documentTokens = Array.from(matrix!.ids, (tid): ExplainedToken => ({
         id: tid,
         text: tid < 0 ? '' : tokenizer.tokenText(tid),
-        kind: tid === documentMarkerId ? 'marker' : specials.has(tid) ? 'special' : 'text',
+        kind: tid < 0 && poolFactor > 1 ? 'pooled' : tid === documentMarkerId ? 'marker' : specials.has(tid) ? 'special' : 'text',
         span: null,
       }));
     }
     const queryTokens = tokenizer.queryTokens(query);
-    const { bestRow, contribution, total } = explainMaxSim(queryMatrix, matrix);
+    const { bestRow, contribution, total } = explainMaxSim(queryMatrix, matrix!);
     const matches = Array.from({ length: queryMatrix.tokens }, (_, i) => {
       const row = bestRow[i]!;
       const q = queryTokens[i] ?? { id: queryMatrix.ids[i]!, text: '', kind: 'text' as const, span: null };
@@ -858,4 +873,33 @@ export function fingerprintOf(info: EncoderInfo, dim: number): ModelFingerprint 
   };
   if (info.revision !== undefined) fingerprint.revision = info.revision;
   return fingerprint;
+}
+
+/**
+ * Which tokens of a pooled text each stored row stands for: a stored row takes the members of the
+ * text's pooled row nearest to it (the same row when the encodings agree exactly; robust to a
+ * near-tie that clustered one token differently on another device or precision).
+ */
+function pooledMembers(stored: TokenMatrix, pooled: PooledDocument): number[][] {
+  const { dim } = stored;
+  const p = pooled.matrix;
+  return Array.from({ length: stored.tokens }, (_, r) => {
+    let best = -1;
+    let bestScore = -Infinity;
+    for (let c = 0; c < p.tokens; c++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += stored.data[r * dim + d]! * p.data[c * dim + d]!;
+      if (s > bestScore) {
+        bestScore = s;
+        best = c;
+      }
+    }
+    return pooled.members[best] ?? [];
+  });
+}
+
+/** The explained token of a pooled row: the token itself for a cluster of one, else a 'pooled' token listing its members. */
+function pooledToken(members: ExplainedToken[]): ExplainedToken {
+  if (members.length === 1) return members[0]!;
+  return { id: -1, text: members.map((m) => m.text).join(''), kind: 'pooled', span: null, members };
 }

@@ -83,7 +83,7 @@ export type Progress =
 export type ProgressCallback = (progress: Progress) => void;
 
 /** How a token came into a model input. */
-export type TokenKind = 'special' | 'marker' | 'prompt' | 'text' | 'expansion';
+export type TokenKind = 'special' | 'marker' | 'prompt' | 'text' | 'expansion' | 'pooled';
 
 /** One token of an explained query or document. */
 export interface ExplainedToken {
@@ -91,13 +91,19 @@ export interface ExplainedToken {
   id: number;
   /** The token as text (decoded piece, or the special token's name). */
   text: string;
-  /** 'special' ([CLS], [SEP]), 'marker' ([Q], [D]), 'prompt', 'text', or 'expansion' ([MASK] padding of queries). */
+  /** 'special' ([CLS], [SEP]), 'marker' ([Q], [D]), 'prompt', 'text', 'expansion' ([MASK] padding of queries), or 'pooled' (a pooled index's cluster of document tokens). */
   kind: TokenKind;
   /**
    * UTF-16 span `[start, end)` in the text it came from, leading whitespace trimmed; null for
    * specials, markers, prompt and expansion tokens, and for document tokens when no text was given.
    */
   span: { start: number; end: number } | null;
+  /**
+   * A document row of a pooled index (`compression.poolFactor` > 1) that is the mean of several
+   * tokens has kind 'pooled', id -1, and, when the explanation was given the text, those tokens
+   * (with their spans) here; its `text` is theirs joined.
+   */
+  members?: ExplainedToken[];
 }
 
 /** One query token's part of a score: the document token it matched best and how much that added. */

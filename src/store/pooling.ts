@@ -14,11 +14,23 @@ export const POOL_FACTORS: readonly number[] = Object.freeze([1, 2, 3]);
 
 /** The pooled matrix of a document (the same matrix when `poolFactor` is 1 or it has at most 2 tokens). */
 export function poolTokens(matrix: TokenMatrix, poolFactor: number): TokenMatrix {
+  return poolClusters(matrix, poolFactor).matrix;
+}
+
+/** A pooled document and, per pooled row, the rows of the original matrix it is the mean of (ascending). */
+export interface PooledDocument {
+  matrix: TokenMatrix;
+  members: number[][];
+}
+
+/** {@link poolTokens} with each pooled row's members (explanations point a pooled row at its words). */
+export function poolClusters(matrix: TokenMatrix, poolFactor: number): PooledDocument {
   const { data, dim } = matrix;
   const n = matrix.tokens - 1;
-  if (poolFactor <= 1 || n <= 1) return matrix;
+  const unchanged = (): PooledDocument => ({ matrix, members: Array.from({ length: matrix.tokens }, (_, i) => [i]) });
+  if (poolFactor <= 1 || n <= 1) return unchanged();
   const target = Math.max(Math.floor(n / poolFactor), 1);
-  if (target >= n) return matrix;
+  if (target >= n) return unchanged();
   const base = dim; // rows 1.. are pooled
   // Observations: rows of the distance matrix.
   const obs = new Float64Array(n * n);
@@ -90,18 +102,21 @@ export function poolTokens(matrix: TokenMatrix, poolFactor: number): TokenMatrix
   const rows = order.length + 1;
   const out = new Float32Array(rows * dim);
   const sums = new Float64Array(dim);
+  const members: number[][] = [];
   order.forEach((root, r) => {
     sums.fill(0);
-    let count = 0;
+    const rowsOf: number[] = [];
     for (let k = 0; k < n; k++) {
       if (parent[k] !== root) continue;
-      count++;
+      rowsOf.push(k + 1);
       for (let d = 0; d < dim; d++) sums[d]! += data[base + k * dim + d]!;
     }
-    for (let d = 0; d < dim; d++) out[r * dim + d] = sums[d]! / count;
+    for (let d = 0; d < dim; d++) out[r * dim + d] = sums[d]! / rowsOf.length;
+    members.push(rowsOf);
   });
   out.set(data.subarray(0, dim), order.length * dim);
+  members.push([0]);
   const ids = new Int32Array(rows).fill(-1);
   ids[rows - 1] = matrix.ids[0] ?? -1;
-  return { data: out, tokens: rows, dim, ids };
+  return { matrix: { data: out, tokens: rows, dim, ids }, members };
 }

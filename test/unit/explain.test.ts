@@ -144,6 +144,41 @@ describe.skipIf(!HAVE_SHARED)(`explain() on the generated test model ${HAVE_SHAR
     expect((await search.stats()).documents).toBe(2);
   });
 
+  it('explains a pooled index: each stored row is one token or a pooled cluster listing its tokens', async () => {
+    const models = resolve(REPO_ROOT, '.cache/test-models');
+    const pooled = await createSearch({ model: resolve(models, 'tjs'), worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32', compression: { poolFactor: 2 } });
+    try {
+      await pooled.add(docs);
+      const query = 'hypersonic heat transfer Müller';
+      const text = docs[0]!.text;
+      const [hit] = await pooled.search(query, { k: 1, exhaustive: true });
+      const e = await pooled.explain(query, { id: hit!.id, text: docs.find((d) => d.id === hit!.id)!.text });
+      const plain = await search.explain(query, { id: 'heat', text });
+      expect(Math.abs(e.score - hit!.score)).toBeLessThan(1e-4);
+      const heat = await pooled.explain(query, { id: 'heat', text });
+      // About half the rows of the unpooled document, every text token in exactly one of them.
+      expect(heat.documentTokens.length).toBeLessThan(plain.documentTokens.length);
+      const flat = heat.documentTokens.flatMap((t) => t.members ?? [t]);
+      expect(flat.map((t) => t.id).sort()).toEqual(plain.documentTokens.map((t) => t.id).sort());
+      const clusters = heat.documentTokens.filter((t) => t.kind === 'pooled');
+      expect(clusters.length).toBeGreaterThan(0);
+      for (const c of clusters) {
+        expect(c.members!.length).toBeGreaterThan(1);
+        expect(c.text).toBe(c.members!.map((m) => m.text).join(''));
+      }
+      expect(flat.filter((t) => t.kind === 'text').every((t) => t.span !== null && text.slice(t.span.start, t.span.end).length > 0)).toBe(true);
+      // The text alone is pooled as indexing would pool it; the id alone names pooled rows without words.
+      const byText = await pooled.explain(query, { text });
+      expect(Math.abs(byText.score - heat.score)).toBeLessThan(1e-4);
+      const byId = await pooled.explain(query, { id: 'heat' });
+      expect(byId.documentTokens.some((t) => t.kind === 'pooled' && t.text === '')).toBe(true);
+      const code = await pooled.explain(query, { id: 'heat', text: docs[1]!.text }).then(() => 'resolved', (err: unknown) => (err instanceof ColbertError ? err.code : String(err)));
+      expect(code).toBe('TEXT_MISMATCH');
+    } finally {
+      await pooled.close();
+    }
+  });
+
   it('counts tokens through the facade and reports the text budget', async () => {
     expect(await search.countTokens(['heat transfer', ''])).toEqual([2, 0]);
     expect(search.info.documentTextBudget).toBe(511);
