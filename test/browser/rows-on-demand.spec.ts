@@ -31,7 +31,8 @@ const SEGMENT_BYTES = 8192 * 256;
 async function inPage<T>(page: Page, body: string, arg: unknown = null): Promise<T> {
   return page.evaluate(
     async ({ body, hubUrl, repo, arg }) => {
-      const lib = await import(/* @vite-ignore */ '/dist/index.js');
+      const entry = '/dist/index.js';
+      const lib = await import(/* @vite-ignore */ entry);
       const open = (name: string | null, extra: Record<string, unknown> = {}) =>
         lib.createSearch({ model: repo, hubUrl, device: 'wasm', scoring: 'cpu', ...(name === null ? { storage: 'memory' } : { name }), compression: { nbits: 2 }, ...extra });
       const mulberry = (s0: number) => {
