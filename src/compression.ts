@@ -344,8 +344,11 @@ export class CompressedIndex {
     // Tags first, rows after: a write in between leaves an older tag on newer codes, which only costs a re-encode later.
     const tags = cs ? await cs.codeTags() : undefined;
     const fixed = new Map<string, TaggedCodes>();
-    for (const id of ids) {
-      const m = await store.matrix(id);
+    // Read in batches: a store with rows on demand reads each batch in one transaction.
+    let batch: (TokenMatrix | undefined)[] = [];
+    for (const [i, id] of ids.entries()) {
+      if (i % 256 === 0) batch = await store.matrices(ids.slice(i, i + 256));
+      const m = batch[i % 256];
       if (!m) {
         g.codes.remove(id);
         g.tags.delete(id);
