@@ -6,8 +6,9 @@
  * the compressed index trained once on all of it (nbits 2, pool 1), then per residency the page
  * memory after a forced GC (CDP Runtime.getHeapUsage: JS heap used + ArrayBuffer backing stores,
  * which hold the rows, the codes and the WASM memories) and the median latency of the compressed
- * search with rerank (the engine's rerank: the candidates' rows via `store.matrices`, scored by
- * the WASM scorer) at the default rerank depth and at 128, and of one `exhaustive` scan.
+ * search with rerank at the default rerank depth and at 128, and of one `exhaustive` scan. The
+ * rerank is the engine's: before, the candidates' matrices decoded to fp32 (`store.matrices`, as
+ * the engine did); now their rows as stored (`store.rowsShard`, fp16), both scored by the WASM scorer.
  *
  *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20]
  */
@@ -57,7 +58,7 @@ const SETUP = `async ({ url, tokens, queries: nq }) => {
   return { documents: data.documents, tokens: st.tokens, writeMs, trainMs, codeBytes: index.stats().codeBytes, bytesOnDisk: st.bytesOnDisk, centroids: index.stats().centroids };
 }`;
 
-const MEASURE = `async ({ residency }) => {
+const MEASURE = `async ({ residency, via }) => {
   const { lib, store, index, scorer, queries } = globalThis.__bench;
   let t = performance.now();
   await store.setRowResidency(residency);
@@ -66,10 +67,15 @@ const MEASURE = `async ({ residency }) => {
   let reads = [];
   const exact = async (q, ids) => {
     const r0 = performance.now();
-    const ms = await store.matrices(ids);
+    let shard;
+    if (via === 'matrices') {
+      const ms = await store.matrices(ids);
+      const docs = ids.flatMap((id, i) => (ms[i] ? [{ id, m: ms[i] }] : []));
+      shard = lib.matricesShard('rerank:' + run++, q.dim, docs);
+    } else {
+      shard = await store.rowsShard(ids, 'rerank:' + run++);
+    }
     reads.push(performance.now() - r0);
-    const docs = ids.flatMap((id, i) => (ms[i] ? [{ id, m: ms[i] }] : []));
-    const shard = lib.matricesShard('rerank:' + run++, q.dim, docs);
     return scorer.rank(q, async function* () { yield shard; }, 10);
   };
   const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -82,7 +88,7 @@ const MEASURE = `async ({ residency }) => {
       t = performance.now();
       const hits = await index.search(q, 10, depth === undefined ? {} : { rerankDepth: depth }, (ids) => exact(q, ids));
       times.push(performance.now() - t);
-      tops.push(hits.map((h) => h.id + ':' + h.score.toFixed(6)).join());
+      tops.push(hits.map((h) => h.id + ':' + h.score.toFixed(5)).join());
     }
     rows.push({ depth: depth ?? 'default', ms: median(times), readMs: median(reads) });
   }
@@ -111,14 +117,19 @@ try {
   console.log('| rows | resident vectorBytes MiB | JS heap MiB | ArrayBuffers MiB | heap + buffers MiB | median ms (rerank default depth; of which reading rows) | median ms (rerank 128) | one exhaustive scan ms |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   const tops: string[][] = [];
-  for (const residency of ['all', 'on-demand']) {
-    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
+  const runs = [
+    { residency: 'all', via: 'matrices', label: 'in memory, fp32 rerank rows (before)' },
+    { residency: 'all', via: 'rowsShard', label: 'in memory, fp16 rerank rows' },
+    { residency: 'on-demand', via: 'rowsShard', label: 'on demand, fp16 rerank rows (now)' },
+  ];
+  for (const { residency, via, label } of runs) {
+    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency, via })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
     const m = await memory();
     tops.push(r.tops);
-    console.log(`| ${residency === 'all' ? 'in memory (before)' : 'on demand'} | ${mib(r.vectorBytes)} | ${mib(m.heap)} | ${mib(m.buffers)} | ${mib(m.heap + m.buffers)} | ${r.rows[0]!.ms.toFixed(1)} (rows ${r.rows[0]!.readMs.toFixed(1)}) | ${r.rows[1]!.ms.toFixed(1)} (rows ${r.rows[1]!.readMs.toFixed(1)}) | ${r.exhaustiveMs.toFixed(0)} |`);
+    console.log(`| ${label} | ${mib(r.vectorBytes)} | ${mib(m.heap)} | ${mib(m.buffers)} | ${mib(m.heap + m.buffers)} | ${r.rows[0]!.ms.toFixed(1)} (rows ${r.rows[0]!.readMs.toFixed(1)}) | ${r.rows[1]!.ms.toFixed(1)} (rows ${r.rows[1]!.readMs.toFixed(1)}) | ${r.exhaustiveMs.toFixed(0)} |`);
   }
-  const same = tops[0]!.every((t, i) => t === tops[1]![i]);
-  console.log(`identical top 10 (ids and scores) in both residencies: ${same}`);
+  const same = tops.every((run) => run.every((t, i) => t === tops[0]![i]));
+  console.log(`same top 10 (ids, scores to 1e-5) in every row: ${same}`);
   await page.evaluate(`globalThis.__bench.store.close().then(() => globalThis.__bench.lib.deleteIndex('memory-bench'))`);
 } finally {
   await browser.close();

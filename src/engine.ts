@@ -22,7 +22,7 @@ import { MemoryStore } from './store/memory.ts';
 import { checkMetadata, metadataJson } from './store/metadata.ts';
 import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
-import { matricesShard, MissingEncodingError } from './store/shards.ts';
+import { MissingEncodingError } from './store/shards.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
 import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
@@ -695,9 +695,8 @@ export class Engine {
    * compressed index's rerank): read together, from IndexedDB where the rows are on demand.
    */
   private async exact(query: TokenMatrix, ids: string[], k: number): Promise<Scored[]> {
-    const matrices = await this.store.matrices(ids);
-    const kept = ids.flatMap((id, i) => (matrices[i] ? [{ id, m: matrices[i] }] : []));
-    const shard = matricesShard(`rerank:${++this.rerankRuns}`, query.dim, kept);
+    // The stored rows as they are (fp16, int8: the kernel of the stored shards), never decoded here.
+    const shard = await this.store.rowsShard(ids, `rerank:${++this.rerankRuns}`);
     return this.scorer.rank(query, async function* () {
       yield shard;
     }, k);

@@ -52,12 +52,13 @@ import { centroidCount, RESIDUAL_BITS, residualBytes, type ResidualBits } from '
 import { shardCodes } from './codes.ts';
 import {
   checkBatchDim,
-  chunkSlotMatrix,
+  chunkDocument,
+  documentMatrix,
+  documentsShard,
   packMatrix,
   resolveCommit,
   Shard,
   ShardSet,
-  slotMatrix,
   snapshotShards,
   type PackedDocument,
   type RowChunk,
@@ -598,17 +599,18 @@ export class IdbStore implements VectorStore, CodeStore {
   }
 
   /**
-   * The matrices of `ids` (undefined for unknown ids): from memory where their segment's rows are
-   * held, else from their stored chunks, read with `get` (each chunk once).
+   * The rows of `ids` as stored (undefined for unknown ids): views into memory where their
+   * segment's rows are held, else into their stored chunks, read with `get` (each chunk once);
+   * `lost` when a chunk is gone (another context compacted its segment since our last read).
    */
-  private async readMatrices(ids: readonly string[], get: (key: [number, number]) => Promise<RowChunk | undefined>): Promise<{ out: (TokenMatrix | undefined)[]; lost: boolean }> {
-    const out: (TokenMatrix | undefined)[] = new Array(ids.length).fill(undefined);
+  private async readDocuments(ids: readonly string[], get: (key: [number, number]) => Promise<RowChunk | undefined>): Promise<{ out: (PackedDocument | undefined)[]; lost: boolean }> {
+    const out: (PackedDocument | undefined)[] = new Array(ids.length).fill(undefined);
     const wanted = new Map<string, { key: [number, number]; docs: { i: number; shard: Shard; slot: number }[] }>();
     ids.forEach((id, i) => {
       const loc = this.set.locate(id);
       if (!loc) return;
       if (loc.shard.resident) {
-        out[i] = slotMatrix(loc.shard, loc.slot);
+        out[i] = loc.shard.document(loc.slot);
         return;
       }
       const key: [number, number] = [loc.shard.segment, loc.shard.chunkOf(loc.slot)];
@@ -626,7 +628,7 @@ export class IdbStore implements VectorStore, CodeStore {
         lost = true;
         return;
       }
-      for (const d of w.docs) out[d.i] = chunkSlotMatrix(d.shard, d.slot, chunk);
+      for (const d of w.docs) out[d.i] = chunkDocument(d.shard, d.slot, chunk);
     });
     return { out, lost };
   }
@@ -1036,12 +1038,24 @@ export class IdbStore implements VectorStore, CodeStore {
 
   /** Matrices from memory where held, else from their stored chunks, in one readonly transaction. */
   async matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]> {
+    const dim = this.set.dim ?? 0;
+    return (await this.documents(ids)).map((d) => d && documentMatrix(d, dim));
+  }
+
+  /** The rows of `ids` as one shard at the stored precision (never decoded), read like {@link matrices}. */
+  async rowsShard(ids: readonly string[], key: string): Promise<ShardView> {
+    const docs = await this.documents(ids);
+    return documentsShard(key, this.set.dim ?? 0, this.precision, docs.filter((d) => d !== undefined));
+  }
+
+  /** The stored rows of `ids` (views), from memory or in one readonly transaction. */
+  private async documents(ids: readonly string[]): Promise<(PackedDocument | undefined)[]> {
     await this.fresh();
     for (let attempt = 0; ; attempt++) {
-      let read: Awaited<ReturnType<IdbStore['readMatrices']>>;
+      let read: Awaited<ReturnType<IdbStore['readDocuments']>>;
       try {
         const tx = this.db.transaction('rows', 'readonly');
-        read = await this.readMatrices(ids, (key) => tx.store.get(key));
+        read = await this.readDocuments(ids, (key) => tx.store.get(key));
         await tx.done;
       } catch (err) {
         throw storageError(err, `Reading index "${this.name}"`);
@@ -1331,10 +1345,11 @@ export class IdbStore implements VectorStore, CodeStore {
         // What changed since the training read the rows (in any context) is encoded here.
         const changed = [...this.docs.values()].filter((doc) => have.get(doc.id) !== codeTag(doc));
         const rows = tx.objectStore('rows');
-        const { out: matrices, lost } = await this.readMatrices(
+        const { out: found, lost } = await this.readDocuments(
           changed.map((d) => d.id),
           (key) => rows.get(key),
         );
+        const matrices = found.map((d) => d && documentMatrix(d, this.set.dim ?? 0));
         if (lost) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost the stored rows of a document.`);
         changed.forEach((doc, i) => {
           const m = matrices[i];

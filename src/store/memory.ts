@@ -12,7 +12,7 @@ import { InvertedIndex } from '../lexical/inverted.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
-import { checkBatchDim, packMatrix, resolveCommit, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
+import { checkBatchDim, documentsShard, packMatrix, resolveCommit, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
 import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
 /** Options of {@link MemoryStore}. */
@@ -155,6 +155,15 @@ export class MemoryStore implements VectorStore {
   async matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]> {
     this.check();
     return ids.map((id) => this.set.matrix(id));
+  }
+
+  async rowsShard(ids: readonly string[], key: string): Promise<ShardView> {
+    this.check();
+    const docs = ids.flatMap((id) => {
+      const loc = this.set.locate(id);
+      return loc ? [loc.shard.document(loc.slot)] : [];
+    });
+    return documentsShard(key, this.set.dim ?? 0, this.precision, docs);
   }
 
   async *shards(): AsyncIterable<ShardView> {

@@ -666,16 +666,19 @@ export class ShardSet {
 
 /** The rows of one slot of a resident shard decoded to floats, with its token ids (a copy). */
 export function slotMatrix(shard: Shard, slot: number): TokenMatrix {
-  const from = shard.offsets[slot]!;
-  const to = shard.offsets[slot + 1]!;
-  return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+  return documentMatrix(shard.document(slot), shard.dim);
+}
+
+/** A packed document's rows decoded to floats, with its token ids (a copy). */
+export function documentMatrix(doc: PackedDocument, dim: number): TokenMatrix {
+  return { data: decodeRows(doc.packed, doc.row ?? 0, doc.tokens, dim), tokens: doc.tokens, dim, ids: doc.tokenIds.slice(0, doc.tokens) };
 }
 
 /**
- * The rows of one slot decoded from its stored chunk (`chunk`, the record of chunk
- * `shard.chunkOf(slot)`), with its token ids: a document read on demand.
+ * The rows of one slot as they are stored in its chunk (`chunk`, the record of chunk
+ * `shard.chunkOf(slot)`): a document read on demand, viewing the record's buffers.
  */
-export function chunkSlotMatrix(shard: Shard, slot: number, chunk: RowChunk): TokenMatrix {
+export function chunkDocument(shard: Shard, slot: number, chunk: RowChunk): PackedDocument {
   const c = shard.chunkOf(slot);
   const base = shard.offsets[shard.chunks[c]!]!;
   const from = shard.offsets[slot]! - base;
@@ -683,10 +686,30 @@ export function chunkSlotMatrix(shard: Shard, slot: number, chunk: RowChunk): To
   const ids = new Int32Array(chunk.tokenIds);
   const vectors = packedArray(shard.precision, chunk.vectors);
   const packed: PackedRows = chunk.scales ? { precision: shard.precision, vectors, scales: new Float32Array(chunk.scales) } : { precision: shard.precision, vectors };
-  if (from + tokens > ids.length || vectors.length !== ids.length * shard.dim) {
+  if (from + tokens > ids.length || vectors.length !== ids.length * shard.dim || (packed.scales && packed.scales.length !== ids.length)) {
     throw new ColbertError('INDEX_CORRUPT', `A row chunk of segment ${shard.segment} of the stored index is inconsistent with its offsets. Delete the index and rebuild or re-import it.`, { segment: shard.segment });
   }
-  return { data: decodeRows(packed, from, tokens, shard.dim), tokens, dim: shard.dim, ids: ids.slice(from, from + tokens) };
+  return { id: shard.docIds[slot]!, tokens, packed, row: from, tokenIds: ids.subarray(from, from + tokens) };
+}
+
+/**
+ * One shard of whole documents' rows as stored (the store's precision, copied, never decoded),
+ * in the order given: how the compressed index's rerank scores its candidates with the same
+ * scorer and kernel as the stored shards. `key` must be new for every call.
+ */
+export function documentsShard(key: string, dim: number, precision: VectorPrecision, docs: readonly PackedDocument[]): ShardView {
+  const offsets = new Uint32Array(docs.length + 1);
+  docs.forEach((d, i) => (offsets[i + 1] = offsets[i]! + d.tokens));
+  const rows = offsets[docs.length]!;
+  const packed = allocatePacked(precision, rows, dim);
+  docs.forEach((d, i) => {
+    const row = d.row ?? 0;
+    packed.vectors.set(d.packed.vectors.subarray(row * dim, (row + d.tokens) * dim) as never, offsets[i]! * dim);
+    if (packed.scales) packed.scales.set(d.packed.scales!.subarray(row, row + d.tokens), offsets[i]!);
+  });
+  const view: ShardView = { key, dim, docIds: docs.map((d) => d.id), offsets, precision, vectors: packed.vectors };
+  if (packed.scales) view.scales = packed.scales;
+  return view;
 }
 
 /**

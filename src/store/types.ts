@@ -214,6 +214,12 @@ export interface VectorStore {
    */
   setRowResidency?(mode: RowResidency): Promise<void>;
   /**
+   * The rows of `ids` (unknown ids left out) as one shard, in the order given, at the store's
+   * precision, copied as stored (never decoded): how the compressed index's rerank scores its
+   * candidates with the kernel that scores the stored shards. `key` must be new for every call.
+   */
+  rowsShard(ids: readonly string[], key: string): Promise<ShardView>;
+  /**
    * Lexical collection statistics and the live posting lists of `terms` (analysed with
    * {@link lexical}); only those lists are read. Documents stored without text have none.
    */
