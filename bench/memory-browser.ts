@@ -12,8 +12,11 @@
  *
  *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20]
  */
-import { resolve } from 'node:path';
-import { launchChromium } from '../test/support/browser.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from '@playwright/test';
+import { chromiumLaunchOptions } from '../test/support/browser.ts';
 import { startServer } from '../test/support/server.ts';
 import { REPO_ROOT } from '../test/support/shared.ts';
 
@@ -100,12 +103,14 @@ const MEASURE = `async ({ residency, via }) => {
 
 const url = await buildBundle();
 const server = await startServer({ root: REPO_ROOT });
-const browser = await launchChromium();
+// A profile on disk: a context without one gets a quota too small for 10M tokens.
+const profile = mkdtempSync(join(tmpdir(), 'colbert-web-memory-bench-'));
+const context = await chromium.launchPersistentContext(profile, chromiumLaunchOptions());
 try {
-  const page = await browser.newPage();
+  const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
   await page.goto(`${server.url}/test/browser/harness.html`);
-  const cdp = await page.context().newCDPSession(page);
+  const cdp = await context.newCDPSession(page);
   const memory = async () => {
     await cdp.send('HeapProfiler.collectGarbage');
     const heap = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
@@ -113,7 +118,7 @@ try {
   };
   const setup = (await page.evaluate(`(${SETUP})(${JSON.stringify({ url, tokens: TOKENS, queries: QUERIES })})`)) as { documents: number; tokens: number; writeMs: number; trainMs: number; codeBytes: number; bytesOnDisk: number; centroids: number };
   const mib = (n: number) => (n / 2 ** 20).toFixed(0);
-  console.log(`Chromium ${browser.version()}, one page thread: ${setup.documents} documents, ${setup.tokens} tokens (fp16 in IndexedDB, written in ${(setup.writeMs / 1000).toFixed(1)} s), nbits 2 pool 1, ${setup.centroids} centroids (trained in ${(setup.trainMs / 1000).toFixed(1)} s), codes ${mib(setup.codeBytes)} MiB, bytesOnDisk ${mib(setup.bytesOnDisk)} MiB, ${QUERIES} queries`);
+  console.log(`Chromium ${context.browser()?.version() ?? (await page.evaluate('navigator.userAgent'))}, one page thread: ${setup.documents} documents, ${setup.tokens} tokens (fp16 in IndexedDB, written in ${(setup.writeMs / 1000).toFixed(1)} s), nbits 2 pool 1, ${setup.centroids} centroids (trained in ${(setup.trainMs / 1000).toFixed(1)} s), codes ${mib(setup.codeBytes)} MiB, bytesOnDisk ${mib(setup.bytesOnDisk)} MiB, ${QUERIES} queries`);
   console.log('| rows | resident vectorBytes MiB | JS heap MiB | ArrayBuffers MiB | heap + buffers MiB | median ms (rerank default depth; of which reading rows) | median ms (rerank 128) | one exhaustive scan ms |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   const tops: string[][] = [];
@@ -132,6 +137,7 @@ try {
   console.log(`same top 10 (ids, scores to 1e-5) in every row: ${same}`);
   await page.evaluate(`globalThis.__bench.store.close().then(() => globalThis.__bench.lib.deleteIndex('memory-bench'))`);
 } finally {
-  await browser.close();
+  await context.close();
   await server.close();
+  rmSync(profile, { recursive: true, force: true });
 }
