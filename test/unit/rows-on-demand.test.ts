@@ -216,3 +216,39 @@ describe('schema 4 migration: rows move into chunks', () => {
     db.close();
   });
 });
+
+describe('rowsShard: the rerank rows as stored', () => {
+  afterEach(async () => {
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('gives the stored rows (int8 scales included) in the order asked, from memory and on demand alike', async () => {
+    const docs = clusteredData({ docs: 500, queries: 1, seed: 8 }).docs;
+    const store = await IdbStore.open({ name: 'rows-int8', fingerprint: { ...FINGERPRINT, dim: 128 }, precision: 'int8' });
+    for (let i = 0; i < docs.length; i += 100) await store.put(docs.slice(i, i + 100).map((d) => ({ id: d.id, matrix: d.embedding })));
+    const ids = [docs[400]!.id, 'unknown', docs[2]!.id, docs[250]!.id, docs[3]!.id];
+    const held = await store.rowsShard(ids, 'a');
+    await store.setRowResidency('on-demand');
+    const read = await store.rowsShard(ids, 'b');
+    for (const s of [held, read]) {
+      expect(s.precision).toBe('int8');
+      expect(s.docIds).toEqual([docs[400]!.id, docs[2]!.id, docs[250]!.id, docs[3]!.id]);
+    }
+    expect([...read.offsets]).toEqual([...held.offsets]);
+    expect(read.vectors).toEqual(held.vectors);
+    expect(read.scales).toEqual(held.scales);
+    // The same rows the scan yields for those documents.
+    const rows = new Map<string, number[]>();
+    for await (const s of store.shards()) {
+      s.docIds.forEach((id, slot) => {
+        if (id !== null) rows.set(id, [...s.vectors.subarray(s.offsets[slot]! * 128, s.offsets[slot + 1]! * 128), ...s.scales!.subarray(s.offsets[slot]!, s.offsets[slot + 1]!)]);
+      });
+    }
+    read.docIds.forEach((id, i) => {
+      const from = read.offsets[i]!;
+      const to = read.offsets[i + 1]!;
+      expect([...read.vectors.subarray(from * 128, to * 128), ...read.scales!.subarray(from, to)]).toEqual(rows.get(id!));
+    });
+    await store.close();
+  });
+});
