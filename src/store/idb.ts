@@ -445,6 +445,10 @@ export class IdbStore implements VectorStore, CodeStore {
         },
       });
     } catch (err) {
+      // The database is at a newer schema than this version knows: a newer colbert-web wrote it.
+      if ((err as { name?: string } | null)?.name === 'VersionError') {
+        throw new ColbertError('INDEX_FORMAT_UNSUPPORTED', `Index "${name}" was stored by a newer colbert-web (its IndexedDB schema is newer than ${DB_VERSION}); upgrade colbert-web to open it. Nothing was changed.`, { name, schema: DB_VERSION }, { cause: err });
+      }
       throw storageError(err, `Opening index "${name}"`);
     }
     try {
