@@ -362,8 +362,11 @@ export class CompressedIndex {
     // Tags first, rows after: a write in between leaves an older tag on newer codes, which only costs a re-encode later.
     const tags = cs ? await cs.codeTags() : undefined;
     const fixed = new Map<string, TaggedCodes>();
-    for (const id of ids) {
-      const m = await store.matrix(id);
+    // Read in batches: a store with rows on demand reads each batch in one transaction.
+    let batch: (TokenMatrix | undefined)[] = [];
+    for (const [i, id] of ids.entries()) {
+      if (i % 256 === 0) batch = await store.matrices(ids.slice(i, i + 256));
+      const m = batch[i % 256];
       if (!m) {
         g.codes.remove(id);
         g.tags.delete(id);
@@ -639,17 +642,19 @@ export class CompressedIndex {
   /** Trains a codec on a sample of the store's live tokens and encodes every document. */
   private async train(store: VectorStore, tokens: number, background: boolean): Promise<Generation> {
     const pause = background ? nextTick : async () => undefined;
-    const shards: ShardView[] = [];
-    for await (const s of store.shards()) shards.push(s);
-    const dim = store.dim ?? shards[0]?.dim ?? 0;
-    const live = shards.reduce((n, s) => n + s.docIds.reduce((m, id, i) => m + (id === null ? 0 : s.offsets[i + 1]! - s.offsets[i]!), 0), 0);
+    // Two passes over the shards (sample, then encode), each holding one shard at a time: a store
+    // with rows on demand reads them from IndexedDB segment by segment.
+    const shards = () => store.shards();
+    const dim = store.dim ?? 0;
+    const live = (await store.stats()).tokens;
     const count = Math.min(centroidCountFor(live), live);
     const sample = sampleRows(live, Math.min(count * 8, MAX_TRAIN_SAMPLE), seededRandom(this.seed));
     // Gather the sampled live rows (decoded) in one pass.
     const data = new Float32Array(sample.length * dim);
     let row = 0;
     let next = 0;
-    for (const s of shards) {
+    for await (const s of shards()) {
+      if (next >= sample.length) break;
       for (let i = 0; i < s.docIds.length && next < sample.length; i++) {
         if (s.docIds[i] === null) continue;
         const from = s.offsets[i]!;
@@ -665,7 +670,7 @@ export class CompressedIndex {
     trained.trainedTokens = tokens;
     const codes = new CodeSet(residualBytes(dim, this.options.nbits), centroidCount(trained.codec));
     let since = 0;
-    for (const s of shards) {
+    for await (const s of shards()) {
       for (let i = 0; i < s.docIds.length; i++) {
         const id = s.docIds[i];
         if (id === null || id === undefined) continue;

@@ -22,7 +22,7 @@ import { MemoryStore } from './store/memory.ts';
 import { checkMetadata, metadataJson } from './store/metadata.ts';
 import { readPortable, writePortable } from './store/portable.ts';
 import { VECTOR_PRECISIONS, type VectorPrecision } from './store/precision.ts';
-import { matricesShard, MissingEncodingError } from './store/shards.ts';
+import { MissingEncodingError } from './store/shards.ts';
 import type { DocumentInput, EmbeddingInput, ExplainedToken, Explanation, ExplainTarget, Hit, Metadata, ProgressCallback, TokenMatrix } from './types.ts';
 import type { CommitItem, StoredDocument, VectorStore } from './store/types.ts';
 
@@ -158,7 +158,11 @@ export interface AddResult {
 export interface IndexStats {
   documents: number;
   tokens: number;
-  /** Bytes of token vectors held in the index (live and not yet compacted). */
+  /**
+   * Bytes of token vectors held in memory (live and not yet compacted), with the compressed
+   * index's codes: once a named compressed index is ready its full vectors stay in IndexedDB
+   * (read on demand) and are not counted; the memory store always holds them.
+   */
   vectorBytes: number;
   storage: IndexStorage;
   /** The index name (persistent indexes). */
@@ -166,7 +170,7 @@ export interface IndexStats {
   precision: VectorPrecision;
   /** The lexical index: documents indexed from text (documents added as embeddings have no words). */
   lexicalDocuments: number;
-  /** Bytes this index takes in IndexedDB (binary parts exact, ids, metadata and texts estimated; the compressed index's stored codes are not counted). */
+  /** Bytes this index takes in IndexedDB (binary parts exact; ids, metadata, texts and the compressed index's stored codes estimated from their counts). */
   bytesOnDisk?: number;
   /** Bytes this origin uses, from `navigator.storage.estimate()`, where known. */
   usage?: number;
@@ -267,6 +271,14 @@ function checkFilter(filter: unknown): FilterPredicate | undefined {
   return filter === undefined ? undefined : compileFilter(filter);
 }
 
+/**
+ * A persistent store keeps its full-precision rows in IndexedDB only (read on demand) while the
+ * compressed index serves searches from its codes, and in memory otherwise (exhaustive search).
+ */
+async function rowResidency(store: VectorStore, compressed: CompressedIndex | undefined): Promise<void> {
+  await store.setRowResidency?.(compressed?.ready ? 'on-demand' : 'all');
+}
+
 /** Model + index + scoring. Create with {@link Engine.create}. */
 export class Engine {
   private closed = false;
@@ -326,9 +338,11 @@ export class Engine {
               ...(options.lexical !== undefined ? { lexical: options.lexical } : {}),
               ...(precision !== undefined ? { precision } : {}),
               newPrecision: 'fp16',
+              // A stored compressed index serves searches from its codes: the rows stay in IndexedDB.
+              rowsOnDemand: compressed !== undefined,
               onChange: (change) => {
                 // Another tab changed the index: the codes follow from what it stored (read, not re-trained).
-                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).catch(() => undefined);
+                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).then(() => rowResidency(store, compressed)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -346,6 +360,7 @@ export class Engine {
         compressed.setGpu(undefined, scorer.fallbackReason);
       }
       await compressed?.open(store);
+      await rowResidency(store, compressed);
       return new Engine(encoder, store, scorer, fingerprint, storage, name, compressed);
     } catch (err) {
       scorer.dispose();
@@ -457,6 +472,7 @@ export class Engine {
       }
     }
     await this.compressed?.update(this.store, commit.map((d) => d.id));
+    await rowResidency(this.store, this.compressed);
     onProgress?.({ status: 'store', done: items.length, total: items.length });
     return { added: commit.length, tokens, skipped };
   }
@@ -475,6 +491,7 @@ export class Engine {
     checkUnique(docs.map((d) => d.id));
     await this.store.put(docs);
     await this.compressed?.update(this.store, docs.map((d) => d.id));
+    await rowResidency(this.store, this.compressed);
     return { added: docs.length, tokens: docs.reduce((n, d) => n + d.matrix.tokens, 0), skipped: 0 };
   }
 
@@ -483,6 +500,7 @@ export class Engine {
     this.check();
     await this.store.clear();
     this.compressed?.reset();
+    await rowResidency(this.store, this.compressed);
   }
 
   /** Hierarchical token pooling of a document matrix, when the compression options ask for it. */
@@ -546,6 +564,7 @@ export class Engine {
     await this.store.restore(snapshot);
     this.compressed?.reset();
     if (this.compressed) await this.compressed.open(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
+    await rowResidency(this.store, this.compressed);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }
@@ -575,6 +594,7 @@ export class Engine {
     }
     const removed = await this.store.delete(ids);
     await this.compressed?.update(this.store, [], removed);
+    await rowResidency(this.store, this.compressed);
     return removed.length;
   }
 
@@ -673,11 +693,13 @@ export class Engine {
     return this.scorer.rank(query, () => this.store.shards(), k, allowed);
   }
 
-  /** The exact top `k` of `ids`, scored by the engine's scorer from the stored vectors (the compressed index's rerank). */
+  /**
+   * The exact top `k` of `ids`, scored by the engine's scorer from the stored vectors (the
+   * compressed index's rerank): read together, from IndexedDB where the rows are on demand.
+   */
   private async exact(query: TokenMatrix, ids: string[], k: number): Promise<Scored[]> {
-    const matrices = await Promise.all(ids.map((id) => this.store.matrix(id)));
-    const kept = ids.flatMap((id, i) => (matrices[i] ? [{ id, m: matrices[i] }] : []));
-    const shard = matricesShard(`rerank:${++this.rerankRuns}`, query.dim, kept);
+    // The stored rows as they are (fp16, int8: the kernel of the stored shards), never decoded here.
+    const shard = await this.store.rowsShard(ids, `rerank:${++this.rerankRuns}`);
     return this.scorer.rank(query, async function* () {
       yield shard;
     }, k);

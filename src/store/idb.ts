@@ -5,8 +5,11 @@
  * Object stores:
  * - `manifest`: the model fingerprint, precision, format version, counts and a generation number
  *   bumped by every write (how other tabs notice a change);
- * - `segments` / `vectors`: the shards of ./shards.ts, split into the small mutable part
- *   (doc ids, tombstones, offsets) and the large append-only packed rows (ArrayBuffers);
+ * - `segments` / `rows`: the shards of ./shards.ts, split into the small mutable part
+ *   (doc ids, tombstones, offsets, chunk boundaries) and the packed rows, stored as chunks of
+ *   whole documents keyed [segment, chunk] (about 32 KiB each), appended and never rewritten, so
+ *   one document's rows are one small read (schema 4; `vectors` held one record per segment
+ *   before, and is empty since the migration);
  * - `docs`: per document its content hash and metadata (loaded on open, never per query);
  * - `texts`: the document texts, read only by export (and by the migration that built postings);
  * - `postings`: the lexical index, key [term, block]: each write that stores texts adds one block
@@ -29,7 +32,13 @@
  * - writes are serialised across tabs and workers by a Web Lock per index; each write checks
  *   the generation first and reloads what another context changed;
  * - the shards are held once in memory, loaded segment by segment; a search reads one small
- *   manifest record to see whether another context wrote meanwhile, never the whole store.
+ *   manifest record to see whether another context wrote meanwhile, never the whole store;
+ * - with rows on demand ({@link IdbStore.setRowResidency}, asked for by the engine while the
+ *   compressed index serves searches) only the ids, offsets and tombstones of each segment are
+ *   held, and the rows of the segment appends go to: a rerank reads its documents' chunks in one
+ *   transaction, a scan (exhaustive search, training, export) reads one segment at a time, a write
+ *   reads the rows it must copy (a compaction) inside its own transaction. IndexedDB stays the one
+ *   copy of the rows.
  */
 import { deleteDB, openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import { ColbertError, isColbertError } from '../errors.ts';
@@ -43,12 +52,16 @@ import { centroidCount, halfCentroids, RESIDUAL_BITS, residualBytes, type Residu
 import { shardCodes } from './codes.ts';
 import {
   checkBatchDim,
+  chunkDocument,
+  documentMatrix,
+  documentsShard,
   packMatrix,
   resolveCommit,
   Shard,
   ShardSet,
   snapshotShards,
   type PackedDocument,
+  type RowChunk,
   type SegmentData,
   type SegmentMeta,
   type ShardPlan,
@@ -60,6 +73,7 @@ import type {
   DocumentState,
   IndexSnapshot,
   PersistedCodec,
+  RowResidency,
   ShardView,
   StagedDocument,
   StoreChange,
@@ -163,7 +177,10 @@ interface CleanRecord {
 interface IndexSchema extends DBSchema {
   manifest: { key: string; value: ManifestRecord | CleanRecord };
   segments: { key: number; value: SegmentMeta };
+  /** Before schema 4: one record of rows per segment (empty since the migration). */
   vectors: { key: number; value: SegmentData };
+  /** Keyed by [segment, chunk] (schema 4). */
+  rows: { key: [number, number]; value: RowChunk };
   docs: { key: string; value: DocRecord };
   texts: { key: string; value: string };
   /** Keyed by [id, content hash], so concurrent adds of one id with other texts keep their own encodings. */
@@ -176,13 +193,14 @@ interface IndexSchema extends DBSchema {
 
 type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
-const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging', 'postings', 'codecs', 'codes'];
+const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'rows', 'docs', 'texts', 'staging', 'postings', 'codecs', 'codes'];
 /**
  * The IndexedDB schema version (the object stores), apart from the index FORMAT_VERSION:
  * 1 = vectors, docs, texts, staging; 2 = + postings (built on upgrade from the stored texts);
- * 3 = + codecs, codes (empty on upgrade: a compressed search trains them on first open).
+ * 3 = + codecs, codes (empty on upgrade: a compressed search trains them on first open);
+ * 4 = + rows: each segment's rows as chunks of whole documents (moved from `vectors` on upgrade).
  */
-const DB_VERSION = 3;
+const DB_VERSION = 4;
 const MANIFEST_KEY = 'manifest';
 const CLEAN_KEY = 'clean';
 
@@ -211,6 +229,11 @@ export interface IdbStoreOptions {
   sharedMemory?: boolean;
   /** How texts become lexical terms, for a new index (an existing one keeps its own). Default English, stemmed. */
   lexical?: LexicalOptions;
+  /**
+   * Open with the rows on demand (see {@link IdbStore.setRowResidency}) when the index has a
+   * stored compressed index, so that opening never loads them. Default false.
+   */
+  rowsOnDemand?: boolean;
 }
 
 /** True when IndexedDB exists here. */
@@ -312,15 +335,24 @@ function abortWith(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], '
   return tx.error ?? err;
 }
 
+/** Key range of one segment's row chunks. */
+function segmentRange(segment: number): IDBKeyRange {
+  return IDBKeyRange.bound([segment], [segment + 1], false, true);
+}
+
+/** Stores a shard's rows not stored yet as new chunks, and its meta (which names them). */
+function writeShard(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite' | 'versionchange'>, shard: Shard, pending: Promise<unknown>[]): void {
+  const rows = tx.objectStore('rows');
+  for (const { chunk, data } of shard.newChunks()) pending.push(rows.put(data, [shard.segment, chunk]));
+  pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment));
+}
+
 /** Applies a shard plan's segment changes inside a transaction. */
 function writePlan(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, plan: ShardPlan, pending: Promise<unknown>[]): void {
   const segments = tx.objectStore('segments');
-  const vectors = tx.objectStore('vectors');
-  for (const segment of plan.removed) pending.push(segments.delete(segment), vectors.delete(segment));
-  for (const segment of plan.rowsChanged) {
-    const shard = plan.shards.get(segment)!;
-    pending.push(segments.put(shard.toMeta(), segment), vectors.put(shard.toData(), segment));
-  }
+  for (const segment of plan.removed) pending.push(segments.delete(segment), tx.objectStore('rows').delete(segmentRange(segment)));
+  // Appends write only their own new chunks: stored chunks are never rewritten.
+  for (const segment of plan.rowsChanged) writeShard(tx, plan.shards.get(segment)!, pending);
   for (const segment of plan.metaChanged) pending.push(segments.put(plan.shards.get(segment)!.toMeta(), segment));
 }
 
@@ -344,6 +376,12 @@ export class IdbStore implements VectorStore, CodeStore {
    * doc records are gone, so loading tombstones them); the next write with space rewrites them.
    */
   private readonly phantoms = new Set<number>();
+  /** Rows on demand: only the tail segment's rows are held (see the module comment). */
+  private onDemand = false;
+  /** Bytes per token and fixed bytes of the stored codes of a generation (for bytesOnDisk), once known. */
+  private codeShape: { generation: number; perToken: number; fixed: number } | undefined;
+  /** The shape of the generation a training is storing (current once it switches). */
+  private pendingShape: { generation: number; perToken: number; fixed: number } | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -387,6 +425,10 @@ export class IdbStore implements VectorStore, CodeStore {
             // After the step before: both rewrite the manifest record.
             steps = steps.then(() => migrateToCodes(tx));
           }
+          if (oldVersion < 4) {
+            database.createObjectStore('rows');
+            steps = steps.then(() => migrateToChunks(tx));
+          }
           steps.catch(() => {
             try {
               transaction.abort();
@@ -405,6 +447,10 @@ export class IdbStore implements VectorStore, CodeStore {
         },
       });
     } catch (err) {
+      // The database is at a newer schema than this version knows: a newer colbert-web wrote it.
+      if ((err as { name?: string } | null)?.name === 'VersionError') {
+        throw new ColbertError('INDEX_FORMAT_UNSUPPORTED', `Index "${name}" was stored by a newer colbert-web (its IndexedDB schema is newer than ${DB_VERSION}); upgrade colbert-web to open it. Nothing was changed.`, { name, schema: DB_VERSION }, { cause: err });
+      }
       throw storageError(err, `Opening index "${name}"`);
     }
     try {
@@ -431,6 +477,7 @@ export class IdbStore implements VectorStore, CodeStore {
         throw new ColbertError('INVALID_ARGUMENT', `Index "${name}" indexes words as ${JSON.stringify(stored)}; it cannot be opened with lexical ${JSON.stringify(lexical)}. Leave lexical out to use the stored settings, or use another index name.`, { stored, requested: lexical });
       }
       store = new IdbStore(db, name, { ...manifest, generation: -1 }, options.onChange, options.sharedMemory, stored);
+      store.onDemand = options.rowsOnDemand === true && manifest.codec !== undefined;
       await store.reload();
       if (await db.count('staging')) await store.dropStaleStaging();
       // Left unclean by a write at a full quota, or made by a version without the clean record: a
@@ -457,9 +504,12 @@ export class IdbStore implements VectorStore, CodeStore {
     if (this.lost) throw new ColbertError('STORAGE_FAILED', `Index "${this.name}" is no longer usable: ${this.lost}. Create the search again.`, { reason: this.lost });
   }
 
-  /** Loads what changed since our generation: segments whose rows changed are read again, one at a time. */
+  /**
+   * Loads what changed since our generation: segments whose rows changed are read again, one at
+   * a time (with rows on demand, only the tail segment's; the others keep their metas).
+   */
   private async reload(): Promise<void> {
-    const tx = this.db.transaction(['manifest', 'segments', 'vectors', 'docs'], 'readonly');
+    const tx = this.db.transaction(['manifest', 'segments', 'rows', 'docs'], 'readonly');
     const manifest = (await tx.objectStore('manifest').get(MANIFEST_KEY)) as ManifestRecord | undefined;
     const cleanRecord = (await tx.objectStore('manifest').get(CLEAN_KEY)) as CleanRecord | undefined;
     if (!manifest) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost its manifest.`);
@@ -467,16 +517,17 @@ export class IdbStore implements VectorStore, CodeStore {
     if (clean && this.clean && manifest.generation === this.manifest.generation) return;
     const metas = await tx.objectStore('segments').getAll();
     const shards: Shard[] = [];
-    for (const meta of metas.sort((a, b) => a.segment - b.segment)) {
+    metas.sort((a, b) => a.segment - b.segment);
+    const tail = metas[metas.length - 1]?.segment;
+    for (const meta of metas) {
       const known = this.set.shards.get(meta.segment);
-      if (known && known.version === meta.version && known.rows === meta.rows) {
-        // Same rows (only tombstones may differ): keep the arrays and the key.
-        shards.push(new Shard(known.key, meta.segment, meta.dim, meta.precision, [...meta.docIds], new Uint32Array(meta.offsets), known.packed, known.tokenIds, meta.rows, meta.liveRows, meta.version));
-        continue;
-      }
-      const data = await tx.objectStore('vectors').get(meta.segment);
-      if (!data) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" has no vectors for segment ${meta.segment}.`, { segment: meta.segment });
-      shards.push(this.set.fromRecord(meta, data));
+      const same = known !== undefined && known.version === meta.version && known.rows === meta.rows;
+      const wanted = !this.onDemand || meta.segment === tail;
+      // Same rows (only tombstones may differ): keep the key, and the arrays where they are held.
+      const shard = same ? Shard.cold(known.key, meta) : this.set.cold(meta);
+      if (!wanted) shards.push(shard);
+      else if (same && known.resident) shards.push(shard.withRowsOf(known));
+      else shards.push(shard.withRows(await tx.objectStore('rows').getAll(segmentRange(meta.segment)), this.set.shared));
     }
     const docs = await tx.objectStore('docs').getAll();
     await tx.done;
@@ -496,6 +547,96 @@ export class IdbStore implements VectorStore, CodeStore {
     this.set.nextSegment = manifest.nextSegment;
     this.docs = new Map(docs.map((d) => [d.id, d]));
     this.manifest = manifest;
+  }
+
+  /** With rows on demand: drops from memory the rows of every segment but the tail (appends go there). */
+  private settle(): void {
+    if (!this.onDemand) return;
+    let tail = -1;
+    for (const segment of this.set.shards.keys()) tail = Math.max(tail, segment);
+    for (const shard of [...this.set.shards.values()]) if (shard.resident && shard.segment !== tail) this.set.replace(shard.withoutRows());
+  }
+
+  /**
+   * Keeps every segment's rows in memory ('all', the default) or only the tail's ('on-demand',
+   * see the module comment). Going back to 'all' reads the rows, one segment at a time.
+   */
+  async setRowResidency(mode: RowResidency): Promise<void> {
+    this.check();
+    const onDemand = mode === 'on-demand';
+    if (onDemand === this.onDemand) return;
+    this.onDemand = onDemand;
+    if (onDemand) {
+      this.settle();
+      return;
+    }
+    for (const shard of this.set.list()) {
+      if (shard.resident) continue;
+      const chunks = await this.readChunks(shard.segment);
+      // Unless a write replaced the shard meanwhile (it then holds rows or is gone).
+      if (!this.onDemand && this.set.shards.get(shard.segment) === shard) this.set.replace(shard.withRows(chunks, this.set.shared));
+    }
+  }
+
+  /** A segment's stored row chunks, in order (its own transaction, or `tx`'s). */
+  private async readChunks(segment: number, tx?: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>): Promise<RowChunk[]> {
+    try {
+      return await (tx ? tx.objectStore('rows') : this.db.transaction('rows', 'readonly').store).getAll(segmentRange(segment));
+    } catch (err) {
+      throw storageError(err, `Reading index "${this.name}"`);
+    }
+  }
+
+  /**
+   * Plans a change inside a write's transaction; the rows a plan needs that are not in memory
+   * (the tail it appends to, segments it compacts) are read in that transaction first.
+   */
+  private async planWith(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'readwrite'>, adds: readonly PackedDocument[], removes: readonly string[], dim: number | null): Promise<ShardPlan> {
+    let plan = this.set.plan(adds, removes, dim);
+    while (plan.missing.size) {
+      for (const segment of plan.missing) {
+        const shard = this.set.shards.get(segment)!;
+        // The same rows, now held (the next settle drops them again).
+        this.set.replace(shard.withRows(await this.readChunks(segment, tx), this.set.shared));
+      }
+      plan = this.set.plan(adds, removes, dim);
+    }
+    return plan;
+  }
+
+  /**
+   * The rows of `ids` as stored (undefined for unknown ids): views into memory where their
+   * segment's rows are held, else into their stored chunks, read with `get` (each chunk once);
+   * `lost` when a chunk is gone (another context compacted its segment since our last read).
+   */
+  private async readDocuments(ids: readonly string[], get: (key: [number, number]) => Promise<RowChunk | undefined>): Promise<{ out: (PackedDocument | undefined)[]; lost: boolean }> {
+    const out: (PackedDocument | undefined)[] = new Array(ids.length).fill(undefined);
+    const wanted = new Map<string, { key: [number, number]; docs: { i: number; shard: Shard; slot: number }[] }>();
+    ids.forEach((id, i) => {
+      const loc = this.set.locate(id);
+      if (!loc) return;
+      if (loc.shard.resident) {
+        out[i] = loc.shard.document(loc.slot);
+        return;
+      }
+      const key: [number, number] = [loc.shard.segment, loc.shard.chunkOf(loc.slot)];
+      const name = `${key[0]}:${key[1]}`;
+      let w = wanted.get(name);
+      if (!w) wanted.set(name, (w = { key, docs: [] }));
+      w.docs.push({ i, shard: loc.shard, slot: loc.slot });
+    });
+    let lost = false;
+    const groups = [...wanted.values()];
+    const chunks = await Promise.all(groups.map((w) => get(w.key)));
+    groups.forEach((w, g) => {
+      const chunk = chunks[g];
+      if (!chunk) {
+        lost = true;
+        return;
+      }
+      for (const d of w.docs) out[d.i] = chunkDocument(d.shard, d.slot, chunk);
+    });
+    return { out, lost };
   }
 
   /** Reloads when another context wrote since (one small read when nothing changed). */
@@ -672,7 +813,7 @@ export class IdbStore implements VectorStore, CodeStore {
           if (rec) staged.set(rec.id, stagedDocument(rec, this.precision));
         });
         const adds = resolveCommit(items, this.precision, (id, hash) => (staged.get(id)?.hash === hash ? staged.get(id) : undefined), (id) => this.docs.get(id)?.hash);
-        const plan = this.set.plan(adds, [], dim ?? this.set.dim);
+        const plan = await this.planWith(tx, adds, [], dim ?? this.set.dim);
         writePlan(tx, plan, pending);
         const written = new Set(adds.map((a) => a.id));
         // The lexical postings of this batch: one block, named by the generation this write commits.
@@ -702,6 +843,7 @@ export class IdbStore implements VectorStore, CodeStore {
         this.writeClean(tx, next, plan, pending);
         await this.finish(tx, pending);
         this.set.apply(plan);
+        this.settle();
         for (const [id, rec] of docRecords) this.docs.set(id, rec);
         this.cleaned();
         this.committed(next);
@@ -741,7 +883,7 @@ export class IdbStore implements VectorStore, CodeStore {
     let next: ManifestRecord;
     let plan: ShardPlan;
     try {
-      plan = this.set.plan([], removed);
+      plan = await this.planWith(tx, [], removed, this.set.dim);
       writePlan(tx, plan, pending);
       for (const id of removed) pending.push(tx.objectStore('docs').delete(id), tx.objectStore('texts').delete(id));
       if (manifest.codec !== undefined) for (const id of removed) pending.push(tx.objectStore('codes').delete([manifest.codec, id]));
@@ -755,6 +897,7 @@ export class IdbStore implements VectorStore, CodeStore {
       throw abortWith(tx, pending, err);
     }
     this.set.apply(plan);
+    this.settle();
     for (const id of removed) this.docs.delete(id);
     this.cleaned();
     this.committed(next);
@@ -776,7 +919,7 @@ export class IdbStore implements VectorStore, CodeStore {
       const codec = this.manifest.codec;
       if (codec !== undefined) for (const id of removed) pending.push(tx.objectStore('codes').delete([codec, id]));
       for (const shard of this.set.shards.values()) {
-        if (shard.docIds.every((id) => id === null || gone.has(id))) pending.push(tx.objectStore('segments').delete(shard.segment), tx.objectStore('vectors').delete(shard.segment));
+        if (shard.docIds.every((id) => id === null || gone.has(id))) pending.push(tx.objectStore('segments').delete(shard.segment), tx.objectStore('rows').delete(segmentRange(shard.segment)));
       }
       pending.push(tx.objectStore('manifest').delete(CLEAN_KEY));
       await this.finish(tx, pending);
@@ -824,6 +967,7 @@ export class IdbStore implements VectorStore, CodeStore {
     this.set.nextSegment = next.nextSegment;
     this.docs.clear();
     this.phantoms.clear();
+    this.codeShape = undefined;
     if (space) {
       this.cleaned();
       this.committed(next);
@@ -895,26 +1039,72 @@ export class IdbStore implements VectorStore, CodeStore {
   }
 
   async matrix(id: string): Promise<TokenMatrix | undefined> {
-    await this.fresh();
-    return this.set.matrix(id);
+    return (await this.matrices([id]))[0];
   }
 
+  /** Matrices from memory where held, else from their stored chunks, in one readonly transaction. */
+  async matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]> {
+    const dim = this.set.dim ?? 0;
+    return (await this.documents(ids)).map((d) => d && documentMatrix(d, dim));
+  }
+
+  /** The rows of `ids` as one shard at the stored precision (never decoded), read like {@link matrices}. */
+  async rowsShard(ids: readonly string[], key: string): Promise<ShardView> {
+    const docs = await this.documents(ids);
+    return documentsShard(key, this.set.dim ?? 0, this.precision, docs.filter((d) => d !== undefined));
+  }
+
+  /** The stored rows of `ids` (views), from memory or in one readonly transaction. */
+  private async documents(ids: readonly string[]): Promise<(PackedDocument | undefined)[]> {
+    await this.fresh();
+    for (let attempt = 0; ; attempt++) {
+      let read: Awaited<ReturnType<IdbStore['readDocuments']>>;
+      try {
+        const tx = this.db.transaction('rows', 'readonly');
+        read = await this.readDocuments(ids, (key) => tx.store.get(key));
+        await tx.done;
+      } catch (err) {
+        throw storageError(err, `Reading index "${this.name}"`);
+      }
+      if (!read.lost) return read.out;
+      // A chunk is gone: another context compacted its segment since our last read. Catch up once.
+      if (attempt > 0) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost the stored rows of a document.`);
+      this.manifest = { ...this.manifest, generation: -1 };
+      await this.fresh();
+    }
+  }
+
+  /** The shards for scoring; with rows on demand, those not held are read one segment at a time (and not kept). */
   async *shards(): AsyncIterable<ShardView> {
     await this.fresh();
-    for (const shard of this.set.list()) yield shard.view();
+    for (const shard of this.set.list()) {
+      if (shard.resident) {
+        yield shard.view();
+        continue;
+      }
+      const chunks = await this.readChunks(shard.segment);
+      // Gone: a write compacted it since (its documents moved to a segment this scan does not see).
+      if (!chunks.length && shard.rows > 0) continue;
+      yield shard.withRows(chunks, this.set.shared).view();
+    }
   }
 
   async stats(): Promise<StoreStats> {
     await this.fresh();
     let bytes = 0;
-    for (const s of this.set.shards.values()) bytes += s.vectorBytes + s.rows * 4 + (s.docIds.length + 1) * 4;
+    for (const s of this.set.shards.values()) bytes += s.rowBytes + s.rows * 4 + (s.docIds.length + 1) * 4;
     for (const d of this.docs.values()) bytes += 2 * (d.id.length * 2 + d.textLength) + 32 + (d.metadata ? (metadataJson(d.metadata)?.length ?? 0) * 2 : 0);
+    // The compressed index's stored codes: one code and its residual bytes per live token, and the codec.
+    const shape = this.codeShape;
+    if (shape && shape.generation === this.manifest.codec) bytes += this.set.tokens * shape.perToken + shape.fixed;
     return { documents: this.set.documents, tokens: this.set.tokens, vectorBytes: this.set.vectorBytes, bytesOnDisk: bytes };
   }
 
   async snapshot(options: { codes?: boolean } = {}): Promise<IndexSnapshot> {
     await this.fresh();
-    const { ids, shards } = snapshotShards(this.set);
+    const list: Shard[] = [];
+    for (const shard of this.set.list()) list.push(shard.resident ? shard : shard.withRows(await this.readChunks(shard.segment), false));
+    const { ids, shards } = snapshotShards(list);
     const tags = ids.map((id) => codeTag(this.docs.get(id)!));
     const generation = options.codes ? this.manifest.codec : undefined;
     const tx = this.db.transaction(['texts', 'codecs', 'codes'], 'readonly');
@@ -1006,7 +1196,10 @@ export class IdbStore implements VectorStore, CodeStore {
     } catch (err) {
       throw storageError(err, `Reading the compressed index of "${this.name}"`);
     }
-    return validCodec(rec) ? fromCodecRecord(rec) : undefined;
+    if (!validCodec(rec)) return undefined;
+    const codec = fromCodecRecord(rec);
+    this.codeShape = codeShapeOf(generation, codec);
+    return codec;
   }
 
   async codeTags(): Promise<Map<string, string>> {
@@ -1120,6 +1313,7 @@ export class IdbStore implements VectorStore, CodeStore {
         pending.push(tx.objectStore('codecs').put(toCodecRecord(generation, codec), generation));
         await this.finish(tx as never, pending);
         this.manifest = { ...this.manifest, nextCodec: generation + 1 };
+        this.pendingShape = codeShapeOf(generation, codec);
         return generation;
       } catch (err) {
         throw abortWith(tx as never, pending, err);
@@ -1155,15 +1349,22 @@ export class IdbStore implements VectorStore, CodeStore {
         }
         const codes = tx.objectStore('codes');
         // What changed since the training read the rows (in any context) is encoded here.
-        for (const doc of this.docs.values()) {
+        const changed = [...this.docs.values()].filter((doc) => have.get(doc.id) !== codeTag(doc));
+        const rows = tx.objectStore('rows');
+        const { out: found, lost } = await this.readDocuments(
+          changed.map((d) => d.id),
+          (key) => rows.get(key),
+        );
+        const matrices = found.map((d) => d && documentMatrix(d, this.set.dim ?? 0));
+        if (lost) throw new ColbertError('INDEX_CORRUPT', `Index "${this.name}" lost the stored rows of a document.`);
+        changed.forEach((doc, i) => {
+          const m = matrices[i];
+          if (!m) return;
           const tag = codeTag(doc);
-          if (have.get(doc.id) === tag) continue;
-          const m = this.set.matrix(doc.id);
-          if (!m) continue;
           const c = { tag, ...encoder.encode(doc.id, tag, m) };
           added.set(doc.id, c);
           pending.push(codes.put(toCodeRecord(c), [generation, doc.id]));
-        }
+        });
         for (const id of have.keys()) {
           if (this.docs.has(id)) continue;
           removed.push(id);
@@ -1178,6 +1379,7 @@ export class IdbStore implements VectorStore, CodeStore {
       }
       this.cleaned();
       this.committed(next);
+      if (this.pendingShape?.generation === generation) this.codeShape = this.pendingShape;
       this.encoder = encoder;
       done(added, removed);
       return true;
@@ -1204,7 +1406,7 @@ export class IdbStore implements VectorStore, CodeStore {
       let next: ManifestRecord;
       try {
         for (const s of ALL_STORES) if (s !== 'manifest') pending.push(tx.objectStore(s).clear());
-        for (const shard of shards) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+        for (const shard of shards) writeShard(tx, shard, pending);
         // Postings are rebuilt from the file's texts inside this transaction (the file carries no postings).
         const lex = writePostings(tx.objectStore('postings'), snapshot.documents, manifest.generation + 1, this.lexical, pending);
         const byId = new Map<string, number>();
@@ -1251,7 +1453,9 @@ export class IdbStore implements VectorStore, CodeStore {
       this.set.load(shards);
       this.set.dim = next.dim;
       this.set.nextSegment = next.nextSegment;
+      this.settle();
       this.docs = docs;
+      this.codeShape = snapshot.compression && next.codec !== undefined ? codeShapeOf(next.codec, snapshot.compression.codec) : undefined;
       this.committed(next);
     });
   }
@@ -1308,6 +1512,32 @@ async function migrateToCodes(tx: IDBPTransaction<IndexSchema, StoreNames<IndexS
   const manifest = (await manifestStore.get(MANIFEST_KEY)) as ManifestRecord | undefined;
   if (!manifest) return;
   await manifestStore.put({ ...manifest, format: FORMAT_VERSION }, MANIFEST_KEY);
+}
+
+/**
+ * Schema 3 -> 4: rewrites each segment's rows (one `vectors` record) as chunks of whole documents
+ * in `rows`, one segment at a time, names them in its meta, and empties `vectors`, in the
+ * upgrade transaction (an index opens migrated whole or not at all).
+ */
+async function migrateToChunks(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], 'versionchange'>): Promise<void> {
+  const segments = tx.objectStore('segments');
+  const vectors = tx.objectStore('vectors');
+  for (const segment of await segments.getAllKeys()) {
+    const meta = await segments.get(segment);
+    const data = await vectors.get(segment);
+    // A segment without rows stays so: opening reports it as corrupt, as before.
+    if (!meta || !data) continue;
+    const pending: Promise<unknown>[] = [];
+    writeShard(tx, Shard.fromRecord('migration', meta, data), pending);
+    await Promise.all(pending);
+  }
+  await vectors.clear();
+}
+
+/** Bytes per token and fixed bytes a generation's stored codes take. */
+function codeShapeOf(generation: number, c: PersistedCodec): { generation: number; perToken: number; fixed: number } {
+  const { codec, tree } = c;
+  return { generation, perToken: 2 + residualBytes(codec.dim, codec.nbits), fixed: (codec.centroids.length + codec.cutoffs.length + codec.weights.length + tree.coarse.length + tree.starts.length) * 4 };
 }
 
 /** A stored codec as plain data. */

@@ -1,7 +1,9 @@
 /**
  * An in-memory {@link VectorStore} (`storage: 'memory'`): the shared shard format of ./shards.ts
  * held in this thread only; nothing survives a reload. Deletes leave tombstones that compaction
- * reclaims once they outweigh the live rows.
+ * reclaims once they outweigh the live rows. The full-precision rows always stay in memory (they
+ * are the only copy): the compressed index's rerank reads them from there, so a compressed memory
+ * index holds its codes and its full vectors.
  */
 import { ColbertError } from '../errors.ts';
 import { resolveLexicalConfig, type LexicalConfig, type LexicalOptions } from '../lexical/analyze.ts';
@@ -10,7 +12,7 @@ import { InvertedIndex } from '../lexical/inverted.ts';
 import type { Metadata, TokenMatrix } from '../types.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from './manifest.ts';
 import type { VectorPrecision } from './precision.ts';
-import { checkBatchDim, packMatrix, resolveCommit, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
+import { checkBatchDim, documentsShard, packMatrix, resolveCommit, ShardSet, snapshotShards, type PackedDocument } from './shards.ts';
 import type { CommitItem, DocumentState, IndexSnapshot, ShardView, StagedDocument, StoreStats, StoredDocument, VectorStore } from './types.ts';
 
 /** Options of {@link MemoryStore}. */
@@ -150,6 +152,20 @@ export class MemoryStore implements VectorStore {
     return this.set.matrix(id);
   }
 
+  async matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]> {
+    this.check();
+    return ids.map((id) => this.set.matrix(id));
+  }
+
+  async rowsShard(ids: readonly string[], key: string): Promise<ShardView> {
+    this.check();
+    const docs = ids.flatMap((id) => {
+      const loc = this.set.locate(id);
+      return loc ? [loc.shard.document(loc.slot)] : [];
+    });
+    return documentsShard(key, this.set.dim ?? 0, this.precision, docs);
+  }
+
   async *shards(): AsyncIterable<ShardView> {
     this.check();
     for (const shard of this.set.list()) yield shard.view();
@@ -164,7 +180,7 @@ export class MemoryStore implements VectorStore {
     this.check();
     const fingerprint = this.options.fingerprint;
     if (!fingerprint) throw new ColbertError('INTERNAL', 'This memory store was created without a model fingerprint, so it cannot be exported.');
-    const { ids, shards } = snapshotShards(this.set);
+    const { ids, shards } = snapshotShards(this.set.list());
     const now = Date.now();
     return {
       manifest: { format: FORMAT_VERSION, fingerprint, precision: this.precision, dim: this.set.dim ?? fingerprint.dim, documents: ids.length, tokens: this.set.tokens, createdAt: this.createdAt, updatedAt: now },

@@ -23,6 +23,13 @@ export const SEGMENT_ROWS = 16384;
  * 8 MiB record 50x slower than four of 2 MiB).
  */
 export const SEGMENT_BYTES = 2 << 20;
+/**
+ * Target bytes of packed vectors per stored row chunk (IndexedDB schema 4): a segment's rows are
+ * stored as chunks of whole documents, appended and never rewritten, so one document's rows are
+ * read with one small record. Measured in Chromium (one readonly transaction, 128 random gets):
+ * 16 KiB records 28 ms, 40 KiB 36 ms, 64 KiB 62 ms, 256 KiB 166 ms, 2 MiB 1.1 s.
+ */
+export const CHUNK_BYTES = 32 << 10;
 
 /** Rows per segment at a precision and dimension (fp32 128-d: 4096; fp16: 8192; int8: 15,887). */
 export function segmentRows(precision: VectorPrecision, dim: number): number {
@@ -67,9 +74,25 @@ export interface SegmentMeta {
   offsets: ArrayBuffer;
   /** Bumped whenever the rows change, so another tab knows to reload the vectors. */
   version: number;
+  /**
+   * Uint32 slot boundaries of the stored row chunks ({@link RowChunk}, keyed [segment, chunk]):
+   * chunk `c` holds the rows of slots `chunks[c] .. chunks[c + 1]`. Absent before schema 4 (the
+   * rows were then one {@link SegmentData} record; the migration writes the chunks).
+   */
+  chunks?: ArrayBuffer;
 }
 
-/** The large, append-only part of a segment as stored: the packed rows. */
+/** One stored chunk of a segment's rows: the rows of whole documents (slots), appended once and never rewritten. */
+export interface RowChunk {
+  /** The chunk's rows, `dim` elements each, of the precision's array type. */
+  vectors: ArrayBuffer;
+  /** int8 only: one Float32 scale per row. */
+  scales?: ArrayBuffer;
+  /** Int32 token id per row. */
+  tokenIds: ArrayBuffer;
+}
+
+/** A segment's packed rows as one record: the layout before IndexedDB schema 4 (read by its migration). */
 export interface SegmentData {
   segment: number;
   /** `rows * dim` elements of the precision's array type. */
@@ -90,8 +113,42 @@ function exact<T extends PackedVectors | Uint32Array | Int32Array | Float32Array
   return array.slice(0, n).buffer as ArrayBuffer;
 }
 
-/** One shard in memory: a segment's rows with spare capacity to append into. */
+/** A stored meta's chunk boundaries ([0]: no chunks stored, as in a segment before schema 4). */
+function chunkBoundaries(meta: SegmentMeta): number[] {
+  return meta.chunks ? Array.from(new Uint32Array(meta.chunks)) : [0];
+}
+
+/** A segment's rows concatenated from its stored chunks, checked against the row count. */
+function rowsFromChunks(segment: number, precision: VectorPrecision, dim: number, rows: number, chunks: readonly RowChunk[], shared: boolean): { packed: PackedRows; tokenIds: Int32Array } {
+  const packed = allocatePacked(precision, rows, dim, shared);
+  const tokenIds = new Int32Array(rows);
+  let at = 0;
+  const corrupt = () => new ColbertError('INDEX_CORRUPT', `Segment ${segment} of the stored index is inconsistent (its row chunks and offsets disagree). Delete the index and rebuild or re-import it.`, { segment });
+  for (const c of chunks) {
+    const vectors = packedArray(precision, c.vectors);
+    const ids = new Int32Array(c.tokenIds);
+    const n = ids.length;
+    if (vectors.length !== n * dim || at + n > rows || (precision === 'int8') !== (c.scales !== undefined) || (c.scales && c.scales.byteLength !== n * 4)) throw corrupt();
+    packed.vectors.set(vectors as never, at * dim);
+    if (c.scales) packed.scales!.set(new Float32Array(c.scales), at);
+    tokenIds.set(ids, at);
+    at += n;
+  }
+  if (at !== rows) throw corrupt();
+  return { packed, tokenIds };
+}
+
+/**
+ * One shard in memory: a segment's rows with spare capacity to append into. A persistent store
+ * may hold a shard without its rows ({@link resident} false: only ids, offsets and tombstones),
+ * reading them from storage when needed; every method that needs rows throws on such a shard.
+ */
 export class Shard {
+  /** Slot boundaries of the stored row chunks (see {@link SegmentMeta.chunks}); the last is the number of slots stored. */
+  chunks: number[] = [0];
+  private rowsPacked: PackedRows | null;
+  private rowTokenIds: Int32Array | null;
+
   constructor(
     /** Storage identity for scorers; kept while rows are only appended. */
     public key: string,
@@ -100,12 +157,116 @@ export class Shard {
     readonly precision: VectorPrecision,
     public docIds: (string | null)[],
     public offsets: Uint32Array,
-    public packed: PackedRows,
-    public tokenIds: Int32Array,
+    packed: PackedRows | null,
+    tokenIds: Int32Array | null,
     public rows: number,
     public liveRows: number,
     public version: number,
-  ) {}
+  ) {
+    this.rowsPacked = packed;
+    this.rowTokenIds = tokenIds;
+  }
+
+  /** Whether the rows are held in memory. */
+  get resident(): boolean {
+    return this.rowsPacked !== null;
+  }
+
+  /** The rows (throws on a shard whose rows are not resident). */
+  get packed(): PackedRows {
+    if (!this.rowsPacked) throw new ColbertError('INTERNAL', `The rows of segment ${this.segment} are not in memory.`, { segment: this.segment });
+    return this.rowsPacked;
+  }
+
+  set packed(packed: PackedRows) {
+    this.rowsPacked = packed;
+  }
+
+  /** Token id per row (throws on a shard whose rows are not resident). */
+  get tokenIds(): Int32Array {
+    if (!this.rowTokenIds) throw new ColbertError('INTERNAL', `The rows of segment ${this.segment} are not in memory.`, { segment: this.segment });
+    return this.rowTokenIds;
+  }
+
+  set tokenIds(ids: Int32Array) {
+    this.rowTokenIds = ids;
+  }
+
+  /** A shard of a stored segment without its rows: the same key, slots and chunks. */
+  static cold(key: string, meta: SegmentMeta): Shard {
+    const offsets = new Uint32Array(meta.offsets);
+    if (offsets.length !== meta.docIds.length + 1 || offsets[meta.docIds.length] !== meta.rows) {
+      throw new ColbertError('INDEX_CORRUPT', `Segment ${meta.segment} of the stored index is inconsistent (rows and offsets disagree). Delete the index and rebuild or re-import it.`, { segment: meta.segment });
+    }
+    const shard = new Shard(key, meta.segment, meta.dim, meta.precision, [...meta.docIds], offsets, null, null, meta.rows, meta.liveRows, meta.version);
+    shard.chunks = chunkBoundaries(meta);
+    return shard;
+  }
+
+  /** This shard without its rows (same key). */
+  withoutRows(): Shard {
+    const shard = new Shard(this.key, this.segment, this.dim, this.precision, this.docIds, this.offsets, null, null, this.rows, this.liveRows, this.version);
+    shard.chunks = this.chunks;
+    return shard;
+  }
+
+  /** This shard's slots with rows read back from its stored chunks (same key: the same rows). */
+  withRows(chunks: readonly RowChunk[], shared = false): Shard {
+    const { packed, tokenIds } = rowsFromChunks(this.segment, this.precision, this.dim, this.rows, chunks, shared);
+    const shard = new Shard(this.key, this.segment, this.dim, this.precision, this.docIds, this.offsets, packed, tokenIds, this.rows, this.liveRows, this.version);
+    shard.chunks = this.chunks;
+    return shard;
+  }
+
+  /** This shard's slots with the row arrays of `other`, a shard of the same segment and rows. */
+  withRowsOf(other: Shard): Shard {
+    const shard = new Shard(this.key, this.segment, this.dim, this.precision, this.docIds, this.offsets, other.packed, other.tokenIds, this.rows, this.liveRows, this.version);
+    shard.chunks = this.chunks;
+    return shard;
+  }
+
+  /** The chunk holding `slot`'s rows. */
+  chunkOf(slot: number): number {
+    const c = this.chunks;
+    let lo = 0;
+    let hi = c.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (c[mid]! <= slot) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /**
+   * The row chunks of the slots not stored yet (doc-aligned, about {@link CHUNK_BYTES} each,
+   * a larger document alone), with their chunk numbers; records them as stored.
+   */
+  newChunks(): { chunk: number; data: RowChunk }[] {
+    const out: { chunk: number; data: RowChunk }[] = [];
+    const target = Math.max(1, Math.floor(CHUNK_BYTES / bytesPerToken(this.precision, this.dim)));
+    const chunks = [...this.chunks];
+    let first = chunks[chunks.length - 1]!;
+    const slots = this.docIds.length;
+    while (first < slots) {
+      let end = first + 1;
+      while (end < slots && this.offsets[end + 1]! - this.offsets[first]! <= target) end++;
+      out.push({ chunk: chunks.length - 1, data: this.chunkData(this.offsets[first]!, this.offsets[end]!) });
+      chunks.push(end);
+      first = end;
+    }
+    this.chunks = chunks;
+    return out;
+  }
+
+  /** Rows `from .. to` as a stored chunk (copies). */
+  private chunkData(from: number, to: number): RowChunk {
+    const d = this.dim;
+    const { vectors, scales } = this.packed;
+    const data: RowChunk = { vectors: vectors.slice(from * d, to * d).buffer as ArrayBuffer, tokenIds: this.tokenIds.slice(from, to).buffer as ArrayBuffer };
+    if (scales) data.scales = scales.slice(from, to).buffer as ArrayBuffer;
+    return data;
+  }
 
   /** An empty shard with room for `capacityRows` rows (vectors in shared memory with `shared`). */
   static create(keyPrefix: string, segment: number, dim: number, precision: VectorPrecision, capacityRows: number, shared = false): Shard {
@@ -131,7 +292,14 @@ export class Shard {
       packed.vectors.set(vectors as never);
       if (scales) packed.scales!.set(scales);
     }
-    return new Shard(newKey(keyPrefix), meta.segment, dim, precision, [...meta.docIds], offsets, packed, tokenIds, rows, meta.liveRows, meta.version);
+    const shard = new Shard(newKey(keyPrefix), meta.segment, dim, precision, [...meta.docIds], offsets, packed, tokenIds, rows, meta.liveRows, meta.version);
+    shard.chunks = chunkBoundaries(meta);
+    return shard;
+  }
+
+  /** Rebuilds a shard from its stored meta and row chunks (in chunk order), in shared memory with `shared`. */
+  static fromChunks(keyPrefix: string, meta: SegmentMeta, chunks: readonly RowChunk[], shared = false): Shard {
+    return Shard.cold(newKey(keyPrefix), meta).withRows(chunks, shared);
   }
 
   /** Whether the rows live in shared memory (growth keeps it that way). */
@@ -145,7 +313,9 @@ export class Shard {
 
   /** A copy that shares the row arrays (appending writes past `rows`, invisible to this one). */
   clone(): Shard {
-    return new Shard(this.key, this.segment, this.dim, this.precision, [...this.docIds], this.offsets, this.packed, this.tokenIds, this.rows, this.liveRows, this.version);
+    const shard = new Shard(this.key, this.segment, this.dim, this.precision, [...this.docIds], this.offsets, this.rowsPacked, this.rowTokenIds, this.rows, this.liveRows, this.version);
+    shard.chunks = this.chunks;
+    return shard;
   }
 
   /** Grows the arrays (by copying) when `rows` more rows or one more slot do not fit. */
@@ -227,10 +397,11 @@ export class Shard {
       docIds: [...this.docIds],
       offsets: exact(this.offsets, this.docIds.length + 1),
       version: this.version,
+      chunks: Uint32Array.from(this.chunks).buffer,
     };
   }
 
-  /** The large stored part, as exact-size buffers (a copy only where spare capacity exists). */
+  /** The rows as one record, as exact-size buffers (the layout before schema 4; tests write old indexes with it). */
   toData(): SegmentData {
     const data: SegmentData = {
       segment: this.segment,
@@ -241,9 +412,14 @@ export class Shard {
     return data;
   }
 
-  /** Bytes the rows occupy (live and deleted). */
-  get vectorBytes(): number {
+  /** Bytes the rows occupy (live and deleted), held in memory or not. */
+  get rowBytes(): number {
     return this.rows * bytesPerToken(this.precision, this.dim);
+  }
+
+  /** Bytes of rows held in memory (0 when not resident). */
+  get vectorBytes(): number {
+    return this.resident ? this.rowBytes : 0;
   }
 }
 
@@ -267,6 +443,11 @@ export interface ShardPlan {
   removed: Set<number>;
   nextSegment: number;
   dim: number | null;
+  /**
+   * Segments whose rows the plan needed (an append to the tail, a compaction) but which are not
+   * resident: the plan is incomplete; read those rows ({@link ShardSet.replace}) and plan again.
+   */
+  missing: Set<number>;
 }
 
 /**
@@ -299,6 +480,16 @@ export class ShardSet {
   /** An empty shard of this set. */
   private create(segment: number, dim: number, capacityRows: number): Shard {
     return Shard.create(this.keyPrefix, segment, dim, this.precision, capacityRows, this.shared);
+  }
+
+  /** A stored segment (meta and row chunks) as a shard of this set. */
+  fromChunks(meta: SegmentMeta, chunks: readonly RowChunk[]): Shard {
+    return Shard.fromChunks(this.keyPrefix, meta, chunks, this.shared);
+  }
+
+  /** A stored segment as a shard of this set without its rows. */
+  cold(meta: SegmentMeta): Shard {
+    return Shard.cold(newKey(this.keyPrefix), meta);
   }
 
   /** A stored segment as a shard of this set. */
@@ -349,10 +540,23 @@ export class ShardSet {
     return n;
   }
 
+  /** Bytes of rows held in memory. */
   get vectorBytes(): number {
     let n = 0;
     for (const s of this.shards.values()) n += s.vectorBytes;
     return n;
+  }
+
+  /** Bytes of all rows, held in memory or not. */
+  get rowBytes(): number {
+    let n = 0;
+    for (const s of this.shards.values()) n += s.rowBytes;
+    return n;
+  }
+
+  /** Replaces a shard by another of the same segment and slots (the same rows read back, or dropped from memory). */
+  replace(shard: Shard): void {
+    this.shards.set(shard.segment, shard);
   }
 
   /**
@@ -361,7 +565,7 @@ export class ShardSet {
    */
   plan(adds: readonly PackedDocument[], removes: readonly string[] = [], dim: number | null = this.dim): ShardPlan {
     if (adds.length && dim === null) throw new ColbertError('INTERNAL', 'A shard plan that adds documents needs the dimension.');
-    const plan: ShardPlan = { shards: new Map(this.shards), moves: new Map(), rowsChanged: new Set(), metaChanged: new Set(), removed: new Set(), nextSegment: this.nextSegment, dim: this.dim ?? (adds.length ? dim : null) };
+    const plan: ShardPlan = { shards: new Map(this.shards), moves: new Map(), rowsChanged: new Set(), metaChanged: new Set(), removed: new Set(), nextSegment: this.nextSegment, dim: this.dim ?? (adds.length ? dim : null), missing: new Set() };
     const locate = (id: string): Location | undefined => (plan.moves.has(id) ? plan.moves.get(id) ?? undefined : this.where.get(id));
     const writable = (segment: number): Shard => {
       let shard = plan.shards.get(segment)!;
@@ -385,7 +589,8 @@ export class ShardSet {
     for (const doc of adds) {
       if (!tail) {
         const last = [...plan.shards.values()].sort((a, b) => b.segment - a.segment)[0];
-        tail = last && last.rows + doc.tokens <= limit ? writable(last.segment) : undefined;
+        if (last && !last.resident && last.rows + doc.tokens <= limit) plan.missing.add(last.segment);
+        tail = last?.resident && last.rows + doc.tokens <= limit ? writable(last.segment) : undefined;
       }
       if (!tail || (tail.rows > 0 && tail.rows + doc.tokens > limit)) {
         tail = this.create(plan.nextSegment++, plan.dim!, Math.min(limit, Math.max(doc.tokens, 1024)));
@@ -409,6 +614,10 @@ export class ShardSet {
     for (const [segment, shard] of [...plan.shards]) {
       if (shard.liveRows * 2 >= shard.rows && shard.docIds.some((id) => id !== null)) continue;
       if (!plan.metaChanged.has(segment) && !plan.rowsChanged.has(segment)) continue;
+      if (!shard.resident && shard.docIds.some((id) => id !== null)) {
+        plan.missing.add(segment);
+        continue;
+      }
       plan.shards.delete(segment);
       plan.metaChanged.delete(segment);
       plan.rowsChanged.delete(segment);
@@ -441,14 +650,10 @@ export class ShardSet {
     return loc ? { shard: this.shards.get(loc.segment)!, slot: loc.slot } : undefined;
   }
 
-  /** A stored document's rows decoded to floats, with its token ids (a copy), or undefined. */
+  /** A stored document's rows decoded to floats, with its token ids (a copy), or undefined (throws when its shard is not resident). */
   matrix(id: string): TokenMatrix | undefined {
     const loc = this.locate(id);
-    if (!loc) return undefined;
-    const { shard, slot } = loc;
-    const from = shard.offsets[slot]!;
-    const to = shard.offsets[slot + 1]!;
-    return { data: decodeRows(shard.packed, from, to - from, shard.dim), tokens: to - from, dim: shard.dim, ids: shard.tokenIds.slice(from, to) };
+    return loc && slotMatrix(loc.shard, loc.slot);
   }
 
   /** Empties the set. */
@@ -457,6 +662,54 @@ export class ShardSet {
     this.where.clear();
     this.nextSegment = 0;
   }
+}
+
+/** The rows of one slot of a resident shard decoded to floats, with its token ids (a copy). */
+export function slotMatrix(shard: Shard, slot: number): TokenMatrix {
+  return documentMatrix(shard.document(slot), shard.dim);
+}
+
+/** A packed document's rows decoded to floats, with its token ids (a copy). */
+export function documentMatrix(doc: PackedDocument, dim: number): TokenMatrix {
+  return { data: decodeRows(doc.packed, doc.row ?? 0, doc.tokens, dim), tokens: doc.tokens, dim, ids: doc.tokenIds.slice(0, doc.tokens) };
+}
+
+/**
+ * The rows of one slot as they are stored in its chunk (`chunk`, the record of chunk
+ * `shard.chunkOf(slot)`): a document read on demand, viewing the record's buffers.
+ */
+export function chunkDocument(shard: Shard, slot: number, chunk: RowChunk): PackedDocument {
+  const c = shard.chunkOf(slot);
+  const base = shard.offsets[shard.chunks[c]!]!;
+  const from = shard.offsets[slot]! - base;
+  const tokens = shard.offsets[slot + 1]! - shard.offsets[slot]!;
+  const ids = new Int32Array(chunk.tokenIds);
+  const vectors = packedArray(shard.precision, chunk.vectors);
+  const packed: PackedRows = chunk.scales ? { precision: shard.precision, vectors, scales: new Float32Array(chunk.scales) } : { precision: shard.precision, vectors };
+  if (from + tokens > ids.length || vectors.length !== ids.length * shard.dim || (packed.scales && packed.scales.length !== ids.length)) {
+    throw new ColbertError('INDEX_CORRUPT', `A row chunk of segment ${shard.segment} of the stored index is inconsistent with its offsets. Delete the index and rebuild or re-import it.`, { segment: shard.segment });
+  }
+  return { id: shard.docIds[slot]!, tokens, packed, row: from, tokenIds: ids.subarray(from, from + tokens) };
+}
+
+/**
+ * One shard of whole documents' rows as stored (the store's precision, copied, never decoded),
+ * in the order given: how the compressed index's rerank scores its candidates with the same
+ * scorer and kernel as the stored shards. `key` must be new for every call.
+ */
+export function documentsShard(key: string, dim: number, precision: VectorPrecision, docs: readonly PackedDocument[]): ShardView {
+  const offsets = new Uint32Array(docs.length + 1);
+  docs.forEach((d, i) => (offsets[i + 1] = offsets[i]! + d.tokens));
+  const rows = offsets[docs.length]!;
+  const packed = allocatePacked(precision, rows, dim);
+  docs.forEach((d, i) => {
+    const row = d.row ?? 0;
+    packed.vectors.set(d.packed.vectors.subarray(row * dim, (row + d.tokens) * dim) as never, offsets[i]! * dim);
+    if (packed.scales) packed.scales.set(d.packed.scales!.subarray(row, row + d.tokens), offsets[i]!);
+  });
+  const view: ShardView = { key, dim, docIds: docs.map((d) => d.id), offsets, precision, vectors: packed.vectors };
+  if (packed.scales) view.scales = packed.scales;
+  return view;
 }
 
 /**
@@ -531,11 +784,11 @@ export function resolveCommit(
   return adds;
 }
 
-/** The live documents of a set as tombstone-free shards (views where a shard has no tombstones). */
-export function snapshotShards(set: ShardSet): { ids: string[]; shards: IndexSnapshot['shards'] } {
+/** The live documents of resident shards (in segment order) as tombstone-free shards (views where a shard has no tombstones). */
+export function snapshotShards(list: Iterable<Shard>): { ids: string[]; shards: IndexSnapshot['shards'] } {
   const ids: string[] = [];
   const shards: IndexSnapshot['shards'] = [];
-  for (let shard of set.list()) {
+  for (let shard of list) {
     if (!shard.docIds.some((id) => id !== null)) continue;
     if (shard.docIds.includes(null)) {
       const fresh = Shard.create('snapshot', shard.segment, shard.dim, shard.precision, Math.max(1, shard.liveRows));

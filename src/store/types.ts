@@ -35,13 +35,16 @@ export interface ShardView extends PackedRows {
   offsets: Uint32Array;
 }
 
+/** Where a persistent store keeps the full-precision rows (see {@link VectorStore.setRowResidency}). */
+export type RowResidency = 'all' | 'on-demand';
+
 /** Counts a store reports. */
 export interface StoreStats {
   documents: number;
   tokens: number;
-  /** Bytes of token vectors held (live and not yet compacted). */
+  /** Bytes of token vectors held in memory (live and not yet compacted); rows read on demand are not counted. */
   vectorBytes: number;
-  /** Bytes this index occupies in IndexedDB (vectors, ids, metadata, texts); absent in memory. */
+  /** Bytes this index occupies in IndexedDB (vectors, ids, metadata, texts, the compressed index's codes); absent in memory. */
   bytesOnDisk?: number;
 }
 
@@ -196,6 +199,26 @@ export interface VectorStore {
   allMetadata(): Promise<Iterable<readonly [string, Metadata | undefined]>>;
   /** The token matrix of one document (with token ids), or undefined. */
   matrix(id: string): Promise<TokenMatrix | undefined>;
+  /**
+   * The token matrices of several documents (undefined for unknown ids), read together: where
+   * the rows are not held in memory (see {@link setRowResidency}) one transaction reads only
+   * the stored chunks holding them.
+   */
+  matrices(ids: readonly string[]): Promise<(TokenMatrix | undefined)[]>;
+  /**
+   * Whether the full-precision rows stay in memory ('all', what every store does by default) or
+   * are read on demand ('on-demand': only the segment that appends go to stays resident; scans
+   * such as {@link shards} read the others one segment at a time). The engine asks for
+   * 'on-demand' while the compressed index serves searches. Absent: the rows are always in memory
+   * (the memory store, where memory is the only copy).
+   */
+  setRowResidency?(mode: RowResidency): Promise<void>;
+  /**
+   * The rows of `ids` (unknown ids left out) as one shard, in the order given, at the store's
+   * precision, copied as stored (never decoded): how the compressed index's rerank scores its
+   * candidates with the kernel that scores the stored shards. `key` must be new for every call.
+   */
+  rowsShard(ids: readonly string[], key: string): Promise<ShardView>;
   /**
    * Lexical collection statistics and the live posting lists of `terms` (analysed with
    * {@link lexical}); only those lists are read. Documents stored without text have none.

@@ -7,7 +7,7 @@
 import { openDB } from 'idb';
 import { DB_PREFIX } from '../../src/store/idb.ts';
 import type { ModelFingerprint } from '../../src/store/manifest.ts';
-import { packMatrix, ShardSet } from '../../src/store/shards.ts';
+import { packMatrix, Shard, ShardSet, type RowChunk, type SegmentData, type SegmentMeta } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 
 /** Schema 2's object stores. */
@@ -52,8 +52,30 @@ export async function writeSchema2Index(name: string, fingerprint: ModelFingerpr
     ),
     tx.objectStore('manifest').put({ generation }, 'clean'),
   );
-  for (const shard of set.list()) pending.push(tx.objectStore('segments').put(shard.toMeta(), shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+  for (const shard of set.list()) {
+    // Schema 2's meta had no row chunks: the rows were one `vectors` record per segment.
+    const { chunks: _chunks, ...meta } = shard.toMeta();
+    pending.push(tx.objectStore('segments').put(meta, shard.segment), tx.objectStore('vectors').put(shard.toData(), shard.segment));
+  }
   for (const d of docs) pending.push(tx.objectStore('docs').put({ id: d.id, hash: '', tokens: d.embedding.tokens, textLength: 0 }, d.id));
   await Promise.all([...pending, tx.done]);
   db.close();
+}
+
+/**
+ * The `segments` and `vectors` records of a database written by today's store, laid out as
+ * schemas 1-3 stored them (one record of rows per segment, metas without row chunks), for tests
+ * that rewrite a database as an older schema had it.
+ */
+export async function legacySegmentRecords(db: { getAll(store: string, range?: IDBKeyRange): Promise<unknown[]> }): Promise<{ segments: SegmentMeta[]; vectors: SegmentData[] }> {
+  const metas = (await db.getAll('segments')) as SegmentMeta[];
+  const segments: SegmentMeta[] = [];
+  const vectors: SegmentData[] = [];
+  for (const meta of metas) {
+    const chunks = (await db.getAll('rows', IDBKeyRange.bound([meta.segment], [meta.segment + 1], false, true))) as RowChunk[];
+    const { chunks: _chunks, ...old } = meta;
+    segments.push(old);
+    vectors.push(Shard.fromChunks('legacy', meta, chunks).toData());
+  }
+  return { segments, vectors };
 }

@@ -19,6 +19,7 @@ import { mulberry32 } from '../support/rng.ts';
 import { randomMatrix } from '../support/shards.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
 import { FINGERPRINT } from '../support/store.ts';
+import { legacySegmentRecords } from '../support/legacy-index.ts';
 
 const EN = resolveLexicalConfig(undefined);
 
@@ -175,7 +176,11 @@ describe('the stores keep the lexical index in step with the vectors', () => {
     const dbName = `colbert-web:${name}`;
     const v2 = await openDB(dbName);
     const dump: Record<string, { keys: IDBValidKey[]; values: unknown[] }> = {};
-    for (const s of ['manifest', 'segments', 'vectors', 'docs', 'texts', 'staging']) dump[s] = { keys: await v2.getAllKeys(s), values: await v2.getAll(s) };
+    for (const s of ['manifest', 'docs', 'texts', 'staging']) dump[s] = { keys: await v2.getAllKeys(s), values: await v2.getAll(s) };
+    // Rows as schema 1 stored them: one `vectors` record per segment.
+    const legacy = await legacySegmentRecords(v2);
+    dump['segments'] = { keys: legacy.segments.map((m) => m.segment), values: legacy.segments };
+    dump['vectors'] = { keys: legacy.vectors.map((d) => d.segment), values: legacy.vectors };
     v2.close();
     await deleteDB(dbName);
     const v1 = await openDB(dbName, 1, { upgrade: (db) => Object.keys(dump).forEach((s) => db.createObjectStore(s)) });

@@ -111,7 +111,7 @@ function snapshotOf(precision: VectorPrecision): { snapshot: IndexSnapshot; set:
   const set = new ShardSet(precision, DIM, 't');
   set.apply(set.plan([doc('a', 3, 1, precision), doc('b', 4, 2, precision), doc('c', 1, 3, precision)]));
   set.apply(set.plan([], ['b']));
-  const { ids, shards } = snapshotShards(set);
+  const { ids, shards } = snapshotShards(set.list());
   const now = Date.now();
   return {
     set,

@@ -7,7 +7,7 @@ import 'fake-indexeddb/auto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { codeOf } from '../support/errors.ts';
 import { ColbertError } from '../../src/errors.ts';
-import { deleteIndex, IdbStore, listIndexes } from '../../src/store/idb.ts';
+import { DB_PREFIX, deleteIndex, IdbStore, listIndexes } from '../../src/store/idb.ts';
 import type { ModelFingerprint } from '../../src/store/manifest.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { readPortable, writePortable } from '../../src/store/portable.ts';
@@ -64,6 +64,24 @@ describe('IdbStore', () => {
     expect(await b.lookup(['x', 'y', 'z'], ['hx', 'other', 'hz'])).toEqual(['live', 'none', 'none']);
     expect((await b.snapshot()).documents.find((d) => d.id === 'x')?.text).toBe('text x');
     expect(await b.stats()).toMatchObject({ documents: 2, tokens: 5, vectorBytes: 5 * DIM * 2 });
+  });
+
+  it('refuses an index stored by a newer version (a newer IndexedDB schema) with INDEX_FORMAT_UNSUPPORTED, changing nothing', async () => {
+    const raw = await new Promise<IDBDatabase>((resolve, reject) => {
+      const req = indexedDB.open(`${DB_PREFIX}future`, 99);
+      req.onupgradeneeded = () => req.result.createObjectStore('manifest');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    raw.close();
+    expect(await codeOf(openStore('future'))).toBe('INDEX_FORMAT_UNSUPPORTED');
+    const again = await new Promise<IDBDatabase>((resolve, reject) => {
+      const req = indexedDB.open(`${DB_PREFIX}future`);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    expect(again.version).toBe(99);
+    again.close();
   });
 
   it('refuses to open with another model (naming both) or another explicit precision', async () => {

@@ -1,0 +1,254 @@
+/**
+ * A named compressed index whose full-precision rows stay in IndexedDB (fake-indexeddb) once its
+ * codes serve searches: only the codes and the tail segment's rows are held; the rerank reads its
+ * documents' row chunks on demand, so its scores equal the exhaustive ones; `exhaustive: true`
+ * streams every segment and stays exact; reopening does not load the rows; deletes, replacements
+ * and compactions of documents whose rows are not held, a second connection, export/import, a
+ * failed write and the schema 3 -> 4 migration (rows moved into chunks) all keep working. Every
+ * ranking is compared with the same operations on a memory index (which holds its rows).
+ */
+import 'fake-indexeddb/auto';
+import { resolve } from 'node:path';
+import { openDB } from 'idb';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createSearch, deleteIndex, listIndexes, type ColbertSearch } from '../../src/index.ts';
+import { DB_PREFIX, IdbStore } from '../../src/store/idb.ts';
+import { segmentRows } from '../../src/store/shards.ts';
+import type { TokenMatrix } from '../../src/types.ts';
+import { makeTestModels } from '../fixtures/make-models.ts';
+import { clusteredData } from '../support/clusters.ts';
+import { writeSchema2Index } from '../support/legacy-index.ts';
+import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
+import { FINGERPRINT } from '../support/store.ts';
+
+const TJS = resolve(REPO_ROOT, '.cache/test-models/tjs');
+const opened: ColbertSearch[] = [];
+const ROW_BYTES = 256; // fp16, 128 dimensions
+/** One segment's rows at most stay resident (the tail, where appends go). */
+const SEGMENT_BYTES = segmentRows('fp16', 128) * ROW_BYTES;
+
+async function open(options: Parameters<typeof createSearch>[0] = {}): Promise<ColbertSearch> {
+  const s = await createSearch({ model: TJS, worker: false, device: 'wasm', dtype: 'fp32', scoring: 'cpu', ...options });
+  opened.push(s);
+  return s;
+}
+
+async function close(s: ColbertSearch): Promise<void> {
+  opened.splice(opened.indexOf(s), 1);
+  await s.close();
+}
+
+// About 26k tokens: four fp16 segments of 8192 rows.
+const data = clusteredData({ docs: 600, queries: 8, seed: 33 });
+const COMPRESSED = { nbits: 2 } as const;
+
+async function addAll(s: ColbertSearch, docs = data.docs): Promise<void> {
+  for (let i = 0; i < docs.length; i += 150) await s.addEmbeddings(docs.slice(i, i + 150));
+}
+
+/** Resident row bytes: what vectorBytes holds beyond the codes. */
+async function residentRows(s: ColbertSearch): Promise<number> {
+  const stats = await s.stats();
+  return stats.vectorBytes - (stats.compression?.codeBytes ?? 0);
+}
+
+/** Every query's exhaustive top 10 on both, equal ids and scores; and the compressed top 10's scores equal exhaustive ones. */
+async function expectSameRankings(s: ColbertSearch, reference: ColbertSearch, queries: readonly TokenMatrix[] = data.queries): Promise<void> {
+  for (const q of queries) {
+    const want = await reference.searchEmbedding(q, { k: 10, exhaustive: true });
+    const exhaustive = await s.searchEmbedding(q, { k: 10, exhaustive: true });
+    expect(exhaustive.map((h) => h.id)).toEqual(want.map((h) => h.id));
+    exhaustive.forEach((h, i) => expect(h.score).toBeCloseTo(want[i]!.score, 5));
+    const truth = new Map(want.map((h) => [h.id, h.score]));
+    const got = await s.searchEmbedding(q, { k: 10 });
+    const shared = got.filter((h) => truth.has(h.id));
+    expect(shared.length).toBeGreaterThanOrEqual(8);
+    for (const h of shared) expect(h.score).toBeCloseTo(truth.get(h.id)!, 5);
+  }
+}
+
+/** A document whose rows are in the first segment (never the tail once four are stored). */
+const FIRST = data.docs[3]!;
+
+describe.skipIf(!HAVE_SHARED)(`rows on demand ${HAVE_SHARED ? '' : SHARED_MISSING}`, () => {
+  beforeAll(async () => {
+    await makeTestModels(resolve(REPO_ROOT, '.cache/test-models'), TOKENIZER_DIR);
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('once trained, holds the codes and at most one segment of rows; rerank and exhaustive scores stay exact', async () => {
+    const s = await open({ name: 'cold', compression: COMPRESSED });
+    const reference = await open({ storage: 'memory' });
+    await s.addEmbeddings(data.docs.slice(0, 40));
+    await reference.addEmbeddings(data.docs.slice(0, 40));
+    // Not trained yet (under 4096 tokens): every row is held, as without compression.
+    const before = await s.stats();
+    expect(before.compression!.state).toBe('exhaustive');
+    expect(before.vectorBytes).toBe(before.tokens * ROW_BYTES);
+    await addAll(s, data.docs.slice(40));
+    await addAll(reference, data.docs.slice(40));
+    const stats = await s.stats();
+    expect(stats.compression!.state).toBe('ready');
+    expect(stats.tokens).toBeGreaterThan(3 * SEGMENT_BYTES / ROW_BYTES);
+    const rows = stats.vectorBytes - stats.compression!.codeBytes;
+    expect(rows).toBeGreaterThan(0);
+    expect(rows).toBeLessThanOrEqual(SEGMENT_BYTES);
+    // On disk: every row, and the stored codes (a code and 32 residual bytes per token at nbits 2).
+    expect(stats.bytesOnDisk!).toBeGreaterThan(stats.tokens * (ROW_BYTES + 4 + 2 + 32));
+    // The memory index holds every row.
+    const ref = await reference.stats();
+    expect(ref.vectorBytes).toBe(ref.tokens * ROW_BYTES);
+    await expectSameRankings(s, reference);
+    // The rerank read rows from IndexedDB, and held none of them afterwards.
+    expect(await residentRows(s)).toBe(rows);
+  });
+
+  it('reopens without loading the rows, with the same hits; without compression it holds them all again', async () => {
+    const s = await open({ name: 'reopen', compression: COMPRESSED });
+    await addAll(s);
+    const hits = await Promise.all(data.queries.map((q) => s.searchEmbedding(q, { k: 10 })));
+    await close(s);
+    const again = await open({ name: 'reopen', compression: COMPRESSED });
+    expect((await again.stats()).compression).toMatchObject({ state: 'ready', trainings: 0 });
+    expect(await residentRows(again)).toBeLessThanOrEqual(SEGMENT_BYTES);
+    for (const [i, q] of data.queries.entries()) expect(await again.searchEmbedding(q, { k: 10 })).toEqual(hits[i]);
+    await close(again);
+    const plain = await open({ name: 'reopen' });
+    const stats = await plain.stats();
+    expect(stats.vectorBytes).toBe(stats.tokens * ROW_BYTES);
+  });
+
+  it('replaces, deletes and compacts documents whose rows are not held; a second connection follows', async () => {
+    const s = await open({ name: 'edit', compression: COMPRESSED });
+    const reference = await open({ storage: 'memory' });
+    await addAll(s);
+    await addAll(reference);
+    const other = await open({ name: 'edit', compression: COMPRESSED });
+    // Replace a first-segment document by another document's vectors: it now ranks first for that one's query.
+    const twin = { id: FIRST.id, embedding: data.docs[500]!.embedding };
+    await s.addEmbeddings([twin]);
+    await reference.addEmbeddings([twin]);
+    const top = (await s.searchEmbedding(data.docs[500]!.embedding, { k: 2 })).map((h) => h.id).sort();
+    expect(top).toEqual([FIRST.id, data.docs[500]!.id].sort());
+    // Delete three quarters of the first 200 documents (the first segment's): compaction copies the rest's rows.
+    const gone = data.docs.slice(0, 200).filter((_, i) => i % 4 !== 0).map((d) => d.id);
+    await s.delete(gone);
+    await reference.delete(gone);
+    expect((await s.stats()).documents).toBe(600 - gone.length);
+    await expectSameRankings(s, reference);
+    for (const q of data.queries) for (const h of await s.searchEmbedding(q, { k: 50 })) expect(gone).not.toContain(h.id);
+    // The other connection reads what this one wrote, without holding the rows either.
+    await expectSameRankings(other, reference);
+    expect(await residentRows(other)).toBeLessThanOrEqual(SEGMENT_BYTES);
+    expect(await residentRows(s)).toBeLessThanOrEqual(SEGMENT_BYTES);
+  });
+
+  it('exports from an index whose rows are on demand and imports into another, with the same hits', async () => {
+    const s = await open({ name: 'from', compression: COMPRESSED });
+    await addAll(s);
+    const file = await s.exportIndex();
+    const into = await open({ name: 'into', compression: COMPRESSED });
+    await into.importIndex(file);
+    expect((await into.stats()).compression).toMatchObject({ state: 'ready', trainings: 0 });
+    expect(await residentRows(into)).toBeLessThanOrEqual(SEGMENT_BYTES);
+    const memory = await open({ storage: 'memory', compression: COMPRESSED });
+    await memory.importIndex(file);
+    await expectSameRankings(into, memory);
+    await expectSameRankings(s, memory);
+  });
+
+  it('a write that fails in its transaction (full quota while compacting rows not held) changes nothing', async () => {
+    const s = await open({ name: 'fail', compression: COMPRESSED });
+    const reference = await open({ storage: 'memory' });
+    await addAll(s);
+    await addAll(reference);
+    const proto = IDBObjectStore.prototype;
+    const put = proto.put;
+    proto.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore['put']>) {
+      if (this.name === 'rows') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return put.apply(this, args);
+    };
+    // Replacing three quarters of the first segment's documents compacts it (its rows are read in the write).
+    const replaced = data.docs.slice(0, 200).filter((_, i) => i % 4 !== 0).map((d, i) => ({ id: d.id, embedding: data.docs[599 - i]!.embedding }));
+    const gone = replaced.map((d) => d.id);
+    try {
+      await expect(s.addEmbeddings(replaced)).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
+      await expectSameRankings(s, reference);
+      // A delete at a full quota falls back to one that stores nothing: the rest still reads back.
+      expect(await s.delete(gone)).toBe(gone.length);
+    } finally {
+      proto.put = put;
+    }
+    await reference.delete(gone);
+    await expectSameRankings(s, reference);
+    expect(await residentRows(s)).toBeLessThanOrEqual(SEGMENT_BYTES);
+  });
+});
+
+describe('schema 4 migration: rows move into chunks', () => {
+  afterEach(async () => {
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('an index written by schema 2 opens with the same rows, read back from chunks on demand', async () => {
+    const docs = clusteredData({ docs: 400, queries: 1, seed: 4 }).docs;
+    const fingerprint = { ...FINGERPRINT, dim: 128 };
+    await writeSchema2Index('legacy', fingerprint, docs);
+    const store = await IdbStore.open({ name: 'legacy', fingerprint });
+    const resident = await store.matrices(docs.map((d) => d.id));
+    await store.setRowResidency('on-demand');
+    expect((await store.stats()).vectorBytes).toBeLessThan((await store.stats()).tokens * ROW_BYTES);
+    const onDemand = await store.matrices(docs.map((d) => d.id));
+    docs.forEach((d, i) => {
+      expect(onDemand[i]!.ids).toEqual(d.embedding.ids);
+      expect(onDemand[i]!.data.every((v, j) => v === resident[i]!.data[j])).toBe(true);
+      // fp16 of the original vectors.
+      expect(onDemand[i]!.data.every((v, j) => Math.abs(v - d.embedding.data[j]!) < 1e-3)).toBe(true);
+    });
+    await store.close();
+    const db = await openDB(DB_PREFIX + 'legacy');
+    expect(db.version).toBe(4);
+    expect(await db.count('vectors')).toBe(0);
+    expect(await db.count('rows')).toBeGreaterThan(1);
+    db.close();
+  });
+});
+
+describe('rowsShard: the rerank rows as stored', () => {
+  afterEach(async () => {
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('gives the stored rows (int8 scales included) in the order asked, from memory and on demand alike', async () => {
+    const docs = clusteredData({ docs: 500, queries: 1, seed: 8 }).docs;
+    const store = await IdbStore.open({ name: 'rows-int8', fingerprint: { ...FINGERPRINT, dim: 128 }, precision: 'int8' });
+    for (let i = 0; i < docs.length; i += 100) await store.put(docs.slice(i, i + 100).map((d) => ({ id: d.id, matrix: d.embedding })));
+    const ids = [docs[400]!.id, 'unknown', docs[2]!.id, docs[250]!.id, docs[3]!.id];
+    const held = await store.rowsShard(ids, 'a');
+    await store.setRowResidency('on-demand');
+    const read = await store.rowsShard(ids, 'b');
+    for (const s of [held, read]) {
+      expect(s.precision).toBe('int8');
+      expect(s.docIds).toEqual([docs[400]!.id, docs[2]!.id, docs[250]!.id, docs[3]!.id]);
+    }
+    expect([...read.offsets]).toEqual([...held.offsets]);
+    expect(read.vectors).toEqual(held.vectors);
+    expect(read.scales).toEqual(held.scales);
+    // The same rows the scan yields for those documents.
+    const rows = new Map<string, number[]>();
+    for await (const s of store.shards()) {
+      s.docIds.forEach((id, slot) => {
+        if (id !== null) rows.set(id, [...s.vectors.subarray(s.offsets[slot]! * 128, s.offsets[slot + 1]! * 128), ...s.scales!.subarray(s.offsets[slot]!, s.offsets[slot + 1]!)]);
+      });
+    }
+    read.docIds.forEach((id, i) => {
+      const from = read.offsets[i]!;
+      const to = read.offsets[i + 1]!;
+      expect([...read.vectors.subarray(from * 128, to * 128), ...read.scales!.subarray(from, to)]).toEqual(rows.get(id!));
+    });
+    await store.close();
+  });
+});
