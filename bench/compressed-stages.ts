@@ -11,11 +11,26 @@
  * 4,096 tokens, re-trained at 4x growth), so the codec may be trained on a prefix of the collection.
  *
  * A diagnostic, not part of `npm run bench`: it prints a table per knob setting.
+ *
+ * `--profile` instead times one query's stages (median over the queries, default knobs unless
+ * `--nprobe=`, `--keep=` give one value each; `--depth=32,64,128` reports the top-10 overlap
+ * after each rerank depth and times the first): query x centroids, probes, candidate
+ * union, centroid interaction (+ top `keep`), residual MaxSim of the survivors, and the exact
+ * rerank of the residual top `depth` (rows gathered from the fp32 store and scored by the WASM
+ * kernel, as the engine's memory store does), each as a share of the whole and against the
+ * exhaustive fp32 median of the same run:
+ *
+ *   npx tsx bench/compressed-stages.ts --profile --data=synthetic --tokens=1000000 --queries=20
+ *
+ * `--kernels=js` times the plain-JS centroid interaction and residual stages instead of the WASM
+ * SIMD ones (src/score/interaction-simd.ts, src/score/residual-simd.ts), for a ratio in one run.
+ * The synthetic index is trained once and cached in .cache/trained/ (bench/trained-cache.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CompressedIndex, defaultKnobs } from '../src/compression.ts';
 import { simdCompressedKernels } from '../src/score/centroid-simd.ts';
+import { wasmCompressedKernels } from '../src/score/compressed-stages.ts';
 import { candidateSlots, probeCentroids, topIndexes } from '../src/score/compressed.ts';
 import { createScorer } from '../src/score/scorer.ts';
 import { MemoryStore } from '../src/store/memory.ts';
@@ -26,6 +41,11 @@ import { clusteredCollection } from '../test/fixtures/clustered.ts';
 import { loadCranfield } from '../test/fixtures/cranfield.ts';
 import { makeTestModels } from '../test/fixtures/make-models.ts';
 import { CRANFIELD_DIR, HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
+import { matricesShard } from '../src/store/shards.ts';
+import type { Scorer } from '../src/score/scorer.ts';
+import type { ResidualCodec } from '../src/store/residual.ts';
+import type { CodeSet } from '../src/store/codes.ts';
+import { openTrained } from './trained-cache.ts';
 
 const arg = (name: string, fallback: string) => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -34,6 +54,8 @@ const arg = (name: string, fallback: string) => {
 const DATA = arg('data', 'cranfield');
 const QUERIES = Number(arg('queries', '100'));
 const NBITS = Number(arg('nbits', '2')) as 1 | 2 | 4;
+/** `--kernels=js` times the plain-JS centroid interaction and residual stages (SIMD query x centroids), the default WASM SIMD ones otherwise. */
+const KERNELS = arg('kernels', 'wasm') === 'js' ? simdCompressedKernels : wasmCompressedKernels;
 
 interface Collection {
   docs: { id: string; embedding: TokenMatrix }[];
@@ -88,42 +110,60 @@ export async function cranfieldMatrices(): Promise<Collection & { ids: string[] 
 }
 
 async function main(): Promise<void> {
-  let col: Collection;
+  // Documents in batches of 256, streamed for the synthetic set (10M tokens are 5 GB at fp32: only the store holds them).
+  let batches: () => Iterable<Collection['docs']>;
+  let documents: number;
+  let tokens: number;
+  let allQueries: TokenMatrix[];
   if (DATA === 'cranfield') {
-    col = await cranfieldMatrices();
+    const col = await cranfieldMatrices();
+    batches = function* () {
+      for (let i = 0; i < col.docs.length; i += 256) yield col.docs.slice(i, i + 256);
+    };
+    documents = col.docs.length;
+    tokens = col.docs.reduce((n, d) => n + d.embedding.tokens, 0);
+    allQueries = col.queries;
   } else {
     const data = clusteredCollection(Number(arg('tokens', '261000')), { seed: 7 });
-    col = { docs: [...data.batches(256)].flat(), queries: data.queries(QUERIES, 3).map((q) => q.embedding) };
+    batches = () => data.batches(256);
+    documents = data.documents;
+    tokens = data.tokens;
+    allQueries = data.queries(QUERIES, 3).map((q) => q.embedding);
   }
-  const queries = col.queries.slice(0, QUERIES);
+  const queries = allQueries.slice(0, QUERIES);
   const store = new MemoryStore({ precision: 'fp32' });
-  const tokens = col.docs.reduce((n, d) => n + d.embedding.tokens, 0);
   const index = new CompressedIndex({ nbits: NBITS, poolFactor: 1, rerank: true });
   const t0 = performance.now();
   if (process.argv.includes('--incremental')) {
     // As the engine builds it from addEmbeddings batches of 256: trained at 4,096 tokens, re-trained at 4x growth.
-    for (let i = 0; i < col.docs.length; i += 256) {
-      const batch = col.docs.slice(i, i + 256).map((d) => ({ id: d.id, matrix: d.embedding }));
+    for (const docs of batches()) {
+      const batch = docs.map((d) => ({ id: d.id, matrix: d.embedding }));
       await store.put(batch);
       await index.update(store, batch.map((d) => d.id));
     }
     await index.settled();
     console.log(`incremental: codec trained for ${index.generation!.trained.trainedTokens} tokens`);
   } else {
-    await store.put(col.docs.map((d) => ({ id: d.id, matrix: d.embedding })));
-    await index.open(store);
+    for (const docs of batches()) await store.put(docs.map((d) => ({ id: d.id, matrix: d.embedding })));
+    if (DATA === 'cranfield') await index.open(store);
+    else console.log(`codes: ${(await openTrained(index, store, `synthetic-${tokens}-seed7-nbits${NBITS}`)).cached ? 'read from .cache/trained' : 'trained and cached'}`);
   }
   const g = index.generation!;
   const codec = g.trained.codec;
   const count = centroidCount(codec);
-  console.log(`${DATA}: ${col.docs.length} documents, ${tokens} tokens, ${queries.length} queries (mean ${(queries.reduce((n, q) => n + q.tokens, 0) / queries.length).toFixed(1)} tokens); ${count} centroids, trained in ${((performance.now() - t0) / 1000).toFixed(1)} s; defaults ${JSON.stringify(defaultKnobs(tokens, 10))}`);
+  console.log(`${DATA}: ${documents} documents, ${tokens} tokens, ${queries.length} queries (mean ${(queries.reduce((n, q) => n + q.tokens, 0) / queries.length).toFixed(1)} tokens); ${count} centroids, trained in ${((performance.now() - t0) / 1000).toFixed(1)} s; defaults ${JSON.stringify(defaultKnobs(tokens, 10))}`);
   const scorer = await createScorer({ scoring: 'cpu', threads: 1 });
   const truth: Set<string>[] = [];
   for (const q of queries) truth.push(new Set((await scorer.rank(q, () => store.shards(), 10)).map((h) => h.id)));
   const codes = g.codes;
+  if (process.argv.includes('--profile')) {
+    await profile(queries, codec, codes, store, scorer, tokens);
+    scorer.dispose();
+    return;
+  }
   const lists = codes.invertedLists();
   const view = codes.view();
-  const k = simdCompressedKernels;
+  const k = KERNELS;
   const grid = (arg('nprobe', '2,4,8,16')).split(',').map(Number);
   const keeps = (arg('keep', '64,128,256,512')).split(',').map(Number);
   console.log('| nprobe | candidates (mean) | recall cand | keep | recall CI | recall residual top-keep | recall residual top-10 |');
@@ -159,6 +199,89 @@ async function main(): Promise<void> {
     }
   }
   scorer.dispose();
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Per-stage medians of the default search flow (see the module comment). */
+async function profile(queries: TokenMatrix[], codec: ResidualCodec, codes: CodeSet, store: MemoryStore, scorer: Scorer, tokens: number): Promise<void> {
+  const defaults = defaultKnobs(tokens, 10);
+  const one = (name: string, fallback: number) => (arg(name, '') === '' ? fallback : Number(arg(name, '')));
+  const nprobe = one('nprobe', defaults.nprobe);
+  const keep = one('keep', defaults.candidates);
+  // `--depth=32,64,128`: the stages are timed at the first depth; the top-10 overlap is reported for each.
+  const depths = arg('depth', '') === '' ? [defaults.rerankDepth] : arg('depth', '').split(',').map(Number);
+  const depth = depths[0]!;
+  const count = centroidCount(codec);
+  const k = KERNELS;
+  const view = codes.view();
+  codes.invertedLists();
+  const stages = ['query x centroids', 'probes', 'candidate union', 'centroid interaction', 'residual MaxSim', 'exact rerank'] as const;
+  const times: number[][] = stages.map(() => []);
+  const totals: number[] = [];
+  const exhaustive: number[] = [];
+  let candidates = 0;
+  const overlaps = depths.map(() => 0);
+  let run = 0;
+  for (const q of queries) {
+    let t = performance.now();
+    const want = await scorer.rank(q, () => store.shards(), 10);
+    exhaustive.push(performance.now() - t);
+    const lap: number[] = [];
+    const tick = () => {
+      const now = performance.now();
+      lap.push(now - t);
+      t = now;
+    };
+    t = performance.now();
+    const scores = k.centroidScores(q, codec);
+    tick();
+    const probes = probeCentroids(scores, q.tokens, count, nprobe);
+    tick();
+    let docs = candidateSlots(codes.invertedLists(), probes, codes.slots, (s) => codes.live(s));
+    tick();
+    candidates += docs.length;
+    if (docs.length > keep) {
+      const ci = new Float32Array(docs.length);
+      k.centroidInteraction(scores, q.tokens, count, view, docs, ci);
+      const all = docs;
+      docs = Uint32Array.from(topIndexes(ci, keep), (i) => all[i]!).sort();
+    }
+    tick();
+    const survivors = docs;
+    const residual = depths.some((d) => d < survivors.length) ? new Float32Array(survivors.length) : undefined;
+    if (residual) k.residualMaxSim(q, codec, scores, view, survivors, residual);
+    tick();
+    const set = new Set(want.map((h) => h.id));
+    for (let di = 0; di < depths.length; di++) {
+      const d = depths[di]!;
+      const rescore = residual && d < survivors.length ? Uint32Array.from(topIndexes(residual, d), (i) => survivors[i]!) : survivors;
+      if (di === 0) t = performance.now();
+      const ids = Array.from(rescore, (s) => codes.id(s)!);
+      const ms = await Promise.all(ids.map(async (id) => ({ id, m: (await store.matrix(id))! })));
+      const shard = matricesShard(`profile:${run++}`, q.dim, ms);
+      const hits = await scorer.rank(q, async function* () {
+        yield shard;
+      }, 10);
+      if (di === 0) tick();
+      overlaps[di]! += hits.filter((h) => set.has(h.id)).length / 10;
+    }
+    lap.forEach((x, i) => times[i]!.push(x));
+    totals.push(lap.reduce((a, b) => a + b, 0));
+  }
+  const total = median(totals);
+  const base = median(exhaustive);
+  console.log(`profile: nprobe ${nprobe}, keep ${keep}, rerank depth ${depth} (${depth >= keep ? 'no residual stage' : 'residual stage on'}), mean ${(candidates / queries.length).toFixed(0)} candidates; top-10 overlap with exhaustive fp32 ${depths.map((d, i) => `${(overlaps[i]! / queries.length).toFixed(3)} at depth ${d}`).join(', ')}`);
+  console.log('| stage | median ms | share of the total |');
+  console.log('| --- | ---: | ---: |');
+  stages.forEach((name, i) => {
+    const m = median(times[i]!);
+    console.log(`| ${name} | ${m.toFixed(2)} | ${((100 * m) / total).toFixed(0)}% |`);
+  });
+  console.log(`| total (median of sums) | ${total.toFixed(2)} | exhaustive fp32 median ${base.toFixed(1)} ms: ${(base / total).toFixed(1)}x faster |`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) await main();

@@ -6,12 +6,16 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only] [--breakdown-only]
+ *
+ * Trained synthetic indexes are cached in .cache/trained (bench/trained-cache.ts), so a second run
+ * measures search only; `--no-cache` trains (and times the training) every time.
  *   (or: npm run bench -- scale)
  *
- * The first size runs every (nbits, pool) pair; larger sizes run nbits 2, pool 1. Each size also
+ * The first size runs every (nbits, pool) pair (up to 1M tokens, unless --default-only); larger sizes run nbits 2, pool 1. Each size also
  * prints the resident bytes by part and the process memory (rss, JS heap, ArrayBuffers): the
- * fp32 store's full vectors are resident beside the codes.
+ * fp32 store's full vectors are resident beside the codes. `--breakdown-only` trains nbits 2, pool 1
+ * over an fp16 store (half the memory) and prints only the bytes by part: no baseline, no queries.
  *
  * Data: the synthetic clustered collection of test/fixtures/clustered.ts (documents of 64-256
  * tokens, queries of 8-32 tokens), streamed into the store in batches of 256 documents; and
@@ -20,7 +24,7 @@
  * kernel over an fp32 memory store, one thread. Timings on a shared machine are noisy: read them
  * as ratios against the exhaustive baseline of the same run.
  */
-import { CompressedIndex, type ResolvedCompression } from '../src/compression.ts';
+import { codecBytes, CompressedIndex, type ResolvedCompression } from '../src/compression.ts';
 import { createScorer, type Scorer } from '../src/score/scorer.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { poolTokens } from '../src/store/pooling.ts';
@@ -33,6 +37,7 @@ import { clusteredCollection, type ClusteredCollection } from '../test/fixtures/
 import { makeTestModels } from '../test/fixtures/make-models.ts';
 import { HAVE_SHARED, REPO_ROOT, TOKENIZER_DIR } from '../test/support/shared.ts';
 import { cranfieldMatrices } from './compressed-stages.ts';
+import { openTrained } from './trained-cache.ts';
 import { mean, ndcgAtK } from './metrics.ts';
 
 const arg = (name: string, fallback: number) => {
@@ -47,6 +52,7 @@ const SIZES = sizesArg
   ? sizesArg.slice('--sizes='.length).split(',').map(Number)
   : [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : []), ...(process.argv.includes('--10m') ? [10_000_000] : [])];
 const BATCH = 256;
+const BREAKDOWN_ONLY = process.argv.includes('--breakdown-only');
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -65,7 +71,7 @@ interface Built {
 }
 
 async function build(data: ClusteredCollection, options: ResolvedCompression): Promise<Built> {
-  const own = new MemoryStore({ precision: 'fp32' });
+  const own = new MemoryStore({ precision: BREAKDOWN_ONLY ? 'fp16' : 'fp32' });
   let originalTokens = 0;
   for (const batch of data.batches(BATCH)) {
     await own.put(
@@ -75,11 +81,17 @@ async function build(data: ClusteredCollection, options: ResolvedCompression): P
       }),
     );
   }
-  // One training over the whole collection (the streamed path re-trains at 4x growth; see --stream).
+  // One training over the whole collection (the streamed path re-trains at 4x growth), cached in
+  // .cache/trained (bench/trained-cache.ts) unless --no-cache: trainMs is then 0.
   const index = new CompressedIndex(options);
-  const t = performance.now();
-  await index.open(own);
-  return { store: own, index, originalTokens, trainMs: performance.now() - t };
+  if (process.argv.includes('--no-cache')) {
+    const t = performance.now();
+    await index.open(own);
+    return { store: own, index, originalTokens, trainMs: performance.now() - t };
+  }
+  const key = `synthetic-${data.tokens}-seed7-nbits${options.nbits}${options.poolFactor > 1 ? `-pool${options.poolFactor}` : ''}`;
+  const { trainMs } = await openTrained(index, own, key);
+  return { store: own, index, originalTokens, trainMs };
 }
 
 function exactOver(scorer: Scorer, store: MemoryStore) {
@@ -105,6 +117,12 @@ async function main(): Promise<void> {
     const queries = data.queries(QUERIES, 3).map((q) => q.embedding);
     const tokens = data.tokens;
     console.log(`\n== ${data.documents} documents, ${tokens} tokens, ${queries.length} queries of 8-32 tokens ==`);
+    if (BREAKDOWN_ONLY) {
+      const built = await build(data, { nbits: 2, poolFactor: 1, rerank: true });
+      console.log(`training + assignment, nbits 2: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids; fp16 store, no queries)`);
+      printBreakdown(2, 1, built);
+      continue;
+    }
     // Exhaustive fp32 baseline on the same data.
     const base = await build(data, { nbits: 2, poolFactor: 1, rerank: true });
     const truth: { ids: string[]; ms: number }[] = [];
@@ -117,14 +135,14 @@ async function main(): Promise<void> {
     const fp32Bytes = (await base.store.stats()).vectorBytes;
     console.log(`exhaustive fp32: ${(fp32Bytes / tokens).toFixed(0)} B/token, median ${exhaustiveMs.toFixed(1)} ms/query (baseline)`);
     const stats = base.index.stats();
-    console.log(`training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
+    console.log(base.trainMs === 0 ? `training + assignment, nbits 2: codes read from .cache/trained (${stats.centroids} centroids; --no-cache to time the training)` : `training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
     const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
-    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
+    const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 && !process.argv.includes('--default-only') ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
     const breakdowns: [number, number, Built][] = [];
     for (const [nbits, pool] of configs) {
       const built = nbits === 2 && pool === 1 ? base : await build(data, { nbits, poolFactor: pool, rerank: true });
       breakdowns.push([nbits, pool, built]);
-      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids)`);
+      if (built !== base) console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${built.trainMs === 0 ? 'read from .cache/trained' : `${(built.trainMs / 1000).toFixed(1)} s`} (${built.index.stats().centroids} centroids)`);
       const bpt = built.index.stats().codeBytes / built.originalTokens;
       for (const rerank of [true, false]) {
         const exact = exactOver(scorer, built.store);
@@ -146,19 +164,26 @@ async function main(): Promise<void> {
       }
     }
     console.log(rows.join('\n'));
-    for (const [nbits, pool, built] of breakdowns) {
-      const g = built.index.generation!;
-      const b = g.codes.breakdown();
-      const codec = g.trained.codec;
-      const centroids = (codec.centroids.length + codec.cutoffs.length + codec.weights.length) * 4;
-      const per = (n: number) => (n / built.originalTokens).toFixed(2);
-      console.log(`bytes per original token, nbits ${nbits} pool ${pool}: codes ${per(b.codes)}, residuals ${per(b.residuals)}, centroids + buckets ${per(centroids)} (${centroidCount(codec)} x ${codec.dim} fp32), inverted lists ${per(b.lists)}, slots ${per(b.slots)}; codes resident ${mib(built.index.stats().codeBytes)} MiB`);
-    }
+    for (const [nbits, pool, built] of breakdowns) printBreakdown(nbits, pool, built);
     const mem = process.memoryUsage();
     console.log(`process memory after this size: rss ${mib(mem.rss)} MiB, JS heap ${mib(mem.heapUsed)} MiB, ArrayBuffers ${mib(mem.arrayBuffers)} MiB; of which the fp32 store's full vectors ${mib(fp32Bytes)} MiB (every store and trained index of this size included)`);
   }
   scorer.dispose();
   if (!process.argv.includes('--no-cranfield')) await cranfield();
+}
+
+/** Resident bytes per original token by part; the codec part counts every copy of its centroids (../src/compression.ts codecBytes). */
+function printBreakdown(nbits: number, pool: number, built: Built): void {
+  const g = built.index.generation!;
+  const b = g.codes.breakdown();
+  const codec = g.trained.codec;
+  const tree = g.trained.tree;
+  const per = (n: number) => (n / built.originalTokens).toFixed(2);
+  const all = codecBytes(g.trained);
+  const total = b.codes + b.residuals + b.slots + b.lists + all;
+  console.log(
+    `bytes per original token, nbits ${nbits} pool ${pool}: codes ${per(b.codes)}, residuals ${per(b.residuals)}, codec ${per(all)} (${centroidCount(codec)} x ${codec.dim} fp16 centroids ${per(codec.centroids.byteLength)}, tree of ${tree.starts.length - 1} coarse fp32 + its kernel table ${per(tree.coarse.byteLength * 2 + tree.starts.byteLength)}, buckets), inverted lists ${per(b.lists)}, slots ${per(b.slots)}; total ${per(total)} (codeBytes ${per(built.index.stats().codeBytes)}); codes resident ${mib(built.index.stats().codeBytes)} MiB`,
+  );
 }
 
 /** Cranfield through the public API with the contextual test model: compressed vs exhaustive: true on one index. */

@@ -6,10 +6,9 @@
  * 1. query x centroids; per query token its `nprobe` best centroids;
  * 2. candidates: the union of those centroids' inverted lists (live, allowed documents only);
  * 3. centroid interaction prunes them to `candidates` documents;
- * 4. with rerank, the best `rerankDepth` of those (all of them by default) are scored from the
- *    store's full-precision vectors by the engine's MaxSim scorer, so their scores are exactly the
- *    exhaustive ones; when rerankDepth is smaller, or without rerank, they are first scored from
- *    their residuals.
+ * 4. they are scored from their residuals; with rerank, the best `rerankDepth` of those (64 by
+ *    default, see {@link defaultKnobs}) are then scored from the store's full-precision vectors
+ *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones.
  *
  * Where the store persists codes (IndexedDB, `store.codes`), the codec and codes are stored by
  * generation and read back on open instead of training again: writes encode their rows in their
@@ -23,9 +22,9 @@
  * Like ./engine.ts this module knows store/ and score/; it never imports model/.
  */
 import { ColbertError, isColbertError } from './errors.ts';
-import { simdCompressedKernels } from './score/centroid-simd.ts';
+import { kernelCopyBytes, residentCentroids } from './score/centroid-simd.ts';
 import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
-import { cpuStages, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
+import { cpuStages, wasmCompressedKernels, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
 import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
 import { CodeSet, shardCodes } from './store/codes.ts';
@@ -85,15 +84,20 @@ export interface CompressedSearchOptions {
  * Measured with `bench/compressed-stages.ts` (recall of the exhaustive top 10 after each stage):
  * on Cranfield (contextual test model, 261k tokens) the inverted lists hold every relevant
  * document already, and it is centroid interaction that drops them: 0.94 of the exhaustive top
- * 10 survive among 64 documents, 0.98 among 128, 0.999 among 256. Decoding residuals in
- * JavaScript costs more per document than the exact score on the WASM kernel, so with rerank
- * every survivor is rescored exactly (rerankDepth = candidates) and the residual stage only
- * serves `rerank: false` or a smaller rerankDepth.
+ * 10 survive among 64 documents, 0.98 among 128, 0.999 among 256.
+ *
+ * With rerank (PLAID-like), the survivors are scored from their residuals (WASM SIMD decoding and
+ * MaxSim) and only the best `rerankDepth` of them, 64 for k <= 16 and 4 per hit beyond, are
+ * rescored exactly from full vectors: each of those is a read of stored vectors (from IndexedDB
+ * where they are not resident), so few is cheap. Measured with `bench/compressed-stages.ts
+ * --profile --depth=32,64,96,128,256` (top-10 overlap with exhaustive fp32 after the rerank):
+ * Cranfield (contextual test model, 100 queries) 0.998 at depth 32, 0.999 at 64 and beyond (the
+ * same as rescoring all 256 survivors); synthetic 1M tokens (30 queries) 1.000 from depth 32 on.
  */
 export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
   const candidates = Math.max(256, 16 * k, Math.ceil(tokens / 16_384));
-  return { nprobe, candidates, rerankDepth: candidates };
+  return { nprobe, candidates, rerankDepth: Math.min(candidates, Math.max(64, 4 * k)) };
 }
 
 /** The state the compressed index is in. */
@@ -109,7 +113,11 @@ export interface CompressionStats {
   centroids: number;
   /** Tokens the codec in use was trained for. */
   trainedTokens: number;
-  /** Resident bytes of codes, residuals, centroids, buckets, slots and inverted lists (ids excluded). */
+  /**
+   * Resident bytes of codes, residuals, centroids (fp16, every copy: the WASM kernel's table
+   * included, which is the codec's only copy where WebAssembly SIMD runs), buckets, the centroid
+   * tree, slots and inverted lists (ids, GPU buffers and the kernels' fixed scratch excluded).
+   */
   codeBytes: number;
   /**
    * Codecs this search trained itself since it was created: 0 when it read its codes from
@@ -134,6 +142,8 @@ export interface CompressedTrace {
   survivors: string[];
   /** Whether the survivors were scored from their residuals (rerank false, or more survivors than the rerank depth). */
   residual: boolean;
+  /** How many documents were rescored exactly from the stored vectors (0 without rerank). */
+  rescored: number;
 }
 
 /** Tokens encoded between yields while (re)training in the background. */
@@ -156,6 +166,14 @@ interface Generation {
   id: number;
   /** Per document, the tag of the rows its codes were encoded from (code stores only). */
   tags: Map<string, string>;
+}
+
+/** Resident bytes of a trained codec: centroids and the tree's coarse level with their kernel copies, buckets, tree boundaries. */
+export function codecBytes(trained: TrainedCodec): number {
+  const { codec, tree } = trained;
+  const centroids = codec.centroids.byteLength + kernelCopyBytes(codec.dim, codec.centroids);
+  const coarse = tree.coarse.byteLength + kernelCopyBytes(codec.dim, tree.coarse);
+  return centroids + coarse + tree.starts.byteLength + (codec.cutoffs.length + codec.weights.length) * 4;
 }
 
 /** A trained codec as a code store keeps it. */
@@ -194,7 +212,7 @@ export class CompressedIndex {
 
   constructor(
     readonly options: ResolvedCompression,
-    kernels: CompressedKernels = simdCompressedKernels,
+    kernels: CompressedKernels = wasmCompressedKernels,
     private readonly seed = 1,
   ) {
     this.cpu = cpuStages(kernels);
@@ -221,7 +239,7 @@ export class CompressedIndex {
       rerank: this.options.rerank,
       centroids: codec ? centroidCount(codec) : 0,
       trainedTokens: g?.trained.trainedTokens ?? 0,
-      codeBytes: g ? g.codes.bytes() + (codec!.centroids.length + codec!.cutoffs.length + codec!.weights.length) * 4 : 0,
+      codeBytes: g ? g.codes.bytes() + codecBytes(g.trained) : 0,
       trainings: this.trainingsRun,
       scoringDevice: where.device,
     };
@@ -374,6 +392,7 @@ export class CompressedIndex {
     const stored = await cs.readCodec();
     if (!stored || !codecFits(stored, this.options, store.dim)) return undefined;
     const trained: TrainedCodec = { codec: stored.codec, tree: stored.tree, trainedTokens: stored.trainedTokens };
+    residentCentroids(trained.codec);
     const g: Generation = { trained, codes: new CodeSet(residualBytes(stored.codec.dim, stored.codec.nbits), centroidCount(stored.codec)), id: stored.generation, tags: new Map() };
     const tags = await cs.codeTags();
     const codes = await cs.readCodes(stored.generation);
@@ -412,6 +431,7 @@ export class CompressedIndex {
     } else if (imported && codecFits(imported.codes.codec, this.options, store.dim)) {
       const { codec, tree, trainedTokens } = imported.codes.codec;
       const bytes = residualBytes(codec.dim, codec.nbits);
+      residentCentroids(codec);
       const g: Generation = { trained: { codec, tree, trainedTokens }, codes: new CodeSet(bytes, centroidCount(codec)), id: 0, tags: new Map() };
       imported.shards.forEach((shard, i) => {
         const part = imported.codes.codes[i]!;
@@ -727,7 +747,7 @@ export class CompressedIndex {
       if (!found) return undefined;
       const { view } = found;
       let { docs, ids } = found;
-      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false };
+      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false, rescored: 0 };
       this.trace = trace;
       if (docs.length > keep) {
         const kept = Uint32Array.from(await run.interactionTop(docs, view, keep)).sort();
@@ -737,8 +757,7 @@ export class CompressedIndex {
         ids = Array.from(kept, (i) => allIds[i]!);
         trace.survivors = ids;
       }
-      // Exact scores from the stored vectors (the WASM kernel) cost less than decoding residuals
-      // in JavaScript, so when every survivor fits in the rerank the residual stage is skipped.
+      // When every survivor fits in the rerank there is nothing for the residual stage to prune.
       if (rerank && docs.length <= depth) {
         rescore = ids;
       } else {
@@ -752,6 +771,7 @@ export class CompressedIndex {
         }
         rescore = Array.from(order, (i) => ids[i]!);
       }
+      trace.rescored = rescore.length;
     } finally {
       run.release();
     }

@@ -30,6 +30,7 @@ function checkSearchOptions(options: SearchOptions): void {
   if (options.exhaustive !== undefined && typeof options.exhaustive !== 'boolean') throw new ColbertError('INVALID_ARGUMENT', `exhaustive must be true or false; got ${JSON.stringify(options.exhaustive)}.`);
   checkKnob(options.nprobe, 'nprobe');
   checkKnob(options.candidates, 'candidates');
+  checkKnob(options.rerankDepth, 'rerankDepth');
 }
 
 /** Options the engine takes: the model options plus storage. */
@@ -126,6 +127,8 @@ export interface SearchOptions {
   nprobe?: number;
   /** Compressed index: documents scored from residuals after centroid interaction (default by index size). */
   candidates?: number;
+  /** Compressed index with rerank: the best of those rescored exactly from the stored vectors (default 64, 4 per hit beyond 16). */
+  rerankDepth?: number;
 }
 
 /** How a search ranks. */
@@ -683,7 +686,7 @@ export class Engine {
       return compressed.search(
         query,
         k,
-        { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}), ...(allowed ? { allowed: (id: string) => allowed.has(id) } : {}) },
+        { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}), ...(options.rerankDepth !== undefined ? { rerankDepth: options.rerankDepth } : {}), ...(allowed ? { allowed: (id: string) => allowed.has(id) } : {}) },
         (ids) => this.exact(query, ids, k),
       );
     }

@@ -2,8 +2,8 @@
  * The compressed index's scoring stages on WebGPU (./compressed.wgsl), the GPU twins of
  * ./compressed-ref.ts, on a device the caller gives (as ./gpu.ts takes one).
  *
- * {@link CompressedGpuIndex} keeps one index's arrays resident: the codec's centroids and bucket
- * weights, then per token its centroid code (two u16 per word when there are at most 65,536
+ * {@link CompressedGpuIndex} keeps one index's arrays resident: the codec's centroids (its IEEE
+ * halves as they are, two per u32, read with unpack2x16float) and bucket weights, then per token its centroid code (two u16 per word when there are at most 65,536
  * centroids, else u32) and its residual bytes (back to back, as u32 words), and per document its
  * first token and token count. {@link CompressedGpuIndex.append} sends only the new documents (a
  * buffer that must grow is copied on the GPU, never re-sent); {@link CompressedGpuIndex.destroy}
@@ -284,7 +284,7 @@ export class CompressedGpuIndex {
     const { dim, nbits, centroids, weights } = codec;
     if (!Number.isInteger(dim) || dim < 8 || dim % 8 !== 0) throw new RangeError(`dim must be a positive multiple of 8, not ${dim}`);
     if (nbits !== 1 && nbits !== 2 && nbits !== 4) throw new RangeError(`nbits must be 1, 2 or 4, not ${String(nbits)}`);
-    if (centroids.length === 0 || centroids.length % dim !== 0) throw new RangeError(`centroids hold ${centroids.length} floats: not a positive multiple of dim ${dim}`);
+    if (centroids.length === 0 || centroids.length % dim !== 0) throw new RangeError(`centroids hold ${centroids.length} halves: not a positive multiple of dim ${dim}`);
     if (weights.length !== 1 << nbits) throw new RangeError(`nbits ${nbits} needs ${1 << nbits} bucket weights, not ${weights.length}`);
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
@@ -292,7 +292,7 @@ export class CompressedGpuIndex {
     try {
       index = new CompressedGpuIndex(device, codec, options);
       if (centroids.byteLength > index.bindLimit) throw new GpuScoringError(`${index.centroids} centroids of dim ${dim} need ${centroids.byteLength} bytes; one GPU binding holds at most ${index.bindLimit}`);
-      device.queue.writeBuffer(index.centroidBuffer, 0, centroids as Float32Array<ArrayBuffer>);
+      device.queue.writeBuffer(index.centroidBuffer, 0, centroids as Uint16Array<ArrayBuffer>);
       device.queue.writeBuffer(index.weightBuffer, 0, weights as Float32Array<ArrayBuffer>);
       index.uploaded += centroids.byteLength + weights.byteLength;
       const initial = Math.max(16, Math.floor(options.initialBufferBytes ?? MIN_STREAM_BYTES));
@@ -699,7 +699,7 @@ export class CompressedGpuIndex {
       documents: this.docCount,
       tokens: this.tokenCount,
       codeBits: this.codeBits,
-      residentBytes: this.centroids * this.dim * 4 + (1 << this.nbits) * 4 + codeBytes + this.tokenCount * this.bytesPerToken + this.docCount * 8,
+      residentBytes: this.centroids * this.dim * 2 + (1 << this.nbits) * 4 + codeBytes + this.tokenCount * this.bytesPerToken + this.docCount * 8,
       uploadedBytes: this.uploaded,
       readBackBytes: this.readBackBytes,
       readBacks: this.readBacks,

@@ -6,10 +6,11 @@
  * A candidate document is a run of `count` consecutive tokens from token `start` in the index's
  * `codes` / `residuals` arrays.
  */
+import { fromHalf } from '../store/precision.ts';
 import { centroidCount, decodeToken, residualBytes, type ResidualCodec } from '../store/residual.ts';
 import type { TokenMatrix } from '../types.ts';
 
-/** Query-centroid scores: `S[i * C + c] = <q_i, centroid_c>`, for every query row i and centroid c. */
+/** Query-centroid scores: `S[i * C + c] = <q_i, centroid_c>`, for every query row i and centroid c (centroids decoded from halves). */
 export function centroidScoresRef(query: TokenMatrix, codec: ResidualCodec): Float32Array {
   const { dim, centroids } = codec;
   const count = centroidCount(codec);
@@ -17,7 +18,7 @@ export function centroidScoresRef(query: TokenMatrix, codec: ResidualCodec): Flo
   for (let i = 0; i < query.tokens; i++) {
     for (let c = 0; c < count; c++) {
       let s = 0;
-      for (let d = 0; d < dim; d++) s += query.data[i * dim + d]! * centroids[c * dim + d]!;
+      for (let d = 0; d < dim; d++) s += query.data[i * dim + d]! * fromHalf(centroids[c * dim + d]!);
       out[i * count + c] = s;
     }
   }

@@ -12,7 +12,10 @@
 import type { CodeSet, CodeView } from '../store/codes.ts';
 import { centroidCount, type ResidualCodec } from '../store/residual.ts';
 import type { TokenMatrix } from '../types.ts';
+import { centroidScoresSimd } from './centroid-simd.ts';
 import { probeCentroids, topIndexes, type CompressedKernels } from './compressed.ts';
+import { centroidInteractionSimd } from './interaction-simd.ts';
+import { residualMaxSimSimd } from './residual-simd.ts';
 
 /** Where the compressed stages run. */
 export type StageDevice = 'webgpu' | 'cpu';
@@ -46,7 +49,14 @@ export interface CompressedStages {
   dispose(): void;
 }
 
-/** The stages on the CPU kernels given (the WASM SIMD ones by default in ../compression.ts). */
+/**
+ * The CPU kernels the compressed index runs by default: WASM SIMD query x centroids
+ * (./centroid-simd.ts), centroid interaction (./interaction-simd.ts) and residual MaxSim
+ * (./residual-simd.ts), each falling back to plain JS (./compressed.ts) where SIMD is missing.
+ */
+export const wasmCompressedKernels: CompressedKernels = { centroidScores: centroidScoresSimd, centroidInteraction: centroidInteractionSimd, residualMaxSim: residualMaxSimSimd };
+
+/** The stages on the CPU kernels given ({@link wasmCompressedKernels} by default in ../compression.ts). */
 export function cpuStages(kernels: CompressedKernels): CompressedStages {
   return {
     device: 'cpu',

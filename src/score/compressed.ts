@@ -15,6 +15,7 @@
  * 2-bit 128-dimensional token instead of 128 multiply-adds. The norm `|c + w|` depends on the
  * token only and is computed once per scored token.
  */
+import { halfFloats } from '../store/precision.ts';
 import { centroidCount, residualBytes, type ResidualCodec } from '../store/residual.ts';
 import type { CodeView, InvertedLists } from '../store/codes.ts';
 import type { TokenMatrix } from '../types.ts';
@@ -33,7 +34,8 @@ export interface CompressedKernels {
 
 /** Query-centroid scores, query row outer, four centroids per step. */
 export function centroidScores(query: TokenMatrix, codec: ResidualCodec): Float32Array {
-  const { dim, centroids: cs } = codec;
+  const { dim, centroids: hs } = codec;
+  const half = halfFloats();
   const count = centroidCount(codec);
   const q = query.data;
   const out = new Float32Array(query.tokens * count);
@@ -52,10 +54,10 @@ export function centroidScores(query: TokenMatrix, codec: ResidualCodec): Float3
       const f = e + dim;
       for (let d = 0; d < dim; d++) {
         const x = q[qo + d]!;
-        s0 += x * cs[a + d]!;
-        s1 += x * cs[b + d]!;
-        s2 += x * cs[e + d]!;
-        s3 += x * cs[f + d]!;
+        s0 += x * half[hs[a + d]!]!;
+        s1 += x * half[hs[b + d]!]!;
+        s2 += x * half[hs[e + d]!]!;
+        s3 += x * half[hs[f + d]!]!;
       }
       out[oo + c] = s0;
       out[oo + c + 1] = s1;
@@ -64,7 +66,7 @@ export function centroidScores(query: TokenMatrix, codec: ResidualCodec): Float3
     }
     for (; c < count; c++) {
       let s = 0;
-      for (let d = 0; d < dim; d++) s += q[qo + d]! * cs[c * dim + d]!;
+      for (let d = 0; d < dim; d++) s += q[qo + d]! * half[hs[c * dim + d]!]!;
       out[oo + c] = s;
     }
   }
@@ -81,7 +83,11 @@ function transpose(scores: Float32Array, queryTokens: number, centroids: number)
   return t;
 }
 
-/** Centroid interaction over the listed slots (the reference's sum of per-row maxima). */
+/**
+ * Centroid interaction over the listed slots (the reference's sum of per-row maxima). The maxima
+ * are added in float32 in query-row order, as the WGSL twin and the SIMD kernel
+ * (./interaction-simd.ts) add them, so all three give the same bits from the same scores.
+ */
 export function centroidInteraction(scores: Float32Array, queryTokens: number, centroids: number, view: CodeView, docs: Uint32Array, out: Float32Array): void {
   const t = transpose(scores, queryTokens, centroids);
   const best = new Float32Array(queryTokens);
@@ -103,7 +109,7 @@ export function centroidInteraction(scores: Float32Array, queryTokens: number, c
       }
     }
     let total = 0;
-    for (let i = 0; i < queryTokens; i++) total += best[i]!;
+    for (let i = 0; i < queryTokens; i++) total = Math.fround(total + best[i]!);
     out[n] = total;
   }
 }
@@ -135,6 +141,7 @@ function weightTables(query: TokenMatrix, codec: ResidualCodec): Float32Array {
 /** MaxSim of the query against the decoded tokens of each listed slot (see the module comment). */
 export function residualMaxSim(query: TokenMatrix, codec: ResidualCodec, scores: Float32Array, view: CodeView, docs: Uint32Array, out: Float32Array): void {
   const { dim, nbits, centroids: cs, weights } = codec;
+  const half = halfFloats();
   const count = centroidCount(codec);
   const bytes = residualBytes(dim, nbits);
   const mask = (1 << nbits) - 1;
@@ -162,7 +169,7 @@ export function residualMaxSim(query: TokenMatrix, codec: ResidualCodec, scores:
       let norm = 0;
       for (let d = 0; d < dim; d++) {
         const bit = d * nbits;
-        const u = Math.fround(cs[co + d]! + weights[(residuals[ro + (bit >>> 3)]! >>> (bit & 7)) & mask]!);
+        const u = Math.fround(half[cs[co + d]!]! + weights[(residuals[ro + (bit >>> 3)]! >>> (bit & 7)) & mask]!);
         norm += u * u;
       }
       inv[t] = norm > 0 ? 1 / Math.sqrt(norm) : 0;

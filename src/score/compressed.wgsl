@@ -45,7 +45,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> query: array<f32>;
-@group(0) @binding(1) var<storage, read> centroids: array<f32>;
+// The codec's centroids as IEEE halves, two per u32 (element e in half e & 1 of word e >> 1, low
+// half first), decoded by unpack2x16float (core WGSL; no f16 extension needed).
+@group(0) @binding(1) var<storage, read> centroids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> cscores: array<f32>;
 @group(0) @binding(3) var<storage, read> codes: array<u32>;
 @group(0) @binding(4) var<storage, read> residuals: array<u32>;
@@ -79,6 +81,12 @@ fn order_key(s: f32) -> u32 {
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
+// Element e of the centroids (row-major, count x DIM).
+fn centroid_at(e: u32) -> f32 {
+  let h = unpack2x16float(centroids[e >> 1u]);
+  return select(h.x, h.y, (e & 1u) == 1u);
+}
+
 // The centroid code of token j.
 fn code_of(j: u32) -> u32 {
   if (CODE_BITS == 16u) {
@@ -109,11 +117,13 @@ fn centroid_scores_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
   if (c >= params.centroid_count) {
     return;
   }
-  let base = c * DIM;
+  let base = c * (DIM / 2u);
   for (var r = 0u; r < rows; r++) {
     var s = 0.0;
-    for (var k = 0u; k < DIM; k++) {
-      s = fma(q_tile[r * DIM + k], centroids[base + k], s);
+    for (var k = 0u; k < DIM; k += 2u) {
+      let h = unpack2x16float(centroids[base + k / 2u]);
+      s = fma(q_tile[r * DIM + k], h.x, s);
+      s = fma(q_tile[r * DIM + k + 1u], h.y, s);
     }
     cscores[(first + r) * params.centroid_count + c] = s;
   }
@@ -288,7 +298,7 @@ fn residual_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
       for (var i = t; i < n * DIM; i += WG) {
         let j = start + r0 + i / DIM;
         let d = i % DIM;
-        d_tile[i] = centroids[code_of(j) * DIM + d] + weights[bucket_of(j, d)];
+        d_tile[i] = centroid_at(code_of(j) * DIM + d) + weights[bucket_of(j, d)];
       }
       workgroupBarrier();
       if (t < n) {

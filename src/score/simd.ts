@@ -45,6 +45,16 @@ const PAGE = 65536;
  * Invariant: padding query rows are zero (their best dot product is exactly 0).
  */
 function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
+  const functions = [{ name: 'score', body: maxSimFunction(dim4, relaxed), results: [] }, { name: 'decode_f16', body: emitDecodeHalf(), results: [] }];
+  if (dim4 % 16 === 0) functions.push({ name: 'decode_i8', body: emitDecodeInt8(dim4), results: [] });
+  return encodeModule(functions, 1);
+}
+
+/**
+ * The body of {@link emitKernel}'s `score` function, for modules that score rows they decoded
+ * themselves (the compressed index's residual stage, ./residual-simd.ts).
+ */
+export function maxSimFunction(dim4: number, relaxed: boolean): FunctionBody {
   const row = dim4 * 4;
   const f = new FunctionBody([I32, I32, I32, I32, I32, I32]);
   const [q, qBlocks, docs, offs, docCount, out] = [0, 1, 2, 3, 4, 5];
@@ -133,9 +143,7 @@ function emitKernel(dim4: number, relaxed: boolean): Uint8Array<ArrayBuffer> {
     f.br(0);
   }
   f.end().end();
-  const functions = [{ name: 'score', body: f, results: [] }, { name: 'decode_f16', body: emitDecodeHalf(), results: [] }];
-  if (dim4 % 16 === 0) functions.push({ name: 'decode_i8', body: emitDecodeInt8(dim4), results: [] });
-  return encodeModule(functions, 1);
+  return f;
 }
 
 /**

@@ -12,8 +12,8 @@
  * clusters: an approximation of the nearest centroid (the codec only needs *a* centroid; a worse
  * one only widens the residual). Everything is deterministic for a seed.
  */
-import type { ResidualBits, ResidualCodec } from '../store/residual.ts';
-import { bindCentroids, type BlockDots } from './centroid-simd.ts';
+import { centroidFloats, halfCentroids, type ResidualBits, type ResidualCodec } from '../store/residual.ts';
+import { bindCentroids, boundTable, residentCentroids, type BlockDots } from './centroid-simd.ts';
 import { dot } from './cpu.ts';
 
 /** Fewest tokens before an index trains centroids; smaller indexes are scored exhaustively. */
@@ -204,40 +204,29 @@ export function treeGroups(tree: CentroidTree, dim: number): number {
  * `out[at..]`. Without a tree every centroid is compared (exact nearest). Runs on the WASM SIMD
  * block kernel (./centroid-simd.ts) where it is available, else in plain JS
  * ({@link assignCodesJs}); both pick the same centroid up to float32 rounding of near ties.
- * `centroids` (and the tree) must not change after they are first passed here: their copy in
- * the kernel's memory is kept per array.
+ * `centroids` are a codec's halves (../store/residual.ts); they (and the tree) must not change
+ * after they are first passed here: their table in the kernel's memory is kept per array
+ * (shared with the query-centroid scores, ./centroid-simd.ts `boundTable`).
  */
-export function assignCodes(data: Float32Array, from: number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
+export function assignCodes(data: Float32Array, from: number, rows: number, dim: number, centroids: Uint16Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
   assignRows(data, (r) => (from + r) * dim, rows, dim, centroids, tree, out, at);
 }
 
 /** {@link assignCodes} in plain JS only (the reference the SIMD path is tested against). */
-export function assignCodesJs(data: Float32Array, from: number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
-  assignRowsJs(data, (r) => (from + r) * dim, rows, dim, centroids, tree, out, at);
-}
-
-/** Bound kernels per centroid array (with the tree they were bound with). */
-const bound = new WeakMap<Float32Array, { coarse: Float32Array | null; bd: BlockDots | null }>();
-
-function boundFor(dim: number, centroids: Float32Array, tree: CentroidTree | null): BlockDots | null {
-  const coarse = tree?.coarse ?? null;
-  const hit = bound.get(centroids);
-  if (hit && hit.coarse === coarse && (hit.bd === null || hit.bd.dim === dim)) return hit.bd;
-  const bd = bindCentroids(dim, coarse ? [coarse, centroids] : [centroids]);
-  bound.set(centroids, { coarse, bd });
-  return bd;
+export function assignCodesJs(data: Float32Array, from: number, rows: number, dim: number, centroids: Uint16Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at = 0): void {
+  assignRowsJs(data, (r) => (from + r) * dim, rows, dim, centroidFloats({ centroids }), tree, out, at);
 }
 
 /**
- * For each of `n` rows (row `r` at `data[rowAt(r)..]`), the best of centroids `from .. to` of set
- * `set` merged into `best`/`bestScore` (a higher score wins; on equal scores the lower centroid).
+ * For each of `n` rows (row `r` at `data[rowAt(r)..]`), the best of centroids `from .. to` of
+ * `bd`'s table merged into `best`/`bestScore` (a higher score wins; on equal scores the lower centroid).
  */
-function mergeNearest(bd: BlockDots, data: Float32Array, rowAt: (r: number) => number, n: number, set: number, from: number, to: number, best: Int32Array, bestScore: Float32Array, bo = 0): void {
+function mergeNearest(bd: BlockDots, data: Float32Array, rowAt: (r: number) => number, n: number, from: number, to: number, best: Int32Array, bestScore: Float32Array, bo = 0): void {
   const width = to - from;
   const block = bd.blockRows(width);
   for (let r0 = 0; r0 < n; r0 += block) {
     const m = Math.min(block, n - r0);
-    const { t, stride } = bd.scores(data, (r) => rowAt(r0 + r), m, set, from, to);
+    const { t, stride } = bd.scores(data, (r) => rowAt(r0 + r), m, 0, from, to);
     for (let c = 0; c < width; c++) {
       const o = c * stride;
       const id = from + c;
@@ -268,25 +257,26 @@ function nearestRows(data: Float32Array, rowAt: (r: number) => number, n: number
     const m = Math.min(block, n - r0);
     best.fill(0);
     score.fill(-Infinity);
-    mergeNearest(bd, data, (r) => rowAt(r0 + r), m, 0, 0, count, best, score);
+    mergeNearest(bd, data, (r) => rowAt(r0 + r), m, 0, count, best, score);
     for (let i = 0; i < m; i++) out[at + r0 + i] = best[i]!;
   }
 }
 
-function assignRows(data: Float32Array, rowAt: (r: number) => number, rows: number, dim: number, centroids: Float32Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at: number): void {
-  const bd = rows === 0 ? null : boundFor(dim, centroids, tree);
-  if (!bd) return assignRowsJs(data, rowAt, rows, dim, centroids, tree, out, at);
+function assignRows(data: Float32Array, rowAt: (r: number) => number, rows: number, dim: number, centroids: Uint16Array, tree: CentroidTree | null, out: Uint16Array | Uint32Array, at: number): void {
+  const bd = rows === 0 ? null : boundTable(dim, centroids);
+  const cd = bd && tree ? boundTable(dim, tree.coarse) : null;
+  if (!bd || (tree && !cd)) return assignRowsJs(data, rowAt, rows, dim, centroidFloats({ centroids }), tree, out, at);
   const count = centroids.length / dim;
-  if (!tree) {
+  if (!tree || !cd) {
     const best = new Int32Array(rows);
     const score = new Float32Array(rows).fill(-Infinity);
-    mergeNearest(bd, data, rowAt, rows, 0, 0, count, best, score);
+    mergeNearest(bd, data, rowAt, rows, 0, count, best, score);
     for (let r = 0; r < rows; r++) out[at + r] = best[r]!;
     return;
   }
   const groups = treeGroups(tree, dim);
   const probes = Math.min(ASSIGN_PROBES, groups);
-  const block = Math.min(bd.blockRows(groups), rows);
+  const block = Math.min(cd.blockRows(groups), rows);
   const topG = new Int32Array(block * probes);
   const topS = new Float32Array(block * probes);
   const best = new Int32Array(block);
@@ -301,7 +291,7 @@ function assignRows(data: Float32Array, rowAt: (r: number) => number, rows: numb
     // Coarse: each row's best `probes` groups (ties to the lower group).
     topG.fill(-1);
     topS.fill(-Infinity);
-    const { t, stride } = bd.scores(data, blockAt, m, 0, 0, groups);
+    const { t, stride } = cd.scores(data, blockAt, m, 0, 0, groups);
     for (let g = 0; g < groups; g++) {
       const o = g * stride;
       for (let i = 0; i < m; i++) {
@@ -335,7 +325,7 @@ function assignRows(data: Float32Array, rowAt: (r: number) => number, rows: numb
       if (lo === hi || tree.starts[g] === tree.starts[g + 1]) continue;
       memberBest.fill(0, 0, hi - lo);
       memberScore.fill(-Infinity, 0, hi - lo);
-      mergeNearest(bd, data, (k) => blockAt(members[lo + k]!), hi - lo, 1, tree.starts[g]!, tree.starts[g + 1]!, memberBest, memberScore);
+      mergeNearest(bd, data, (k) => blockAt(members[lo + k]!), hi - lo, tree.starts[g]!, tree.starts[g + 1]!, memberBest, memberScore);
       for (let k = 0; k < hi - lo; k++) {
         const i = members[lo + k]!;
         const s = memberScore[k]!;
@@ -488,18 +478,24 @@ export async function trainCodec(data: Float32Array, rows: number, dim: number, 
   }
   starts[groups] = at;
   const tree: CentroidTree = { coarse, starts };
+  // The codec's centroids are the k-means rows rounded to halves; residuals are taken against
+  // the rounded rows, as every token's will be.
+  const halves = halfCentroids(centroids);
+  const rounded = centroidFloats({ centroids: halves });
   // Residual statistics of the sample against the centroids it is assigned to.
   const codes = new Uint32Array(n);
   // Every `step`-th sampled token, so that sorting the values stays cheap.
   const step = Math.max(1, Math.ceil(n / BUCKET_SAMPLE_ROWS));
   const nb = Math.ceil(n / step);
   const values = new Float32Array(nb * dim);
-  assignRows(data, (i) => sample[i * step]! * dim, nb, dim, centroids, tree, codes, 0);
+  assignRows(data, (i) => sample[i * step]! * dim, nb, dim, halves, tree, codes, 0);
   for (let i = 0; i < nb; i++) {
     const o = sample[i * step]! * dim;
     const c = codes[i]! * dim;
-    for (let d = 0; d < dim; d++) values[i * dim + d] = data[o + d]! - centroids[c + d]!;
+    for (let d = 0; d < dim; d++) values[i * dim + d] = data[o + d]! - rounded[c + d]!;
   }
   const { cutoffs, weights } = trainBuckets(values, nbits);
-  return { codec: { dim, nbits, centroids, cutoffs, weights }, tree, trainedTokens: rows };
+  const codec: ResidualCodec = { dim, nbits, centroids: halves, cutoffs, weights };
+  residentCentroids(codec);
+  return { codec, tree, trainedTokens: rows };
 }

@@ -81,6 +81,10 @@ export class FunctionBody {
   // i32.
   i32_const(value: number): this { this.op(0x41); sleb(this.code, value); return this; }
   i32_load(offset = 0): this { return this.op(0x28).memarg(2, offset); }
+  /** One byte from memory, zero-extended. */
+  i32_load8_u(offset = 0): this { return this.op(0x2d).memarg(0, offset); }
+  /** One u16 from memory, zero-extended. */
+  i32_load16_u(offset = 0): this { return this.op(0x2f).memarg(1, offset); }
   i32_add(): this { return this.op(0x6a); }
   i32_sub(): this { return this.op(0x6b); }
   i32_mul(): this { return this.op(0x6c); }
@@ -92,12 +96,24 @@ export class FunctionBody {
 
   // f32.
   f32_load(offset = 0): this { return this.op(0x2a).memarg(2, offset); }
+  f32_const(value: number): this {
+    this.op(0x43);
+    this.code.push(...new Uint8Array(new Float32Array([value]).buffer));
+    return this;
+  }
   f32_add(): this { return this.op(0x92); }
+  f32_div(): this { return this.op(0x95); }
+  f32_sqrt(): this { return this.op(0x91); }
+  f32_gt(): this { return this.op(0x5e); }
   f32_store(offset = 0): this { return this.op(0x38).memarg(2, offset); }
 
   // v128 (SIMD128; opcodes from the WebAssembly SIMD proposal, now part of the core spec).
   v128_load(offset = 0): this { return this.simd(0x00).memarg(4, offset); }
   v128_store(offset = 0): this { return this.simd(0x0b).memarg(4, offset); }
+  /** Eight bytes from memory into the low half, the high half zero. */
+  v128_load64_zero(offset = 0): this { return this.simd(0x5d).memarg(3, offset); }
+  /** Eight bytes from memory into 64-bit lane `lane` of the vector on the stack (address below it). */
+  v128_load64_lane(lane: number, offset = 0): this { this.simd(0x57).memarg(3, offset); this.code.push(lane); return this; }
   /** Four u16 from memory, zero-extended to i32x4. */
   v128_load16x4_u(offset = 0): this { return this.simd(0x04).memarg(3, offset); }
   v128_const_i32(value: number): this {
@@ -165,9 +181,10 @@ export interface ExportedFunction {
 
 /**
  * A module of the given functions plus one exported memory named `memory` (`pages` x 64 KiB to
- * start; it can grow).
+ * start; it can grow). With `importMemory`, the module instead imports its memory as
+ * `env.memory` (at least `pages` pages), to work in another instance's memory, and exports none.
  */
-export function encodeModule(functions: readonly ExportedFunction[], pages: number): Uint8Array<ArrayBuffer> {
+export function encodeModule(functions: readonly ExportedFunction[], pages: number, importMemory = false): Uint8Array<ArrayBuffer> {
   const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const types: number[] = [];
   uleb(types, functions.length);
@@ -179,22 +196,34 @@ export function encodeModule(functions: readonly ExportedFunction[], pages: numb
     types.push(...f.results);
   }
   section(out, 1, types);
+  if (importMemory) {
+    const imports: number[] = [1];
+    name(imports, 'env');
+    name(imports, 'memory');
+    imports.push(0x02, 0x00);
+    uleb(imports, pages);
+    section(out, 2, imports);
+  }
   const funcs: number[] = [];
   uleb(funcs, functions.length);
   functions.forEach((_, i) => uleb(funcs, i));
   section(out, 3, funcs);
-  const memory: number[] = [1, 0x00];
-  uleb(memory, pages);
-  section(out, 5, memory);
+  if (!importMemory) {
+    const memory: number[] = [1, 0x00];
+    uleb(memory, pages);
+    section(out, 5, memory);
+  }
   const exports: number[] = [];
-  uleb(exports, functions.length + 1);
+  uleb(exports, functions.length + (importMemory ? 0 : 1));
   functions.forEach((f, i) => {
     name(exports, f.name);
     exports.push(0x00);
     uleb(exports, i);
   });
-  name(exports, 'memory');
-  exports.push(0x02, 0x00);
+  if (!importMemory) {
+    name(exports, 'memory');
+    exports.push(0x02, 0x00);
+  }
   section(out, 7, exports);
   const code: number[] = [];
   uleb(code, functions.length);
@@ -229,4 +258,16 @@ export function storeHalfSums(f: FunctionBody, a: readonly number[], t0: number,
 /** Pushes the lane sums left in `t0`, `t1` by {@link storeHalfSums}. */
 export function pushPairSum(f: FunctionBody, t0: number, t1: number): void {
   f.get(t0).get(t1).i8x16_shuffle(PAIR_LO).get(t0).get(t1).i8x16_shuffle(PAIR_HI).f32x4_add();
+}
+
+/**
+ * Pushes the f32x4 of four IEEE halves held zero-extended in the i32x4 local `h`, decoded exactly
+ * as `fromHalf` (../store/precision.ts): the magnitude bits shifted into a float's place times
+ * 2^112 (normal and subnormal alike), Infinity / NaN set apart, then the sign.
+ */
+export function pushHalfFloats(f: FunctionBody, h: number): void {
+  f.get(h).v128_const_i32(0x3ff).v128_and().i32_const(13).i32x4_shl().v128_const_i32(0x7f800000).v128_or();
+  f.get(h).v128_const_i32(0x7fff).v128_and().i32_const(13).i32x4_shl().v128_const_f32(2 ** 112).f32x4_mul();
+  f.get(h).v128_const_i32(0x7c00).v128_and().v128_const_i32(0x7c00).i32x4_eq().v128_bitselect();
+  f.get(h).v128_const_i32(0x8000).v128_and().i32_const(16).i32x4_shl().v128_or();
 }

@@ -48,7 +48,7 @@ import type { Metadata, TokenMatrix } from '../types.ts';
 import { metadataJson } from './metadata.ts';
 import { checkFingerprint, checkManifest, FORMAT_VERSION, type IndexManifest, type ModelFingerprint } from './manifest.ts';
 import { decodeRows, type VectorPrecision } from './precision.ts';
-import { centroidCount, RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
+import { centroidCount, halfCentroids, RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
 import { shardCodes } from './codes.ts';
 import {
   checkBatchDim,
@@ -122,8 +122,10 @@ interface CodecRecord {
   poolFactor: number;
   dim: number;
   trainedTokens: number;
-  /** Float32 `count * dim`. */
+  /** IEEE half bits `count * dim` (Uint16) with `centroidBits: 16`; Float32 in records written before (rounded to halves when read). */
   centroids: ArrayBuffer;
+  /** 16 for half centroids; absent in records that hold Float32 centroids. */
+  centroidBits?: 16;
   cutoffs: ArrayBuffer;
   weights: ArrayBuffer;
   /** Float32 coarse centroids and Uint32 fine-centroid boundaries (../score/train.ts `CentroidTree`). */
@@ -1216,7 +1218,7 @@ export class IdbStore implements VectorStore, CodeStore {
         return out;
       }
       const bytes = residualBytes(rec.dim, rec.nbits);
-      const count = rec.centroids.byteLength / 4 / rec.dim;
+      const count = rec.centroids.byteLength / (rec.centroidBits === 16 ? 2 : 4) / rec.dim;
       const store = tx.objectStore('codes');
       if (ids) {
         const records = await Promise.all(ids.map((id) => store.get([generation, id])));
@@ -1542,7 +1544,7 @@ function codeShapeOf(generation: number, c: PersistedCodec): { generation: numbe
 function fromCodecRecord(rec: CodecRecord): PersistedCodec & { generation: number } {
   return {
     generation: rec.generation,
-    codec: { dim: rec.dim, nbits: rec.nbits, centroids: new Float32Array(rec.centroids), cutoffs: new Float32Array(rec.cutoffs), weights: new Float32Array(rec.weights) },
+    codec: { dim: rec.dim, nbits: rec.nbits, centroids: rec.centroidBits === 16 ? new Uint16Array(rec.centroids) : halfCentroids(new Float32Array(rec.centroids)), cutoffs: new Float32Array(rec.cutoffs), weights: new Float32Array(rec.weights) },
     tree: { coarse: new Float32Array(rec.coarse), starts: new Uint32Array(rec.starts) },
     trainedTokens: rec.trainedTokens,
     poolFactor: rec.poolFactor,
@@ -1562,6 +1564,7 @@ function toCodecRecord(generation: number, c: PersistedCodec): CodecRecord {
     dim: c.codec.dim,
     trainedTokens: c.trainedTokens,
     centroids: bufferOf(c.codec.centroids),
+    centroidBits: 16,
     cutoffs: bufferOf(c.codec.cutoffs),
     weights: bufferOf(c.codec.weights),
     coarse: bufferOf(c.tree.coarse),
@@ -1583,7 +1586,8 @@ function fromCodeRecord(rec: CodeRecord | undefined, bytesPerToken: number, cent
 
 /** Whether a stored codec record is whole (a damaged one is ignored: the index trains again). */
 function validCodec(rec: CodecRecord | undefined): rec is CodecRecord {
-  if (!rec || !RESIDUAL_BITS.includes(rec.nbits) || !Number.isInteger(rec.dim) || rec.dim <= 0) return false;
+  if (!rec || !RESIDUAL_BITS.includes(rec.nbits) || !Number.isInteger(rec.dim) || rec.dim <= 0 || (rec.centroidBits !== undefined && rec.centroidBits !== 16)) return false;
+  if (!(rec.centroids instanceof ArrayBuffer) || rec.centroids.byteLength % (rec.centroidBits === 16 ? 2 : 4) !== 0) return false;
   const c = fromCodecRecord(rec);
   const count = c.codec.centroids.length / rec.dim;
   return Number.isInteger(count) && count > 0 && c.codec.cutoffs.length === (1 << rec.nbits) - 1 && c.codec.weights.length === 1 << rec.nbits && c.tree.starts.length >= 2 && c.tree.starts[c.tree.starts.length - 1] === count;

@@ -16,9 +16,11 @@
  *     'shard':     u32 offsets[docs + 1] | i32 tokenIds[rows] | vectors (precision) | f32 scales[rows] (int8),
  *                  each part 4-byte aligned
  *     format 2 only, after the shards, when the compressed index was trained (all or none):
- *     'codec':     f32 centroids[centroids * dim] | f32 cutoffs[2^nbits - 1] | f32 weights[2^nbits] |
- *                  f32 coarse[groups * dim] | u32 starts[groups + 1]; the header entry holds nbits,
- *                  poolFactor, centroids, groups, trainedTokens (../store/residual.ts has the codec layout)
+ *     'codec':     f16 centroids[centroids * dim] (padded to 4 bytes) | f32 cutoffs[2^nbits - 1] |
+ *                  f32 weights[2^nbits] | f32 coarse[groups * dim] | u32 starts[groups + 1]; the header
+ *                  entry holds nbits, poolFactor, centroids, groups, trainedTokens and centroidBits: 16
+ *                  (../store/residual.ts has the codec layout). Files written before centroidBits
+ *                  existed hold f32 centroids there (no centroidBits); they are read and rounded to f16.
  *     'codes':     one per shard, in shard order: u16 codes[rows] | residual bytes[rows * residualBytes],
  *                  4-byte aligned; row r is the shard's row r
  * ```
@@ -33,7 +35,7 @@ import { ColbertError, isColbertError } from '../errors.ts';
 import { checkManifest, FORMAT_VERSION, FORMAT_VERSION_WITHOUT_CODES, type IndexManifest } from './manifest.ts';
 import { metadataJson } from './metadata.ts';
 import type { PackedVectors, VectorPrecision } from './precision.ts';
-import { RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
+import { halfCentroids, RESIDUAL_BITS, residualBytes, type ResidualBits } from './residual.ts';
 import type { IndexSnapshot, SnapshotCodes } from './types.ts';
 
 /** The file's first 8 bytes. */
@@ -57,11 +59,13 @@ interface SectionHeader {
   centroids?: number;
   groups?: number;
   trainedTokens?: number;
+  /** codec only: 16 (IEEE half centroids); absent in files that hold f32 centroids. */
+  centroidBits?: number;
 }
 
 /** Byte offsets of a codec section's parts. */
-function codecParts(centroids: number, groups: number, dim: number, nbits: number) {
-  const cutoffs = centroids * dim * 4;
+function codecParts(centroids: number, groups: number, dim: number, nbits: number, centroidBits: 16 | 32) {
+  const cutoffs = align(centroids * dim * (centroidBits / 8), 4);
   const weights = cutoffs + ((1 << nbits) - 1) * 4;
   const coarse = weights + (1 << nbits) * 4;
   const starts = coarse + groups * dim * 4;
@@ -131,7 +135,7 @@ export function writePortable(snapshot: IndexSnapshot): Uint8Array {
     const centroids = codec.centroids.length / codec.dim;
     const groups = tree.starts.length - 1;
     if (codec.dim !== manifest.dim || compression.codes.length !== snapshot.shards.length) throw new ColbertError('INTERNAL', 'The codes do not match the snapshot they were given with.');
-    sections.push({ kind: 'codec', offset: 0, length: codecParts(centroids, groups, codec.dim, codec.nbits).end, crc: 0xffffffff, nbits: codec.nbits, poolFactor, centroids, groups, trainedTokens });
+    sections.push({ kind: 'codec', offset: 0, length: codecParts(centroids, groups, codec.dim, codec.nbits, 16).end, crc: 0xffffffff, nbits: codec.nbits, poolFactor, centroids, groups, trainedTokens, centroidBits: 16 });
     snapshot.shards.forEach((s, i) => {
       const rows = s.tokenIds.length;
       if (compression.codes[i]!.codes.length !== rows) throw new ColbertError('INTERNAL', 'The codes do not match the snapshot they were given with.');
@@ -174,7 +178,7 @@ export function writePortable(snapshot: IndexSnapshot): Uint8Array {
   if (compression) {
     const { codec, tree } = compression.codec;
     const section = sections[snapshot.shards.length + 1]!;
-    const parts = codecParts(section.centroids!, section.groups!, codec.dim, codec.nbits);
+    const parts = codecParts(section.centroids!, section.groups!, codec.dim, codec.nbits, 16);
     const put = (array: Float32Array | Uint32Array | Uint16Array | Uint8Array, s: SectionHeader, at: number) => out.set(bytesOf(array), s.offset + at);
     put(codec.centroids, section, parts.centroids);
     put(codec.cutoffs, section, parts.cutoffs);
@@ -308,18 +312,23 @@ function readVerified(file: Uint8Array): IndexSnapshot {
 function readCodes(bytes: Uint8Array, sections: SectionHeader[], shards: IndexSnapshot['shards'], dim: number): SnapshotCodes {
   const [c, ...codes] = sections;
   const nbits = c?.nbits as ResidualBits;
-  const { centroids = -1, groups = -1, poolFactor, trainedTokens } = c ?? {};
-  if (c?.kind !== 'codec' || !RESIDUAL_BITS.includes(nbits) || !Number.isInteger(centroids) || centroids <= 0 || centroids > 65_536 || !Number.isInteger(groups) || groups <= 0 || !Number.isInteger(poolFactor) || !Number.isInteger(trainedTokens)) {
+  const { centroids = -1, groups = -1, poolFactor, trainedTokens, centroidBits = 32 } = c ?? {};
+  if (c?.kind !== 'codec' || !RESIDUAL_BITS.includes(nbits) || !Number.isInteger(centroids) || centroids <= 0 || centroids > 65_536 || !Number.isInteger(groups) || groups <= 0 || !Number.isInteger(poolFactor) || !Number.isInteger(trainedTokens) || (centroidBits !== 16 && centroidBits !== 32)) {
     throw corrupt('the codec section is malformed');
   }
-  const parts = codecParts(centroids, groups, dim, nbits);
+  const parts = codecParts(centroids, groups, dim, nbits, centroidBits);
   if (parts.end !== c.length) throw corrupt('the codec section has the wrong size');
   const base = bytes.byteOffset + c.offset;
   const f32 = (at: number, n: number) => new Float32Array(bytes.buffer, base + at, n).slice();
   const starts = new Uint32Array(bytes.buffer, base + parts.starts, groups + 1).slice();
   if (starts[0] !== 0 || starts[groups] !== centroids || starts.some((v, i) => i > 0 && v < starts[i - 1]!)) throw corrupt('the codec section is malformed');
   const codec: SnapshotCodes['codec'] = {
-    codec: { dim, nbits, centroids: f32(parts.centroids, centroids * dim), cutoffs: f32(parts.cutoffs, (1 << nbits) - 1), weights: f32(parts.weights, 1 << nbits) },
+    codec: {
+      dim,
+      nbits,
+      centroids: centroidBits === 16 ? new Uint16Array(bytes.buffer, base + parts.centroids, centroids * dim).slice() : halfCentroids(f32(parts.centroids, centroids * dim)),
+      cutoffs: f32(parts.cutoffs, (1 << nbits) - 1), weights: f32(parts.weights, 1 << nbits),
+    },
     tree: { coarse: f32(parts.coarse, groups * dim), starts },
     trainedTokens: trainedTokens!,
     poolFactor: poolFactor!,

@@ -100,6 +100,16 @@ export function fromHalf(bits: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
+let halfTable: Float32Array | undefined;
+/** Every half-float bit pattern decoded by {@link fromHalf} (256 KiB, built once per realm): `halfFloats()[bits]`. */
+export function halfFloats(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = fromHalf(h);
+  }
+  return halfTable;
+}
+
 /**
  * Encodes `rows` float rows from `src` into `dst` starting at row `at`.
  * int8: each row gets its own scale; an all-zero row gets scale 0.

@@ -5,7 +5,7 @@
  */
 export { CompressedGpuIndex, GpuScoringError, MAX_GPU_PROBE } from '../../src/score/compressed-gpu.ts';
 export { centroidScoresRef, centroidInteractionRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
-export { residualBytes } from '../../src/store/residual.ts';
+export { centroidFloats, halfCentroids, residualBytes } from '../../src/store/residual.ts';
 export { requestScoringDevice } from '../../src/score/gpu.ts';
 export { randomMatrix } from '../support/shards.ts';
 export { mulberry32 } from '../support/rng.ts';

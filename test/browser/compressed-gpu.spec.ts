@@ -112,9 +112,11 @@ function runStages(config: StageConfig): Promise<StageResult> {
       device.pushErrorScope('validation');
       const { dim, nbits, centroids: C, docs: D } = config;
       const next = lib.mulberry32(config.seed);
-      const centroids: Float32Array = lib.randomMatrix(C, dim, next).data;
+      const floats: Float32Array = lib.randomMatrix(C, dim, next).data;
       // Exact ties: centroids 40 % C and C - 1 are copies of centroid 3.
-      for (const j of [40 % C, C - 1]) if (j !== 3) centroids.copyWithin(j * dim, 3 * dim, 4 * dim);
+      for (const j of [40 % C, C - 1]) if (j !== 3) floats.copyWithin(j * dim, 3 * dim, 4 * dim);
+      // The codec holds them as IEEE halves (the WGSL reads them packed, two per word).
+      const centroids: Uint16Array = lib.halfCentroids(floats);
       const buckets = 1 << nbits;
       const weights = Float32Array.from({ length: buckets }, (_, b) => (b - (buckets - 1) / 2) * 0.08 + (next() - 0.5) * 0.01);
       const codec = { dim, nbits, centroids, cutoffs: new Float32Array(buckets - 1), weights };
@@ -147,7 +149,7 @@ function runStages(config: StageConfig): Promise<StageResult> {
 
       const query = lib.randomMatrix(config.queryTokens, dim, next);
       // Query row 0 is centroid 3 itself: its copies tie at the top of that row's probes.
-      query.data.set(centroids.subarray(3 * dim, 4 * dim), 0);
+      query.data.set(lib.centroidFloats(codec).subarray(3 * dim, 4 * dim), 0);
       const s = await index.centroidScores(query);
       const S: Float32Array = await index.readCentroidScores(s);
       const Sref: Float32Array = lib.centroidScoresRef(query, codec);
@@ -309,7 +311,7 @@ test('top-k of either stage on the GPU equals sorting every score: ties by posit
       const next = lib.mulberry32(21);
       const dim = 24;
       const C = 130;
-      const codec = { dim, nbits: 2, centroids: lib.randomMatrix(C, dim, next).data, cutoffs: new Float32Array(3), weights: Float32Array.from([-0.1, -0.03, 0.03, 0.1]) };
+      const codec = { dim, nbits: 2, centroids: lib.halfCentroids(lib.randomMatrix(C, dim, next).data), cutoffs: new Float32Array(3), weights: Float32Array.from([-0.1, -0.03, 0.03, 0.1]) };
       const D = 400;
       const counts = Array.from({ length: D }, (_, i) => (i % 13 === 0 ? 0 : 1 + Math.floor(next() * 12)));
       const tokens = counts.reduce((a, b) => a + b, 0);
@@ -385,7 +387,7 @@ test('argument errors are RangeErrors; a destroyed index or a lost device reject
       g.compressedGpuDevice ??= lib.requestScoringDevice();
       const device = await g.compressedGpuDevice!;
       const next = lib.mulberry32(3);
-      const codec = { dim: 24, nbits: 2, centroids: lib.randomMatrix(10, 24, next).data, cutoffs: new Float32Array(3), weights: Float32Array.from([-0.1, -0.03, 0.03, 0.1]) };
+      const codec = { dim: 24, nbits: 2, centroids: lib.halfCentroids(lib.randomMatrix(10, 24, next).data), cutoffs: new Float32Array(3), weights: Float32Array.from([-0.1, -0.03, 0.03, 0.1]) };
       const what = async (f: () => unknown): Promise<string> => {
         try {
           await f();

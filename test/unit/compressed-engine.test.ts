@@ -41,6 +41,7 @@ describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED
     expect(await codeOf(s.searchEmbedding(data.queries[0]!, { exhaustive: 'yes' as never }))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(s.searchEmbedding(data.queries[0]!, { nprobe: 0 }))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(s.searchEmbedding(data.queries[0]!, { candidates: 1.5 }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(s.searchEmbedding(data.queries[0]!, { rerankDepth: -1 }))).toBe('INVALID_ARGUMENT');
   });
 
   it('new indexes store fp16; an fp32 index keeps fp32 when reopened', async () => {
@@ -71,6 +72,11 @@ describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED
     }
     expect(overlap).toBeGreaterThanOrEqual(0.99);
     const q = data.queries[0]!;
+    // The rerank depth reaches the compressed index: only that many documents are rescored exactly.
+    const trace = () => (s as unknown as { engine: { compressedDiagnostics(): { lastQuery: { survivors: string[]; rescored: number } } } }).engine.compressedDiagnostics().lastQuery;
+    await s.searchEmbedding(q, { k: 10, nprobe: 64, rerankDepth: 12 });
+    expect(trace().survivors.length).toBeGreaterThan(12);
+    expect(trace().rescored).toBe(12);
     const top = await s.searchEmbedding(q, { k: 3 });
     await s.delete([top[0]!.id]);
     expect((await s.searchEmbedding(q, { k: 10 })).map((h) => h.id)).not.toContain(top[0]!.id);

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CompressedIndex, RETRAIN_GROWTH } from '../../src/compression.ts';
 import { DB_PREFIX, deleteIndex, IdbStore, listIndexes } from '../../src/store/idb.ts';
 import { FORMAT_VERSION, type ModelFingerprint } from '../../src/store/manifest.ts';
+import { centroidFloats } from '../../src/store/residual.ts';
 import { clusteredData } from '../support/clusters.ts';
 import { writeSchema2Index } from '../support/legacy-index.ts';
 import { FINGERPRINT } from '../support/store.ts';
@@ -100,6 +101,29 @@ describe('compressed index in IndexedDB', () => {
     const other = new CompressedIndex({ ...OPTIONS, nbits: 4 });
     await other.open(again);
     expect(other.stats()).toMatchObject({ state: 'ready', trainings: 1, nbits: 4 });
+  });
+
+  it('a codec record stored with fp32 centroids (the previous version) opens without training, rounded to fp16', async () => {
+    const { store, index } = await trained('fp32-codec');
+    const before = held(index);
+    const halves = Array.from(index.generation!.trained.codec.centroids);
+    const gen = index.generation!.id;
+    await close(store);
+    // What the previous version wrote: Float32 centroids, no centroidBits.
+    const db = await openDB(DB_PREFIX + 'fp32-codec');
+    const rec = await db.get('codecs', gen);
+    expect(rec.centroidBits).toBe(16);
+    const { centroidBits: _, ...old } = rec;
+    await db.put('codecs', { ...old, centroids: centroidFloats({ centroids: new Uint16Array(rec.centroids) }).buffer }, gen);
+    db.close();
+    const again = await openStore('fp32-codec');
+    const reopened = new CompressedIndex(OPTIONS);
+    await reopened.open(again);
+    expect(reopened.stats()).toMatchObject({ state: 'ready', trainings: 0, centroids: index.stats().centroids });
+    const codec = reopened.generation!.trained.codec;
+    expect(codec.centroids).toBeInstanceOf(Uint16Array);
+    expect(Array.from(codec.centroids)).toEqual(halves);
+    expect(held(reopened)).toEqual(before);
   });
 
   it('encodes on open a document whose codes are missing or tagged with other rows, and stores them', async () => {

@@ -9,8 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompressedIndex, defaultKnobs } from '../../src/compression.ts';
-import { simdCompressedKernels } from '../../src/score/centroid-simd.ts';
-import { cpuStages, type CompressedStages, type QueryStages } from '../../src/score/compressed-stages.ts';
+import { cpuStages, wasmCompressedKernels, type CompressedStages, type QueryStages } from '../../src/score/compressed-stages.ts';
 import { createScorer } from '../../src/score/scorer.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { matricesShard } from '../../src/store/shards.ts';
@@ -25,7 +24,7 @@ class GpuScoringError extends Error {
 
 /** The CPU stages posing as the GPU's, with hooks to make them fail, lag or go stale. */
 function fakeGpu(hooks: { fail?: () => boolean; stale?: () => boolean; error?: () => Error | undefined; beforeProbes?: () => Promise<void> } = {}) {
-  const cpu = cpuStages(simdCompressedKernels);
+  const cpu = cpuStages(wasmCompressedKernels);
   const counts = { begins: 0, disposed: 0, drops: 0 };
   const stages: CompressedStages = {
     device: 'webgpu',

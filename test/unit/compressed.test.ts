@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
-import { centroidScoresSimd, centroidSimdAvailable } from '../../src/score/centroid-simd.ts';
+import { centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
@@ -13,7 +13,7 @@ import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS,
 import { CodeSet } from '../../src/store/codes.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { poolTokens } from '../../src/store/pooling.ts';
-import { decodeToken, encodeResidual, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
+import { centroidFloats, decodeToken, encodeResidual, halfCentroids, residualBytes, type ResidualBits } from '../../src/store/residual.ts';
 import { matricesShard } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { clusteredData } from '../support/clusters.ts';
@@ -120,6 +120,52 @@ describe('SIMD centroid scores', () => {
   });
 });
 
+describe('resident fp16 centroids', () => {
+  it('the kernel keeps the one copy: its table replaces the codec\'s array, scores unchanged, past its scratch size', () => {
+    const next = seededRandom(4);
+    const count = 3000;
+    const floats = Float32Array.from({ length: count * DIM }, () => next() - 0.5);
+    const codec = { dim: DIM, nbits: 2 as const, centroids: halfCentroids(floats), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) };
+    const own = codec.centroids;
+    const bits = Array.from(own);
+    expect(kernelCopyBytes(DIM, own)).toBe(0);
+    // Assignment binds the table (a second copy while the codec still holds its own array).
+    const rows = Float32Array.from({ length: 5 * DIM }, () => next() - 0.5);
+    const codes = new Uint16Array(5);
+    assignCodes(rows, 0, 5, DIM, own, null, codes);
+    expect(kernelCopyBytes(DIM, own)).toBeGreaterThanOrEqual(count * DIM * 2);
+    // A query longer than a block, against more centroids than one output scratch holds.
+    const q = { data: Float32Array.from({ length: 300 * DIM }, () => next() - 0.5), tokens: 300, dim: DIM, ids: new Int32Array(300) };
+    const s = centroidScoresSimd(q, codec);
+    expect(codec.centroids).not.toBe(own);
+    expect(codec.centroids).toBeInstanceOf(Uint16Array);
+    expect(Array.from(codec.centroids)).toEqual(bits);
+    expect(kernelCopyBytes(DIM, codec.centroids)).toBe(0);
+    // The plain-JS stage (tested against the reference above), which reads the same halves.
+    const ref = centroidScores(q, codec);
+    let worst = 0;
+    for (let i = 0; i < s.length; i++) worst = Math.max(worst, Math.abs(s[i]! - ref[i]!));
+    expect(worst).toBeLessThan(1e-4);
+    // Assignment goes on with the same table.
+    const again = new Uint16Array(5);
+    assignCodes(rows, 0, 5, DIM, codec.centroids, null, again);
+    expect(Array.from(again)).toEqual(Array.from(codes));
+    assignCodesJs(rows, 0, 5, DIM, codec.centroids, null, again);
+    expect(Array.from(again)).toEqual(Array.from(codes));
+  });
+
+  it('a trained index counts its centroids once, at 2 bytes a dimension, with the tree and its kernel table', async () => {
+    const { index } = await buildIndex(2, false, 200);
+    const g = index.generation!;
+    const { codec, tree } = g.trained;
+    const count = codec.centroids.length / DIM;
+    const groups = tree.coarse.length / DIM;
+    expect(kernelCopyBytes(DIM, codec.centroids)).toBe(0);
+    const want = g.codes.bytes() + count * DIM * 2 + groups * DIM * 4 + (groups + 2) * DIM * 4 + tree.starts.byteLength + (3 + 4) * 4;
+    expect(index.stats().codeBytes).toBe(want);
+  });
+});
+
 describe('training', () => {
   it('centroid counts follow PLAID, clamped for small indexes', () => {
     expect(centroidCountFor(1_000_000)).toBe(8192);
@@ -152,7 +198,7 @@ describe('training', () => {
     expect(Array.from(a)).toEqual(Array.from(b));
     // Tokens lie close to their centroid (tight planted clusters, noise 0.2; a random centroid would give about 0).
     const codes = new Uint16Array(rows);
-    assignCodes(all, 0, rows, DIM, a, null, codes);
+    assignCodes(all, 0, rows, DIM, halfCentroids(a), null, codes);
     let mean = 0;
     for (let r = 0; r < rows; r++) {
       let s = 0;
@@ -288,12 +334,44 @@ describe('compressed search over a memory store', () => {
     expect(index.stats()).toMatchObject({ state: 'ready', centroids: centroidCountFor((await store.stats()).tokens) });
   });
 
-  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore all of them', () => {
+  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore the best 64 (4 per hit beyond)', () => {
     // bench/compressed-stages.ts: on Cranfield 0.94 of the exhaustive top 10 survive centroid
-    // interaction among 64 documents, 0.999 among 256.
-    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 256 });
-    expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 1600 });
-    expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 611 });
+    // interaction among 64 documents, 0.999 among 256; rescoring the residual top 64 of those
+    // gives the exhaustive top 10 as often as rescoring all 256 (0.999).
+    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+    expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 400 });
+    expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 64 });
+    expect(defaultKnobs(1000, 1)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+  });
+
+  it('rerank rescores exactly only the residual top rerankDepth of the survivors (64 by default, overridable)', async () => {
+    const { data, index, exhaustive, exact } = await buildIndex(2, true);
+    const reads: string[][] = [];
+    const counting = (q: TokenMatrix) => (ids: string[]) => {
+      reads.push(ids);
+      return exact(q, ids, 10);
+    };
+    let sum = 0;
+    for (const q of data.queries) {
+      reads.length = 0;
+      // Wide probes: this small index's lists give fewer candidates than 64 at the default.
+      const got = await index.search(q, 10, { nprobe: 64 }, counting(q));
+      const trace = index.lastQuery!;
+      expect(trace.survivors.length).toBeGreaterThan(64);
+      expect(trace.residual).toBe(true);
+      expect(reads.map((r) => r.length)).toEqual([64]);
+      const survivors = new Set(trace.survivors);
+      expect(reads[0]!.every((id) => survivors.has(id))).toBe(true);
+      sum += overlap(got, await exhaustive(q, 10));
+      reads.length = 0;
+      await index.search(q, 10, { nprobe: 64, rerankDepth: 20 }, counting(q));
+      expect(reads.map((r) => r.length)).toEqual([20]);
+      reads.length = 0;
+      await index.search(q, 10, { nprobe: 64, rerankDepth: 1_000_000 }, counting(q));
+      expect(index.lastQuery!.residual).toBe(false);
+      expect(reads[0]!.length).toBe(index.lastQuery!.survivors.length);
+    }
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
   });
 
   it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {
@@ -386,6 +464,7 @@ describe('code assignment on the SIMD block kernel', () => {
       const js = new Uint32Array(n);
       assignCodes(all, from, n, DIM, codec.centroids, t, simd);
       assignCodesJs(all, from, n, DIM, codec.centroids, t, js);
+      const floats = centroidFloats(codec);
       let same = 0;
       for (let r = 0; r < n; r++) {
         if (simd[r] === js[r]) {
@@ -397,8 +476,8 @@ describe('code assignment on the SIMD block kernel', () => {
         let a = 0;
         let b = 0;
         for (let d = 0; d < DIM; d++) {
-          a += all[o + d]! * codec.centroids[simd[r]! * DIM + d]!;
-          b += all[o + d]! * codec.centroids[js[r]! * DIM + d]!;
+          a += all[o + d]! * floats[simd[r]! * DIM + d]!;
+          b += all[o + d]! * floats[js[r]! * DIM + d]!;
         }
         expect(Math.abs(a - b)).toBeLessThan(1e-5);
       }

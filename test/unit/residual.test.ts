@@ -3,8 +3,9 @@
  * (src/score/compressed-ref.ts) that the WASM and WGSL kernels are checked against.
  */
 import { describe, expect, it } from 'vitest';
-import { bucketOf, decodeToken, encodeResidual, residualBytes, type ResidualBits, type ResidualCodec } from '../../src/store/residual.ts';
+import { bucketOf, centroidFloats, decodeToken, encodeResidual, halfCentroids, residualBytes, type ResidualBits, type ResidualCodec } from '../../src/store/residual.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
+import { fromHalf, toHalf } from '../../src/store/precision.ts';
 import { mulberry32 } from '../support/rng.ts';
 
 function unit(next: () => number, dim: number): Float32Array {
@@ -25,7 +26,7 @@ function codec(nbits: ResidualBits, dim: number, count: number, seed: number): R
   const buckets = 1 << nbits;
   const cutoffs = new Float32Array(buckets - 1).map((_, i) => -0.1 + (0.2 * (i + 1)) / buckets);
   const weights = new Float32Array(buckets).map((_, i) => -0.1 + (0.2 * (i + 0.5)) / buckets);
-  return { dim, nbits, centroids, cutoffs, weights };
+  return { dim, nbits, centroids: halfCentroids(centroids), cutoffs, weights };
 }
 
 describe('residual codec', () => {
@@ -53,10 +54,10 @@ describe('residual codec', () => {
       const expected = new Float32Array(dim);
       let norm = 0;
       for (let d = 0; d < dim; d++) {
-        const bucket = bucketOf(c.cutoffs, v[d]! - c.centroids[2 * dim + d]!);
+        const bucket = bucketOf(c.cutoffs, v[d]! - fromHalf(c.centroids[2 * dim + d]!));
         const bit = d * nbits;
         expect((out[1 + (bit >> 3)]! >> (bit & 7)) & ((1 << nbits) - 1)).toBe(bucket);
-        expected[d] = c.centroids[2 * dim + d]! + c.weights[bucket]!;
+        expected[d] = fromHalf(c.centroids[2 * dim + d]!) + c.weights[bucket]!;
         norm += expected[d]! * expected[d]!;
       }
       const decoded = new Float32Array(dim);
@@ -64,6 +65,22 @@ describe('residual codec', () => {
       for (let d = 0; d < dim; d++) expect(decoded[d]).toBeCloseTo(expected[d]! / Math.sqrt(norm), 6);
     });
   }
+
+  it('holds centroids as IEEE halves and decodes them exactly', () => {
+    const floats = new Float32Array([0.1, -0.25, 1, 0, -0, 3e-6, 0.70710678, -0.999]);
+    const halves = halfCentroids(floats);
+    expect(halves).toBeInstanceOf(Uint16Array);
+    expect(Array.from(halves)).toEqual(Array.from(floats, (x) => toHalf(x)));
+    expect(Array.from(centroidFloats({ centroids: halves }))).toEqual(Array.from(halves, (h) => Math.fround(fromHalf(h))));
+    // A token decodes against the rounded centroid, not the float it was rounded from.
+    const c: ResidualCodec = { dim: 8, nbits: 1, centroids: halves, cutoffs: new Float32Array([0]), weights: new Float32Array([0, 0]) };
+    const decoded = new Float32Array(8);
+    decodeToken(c, 0, new Uint8Array(1), 0, decoded);
+    const rounded = centroidFloats(c);
+    const norm = Math.sqrt(rounded.reduce((n, x) => n + x * x, 0));
+    for (let d = 0; d < 8; d++) expect(decoded[d]).toBeCloseTo(rounded[d]! / norm, 7);
+    expect(rounded[0]).not.toBe(Math.fround(0.1));
+  });
 
   it('reference scorers: centroid interaction is MaxSim over centroids, residual MaxSim over decoded tokens', () => {
     const dim = 8;

@@ -12,6 +12,8 @@ import { readPortable, writePortable } from '../../src/store/portable.ts';
 import { decodeRows, VECTOR_PRECISIONS, type VectorPrecision } from '../../src/store/precision.ts';
 import { packMatrix, segmentRows, Shard, ShardSet, snapshotShards, type PackedDocument } from '../../src/store/shards.ts';
 import type { IndexSnapshot } from '../../src/store/types.ts';
+import { centroidFloats, halfCentroids } from '../../src/store/residual.ts';
+import { crc32 } from '../../src/checksum.ts';
 import { mulberry32 } from '../fixtures/make-models.ts';
 
 const DIM = 8;
@@ -171,7 +173,7 @@ function withCodes(precision: VectorPrecision): IndexSnapshot {
   const rb = (DIM * 2) / 8;
   snapshot.compression = {
     codec: {
-      codec: { dim: DIM, nbits: 2, centroids: Float32Array.from({ length: 4 * DIM }, () => rand()), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) },
+      codec: { dim: DIM, nbits: 2, centroids: halfCentroids(Float32Array.from({ length: 4 * DIM }, () => rand())), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) },
       tree: { coarse: Float32Array.from({ length: DIM }, () => rand()), starts: new Uint32Array([0, 4]) },
       trainedTokens: 5,
       poolFactor: 1,
@@ -181,7 +183,72 @@ function withCodes(precision: VectorPrecision): IndexSnapshot {
   return snapshot;
 }
 
+/**
+ * `file` as the previous version wrote it: the codec section holds f32 centroids and its header
+ * entry no centroidBits (sections laid out again, checksums recomputed, as the writer does).
+ */
+function withFp32Codec(file: Uint8Array): Uint8Array {
+  const view = new DataView(file.buffer, file.byteOffset);
+  const h = view.getUint32(12, true);
+  const header = JSON.parse(new TextDecoder().decode(file.subarray(16, 16 + h))) as { manifest: unknown; totalBytes: number; sections: Record<string, number | string>[] };
+  const bodies = header.sections.map((sec) => {
+    const body = file.slice(sec['offset'] as number, (sec['offset'] as number) + (sec['length'] as number));
+    if (sec['kind'] !== 'codec') return body;
+    expect(sec['centroidBits']).toBe(16);
+    delete sec['centroidBits'];
+    const n = (sec['centroids'] as number) * DIM;
+    const floats = centroidFloats({ centroids: new Uint16Array(body.buffer, 0, n) });
+    const rest = body.subarray(Math.ceil((n * 2) / 4) * 4);
+    const out = new Uint8Array(n * 4 + rest.length);
+    out.set(new Uint8Array(floats.buffer), 0);
+    out.set(rest, n * 4);
+    return out;
+  });
+  const align = (n: number) => Math.ceil(n / 8) * 8;
+  let text = new Uint8Array(0);
+  let total = 0;
+  for (;;) {
+    let at = align(16 + text.length + 4);
+    header.sections.forEach((sec, i) => {
+      sec['offset'] = at;
+      sec['length'] = bodies[i]!.length;
+      sec['crc'] = crc32(bodies[i]!);
+      at = align(at + bodies[i]!.length);
+    });
+    total = at;
+    const next = new TextEncoder().encode(JSON.stringify({ ...header, totalBytes: total }));
+    const stable = next.length === text.length;
+    text = next;
+    if (stable) break;
+  }
+  const out = new Uint8Array(total);
+  out.set(file.subarray(0, 12), 0);
+  const w = new DataView(out.buffer);
+  w.setUint32(12, text.length, true);
+  out.set(text, 16);
+  w.setUint32(16 + text.length, crc32(text), true);
+  header.sections.forEach((sec, i) => out.set(bodies[i]!, sec['offset'] as number));
+  return out;
+}
+
 describe('portable file with codes (format 2)', () => {
+  it('reads a file whose codec holds f32 centroids (written by the previous version), rounding them to f16', () => {
+    const snapshot = withCodes('fp16');
+    const file = writePortable(snapshot);
+    const old = withFp32Codec(file);
+    expect(old.length).toBeGreaterThan(file.length);
+    const back = readPortable(old).compression!;
+    const want = snapshot.compression!;
+    expect(back.codec.codec.centroids).toBeInstanceOf(Uint16Array);
+    expect([...back.codec.codec.centroids]).toEqual([...want.codec.codec.centroids]);
+    expect([...back.codec.codec.weights]).toEqual([...want.codec.codec.weights]);
+    expect([...back.codec.tree.coarse]).toEqual([...want.codec.tree.coarse]);
+    expect(back.codes.map((p) => [...p.codes])).toEqual(want.codes.map((p) => [...p.codes]));
+    // Unrounded f32 centroids are rounded to the nearest half.
+    const floats = centroidFloats(want.codec.codec);
+    expect([...halfCentroids(floats.map((x) => x + 1e-7))]).toEqual([...want.codec.codec.centroids]);
+  });
+
   it('round-trips the codec and the codes', () => {
     const snapshot = withCodes('fp16');
     const file = writePortable(snapshot);
