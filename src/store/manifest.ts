@@ -11,9 +11,11 @@ import type { VectorPrecision } from './precision.ts';
  * Version of the stored layout (IndexedDB schema and portable file). A change comes with a
  * migration in idb.ts `upgrade()` and a reader for the older files in portable.ts.
  * 1: vectors, documents, texts (and postings in IndexedDB); 2: + the compressed index's codecs
- * and codes (IndexedDB schema 3; `codec` and `codes` sections in files).
+ * and codes (IndexedDB schema 3; `codec` and `codes` sections in files); 3: the codec's centroids
+ * as fp16 (`centroidBits: 16`; format 2 files and records hold fp32 ones, read and rounded) and,
+ * in IndexedDB, rows in chunks of whole documents (schema 4). Files without codes stay format 1.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 /** The format version of files without codes: written so, older colbert-web versions still read them. */
 export const FORMAT_VERSION_WITHOUT_CODES = 1;
 

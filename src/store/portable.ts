@@ -15,7 +15,7 @@
  *     'documents': UTF-8 JSON array [{ id, hash, metadata?, text? }] in shard order
  *     'shard':     u32 offsets[docs + 1] | i32 tokenIds[rows] | vectors (precision) | f32 scales[rows] (int8),
  *                  each part 4-byte aligned
- *     format 2 only, after the shards, when the compressed index was trained (all or none):
+ *     format 2 and later, after the shards, when the compressed index was trained (all or none):
  *     'codec':     f16 centroids[centroids * dim] (padded to 4 bytes) | f32 cutoffs[2^nbits - 1] |
  *                  f32 weights[2^nbits] | f32 coarse[groups * dim] | u32 starts[groups + 1]; the header
  *                  entry holds nbits, poolFactor, centroids, groups, trainedTokens and centroidBits: 16

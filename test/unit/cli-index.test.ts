@@ -13,6 +13,7 @@ import { htmlToText, indexFiles, readableText } from '../../src/cli/index-comman
 import { makeTestModels } from '../fixtures/make-models.ts';
 import { corpusText } from '../support/corpus-text.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
+import { FORMAT_VERSION } from '../../src/store/manifest.ts';
 
 const MODELS = resolve(REPO_ROOT, '.cache/test-models');
 const TJS = resolve(MODELS, 'tjs');
@@ -102,7 +103,7 @@ describe.skipIf(!HAVE_SHARED)(`colbert-web index ${HAVE_SHARED ? '' : SHARED_MIS
     const out = resolve(ROOT, 'compressed/docs.cbwidx');
     expect(await main(['index', dir, '--model', TJS, '--out', out, '--compression', 'nbits=2,pool=1,rerank=true'])).toBe(0);
     const file = new Uint8Array(await readFile(out));
-    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(2);
+    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(FORMAT_VERSION);
     const search = await createSearch({ model: TJS, worker: false, compression: { nbits: 2 } });
     try {
       await search.importIndex(file);

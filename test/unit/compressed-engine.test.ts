@@ -12,6 +12,7 @@ import { makeTestModels } from '../fixtures/make-models.ts';
 import { clusteredData } from '../support/clusters.ts';
 import { codeOf } from '../support/errors.ts';
 import { HAVE_SHARED, REPO_ROOT, SHARED_MISSING, TOKENIZER_DIR } from '../support/shared.ts';
+import { FORMAT_VERSION } from '../../src/store/manifest.ts';
 
 const TJS = resolve(REPO_ROOT, '.cache/test-models/tjs');
 const opened: ColbertSearch[] = [];
@@ -90,7 +91,7 @@ describe.skipIf(!HAVE_SHARED)(`compressed index through the engine ${HAVE_SHARED
     const q = data.queries[1]!;
     const before = await s.searchEmbedding(q, { k: 5 });
     const file = await s.exportIndex();
-    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(2);
+    expect(new DataView(file.buffer, file.byteOffset).getUint32(8, true)).toBe(FORMAT_VERSION);
     const trainedTokens = (await s.stats()).compression!.trainedTokens;
     await s.close();
     const again = await open({ name: 'cmp', compression: { nbits: 1 } });

@@ -204,6 +204,7 @@ function withFp32Codec(file: Uint8Array): Uint8Array {
     out.set(rest, n * 4);
     return out;
   });
+  (header.manifest as { format: number }).format = 2;
   const align = (n: number) => Math.ceil(n / 8) * 8;
   let text = new Uint8Array(0);
   let total = 0;
@@ -224,6 +225,8 @@ function withFp32Codec(file: Uint8Array): Uint8Array {
   const out = new Uint8Array(total);
   out.set(file.subarray(0, 12), 0);
   const w = new DataView(out.buffer);
+  // The previous version wrote such files as format 2.
+  w.setUint32(8, 2, true);
   w.setUint32(12, text.length, true);
   out.set(text, 16);
   w.setUint32(16 + text.length, crc32(text), true);
