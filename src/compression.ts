@@ -397,6 +397,9 @@ export class CompressedIndex {
     const tags = await cs.codeTags();
     const codes = await cs.readCodes(stored.generation);
     const stale: string[] = [];
+    let storedTokens = 0;
+    for (const c of codes.values()) storedTokens += c.codes.length;
+    g.codes.reserve(storedTokens, codes.size);
     for (const [id, tag] of tags) {
       const c = codes.get(id);
       if (c && c.tag === tag) {
@@ -433,6 +436,7 @@ export class CompressedIndex {
       const bytes = residualBytes(codec.dim, codec.nbits);
       residentCentroids(codec);
       const g: Generation = { trained: { codec, tree, trainedTokens }, codes: new CodeSet(bytes, centroidCount(codec)), id: 0, tags: new Map() };
+      g.codes.reserve(imported.codes.codes.reduce((n, part) => n + part.codes.length, 0), imported.shards.reduce((n, shard) => n + shard.docIds.length, 0));
       imported.shards.forEach((shard, i) => {
         const part = imported.codes.codes[i]!;
         shard.docIds.forEach((id, slot) => {
@@ -646,7 +650,7 @@ export class CompressedIndex {
     // with rows on demand reads them from IndexedDB segment by segment.
     const shards = () => store.shards();
     const dim = store.dim ?? 0;
-    const live = (await store.stats()).tokens;
+    const { tokens: live, documents } = await store.stats();
     const count = Math.min(centroidCountFor(live), live);
     const sample = sampleRows(live, Math.min(count * 8, MAX_TRAIN_SAMPLE), seededRandom(this.seed));
     // Gather the sampled live rows (decoded) in one pass.
@@ -669,6 +673,7 @@ export class CompressedIndex {
     const trained = await trainCodec(data, sample.length, dim, { nbits: this.options.nbits, centroids: count, seed: this.seed, samplePerCentroid: Infinity, yieldEvery: pause });
     trained.trainedTokens = tokens;
     const codes = new CodeSet(residualBytes(dim, this.options.nbits), centroidCount(trained.codec));
+    codes.reserve(live, documents);
     let since = 0;
     for await (const s of shards()) {
       for (let i = 0; i < s.docIds.length; i++) {

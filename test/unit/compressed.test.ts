@@ -296,6 +296,20 @@ describe('inverted lists and candidates', () => {
     expect(Array.from(candidateSlots(set.invertedLists(), Uint32Array.from([0, 1]), set.slots, (s) => set.live(s)))).toEqual([0, 2]);
   });
 
+  it('reserves exactly: a set built whole holds no growth slack, and its documents read back', () => {
+    const grown = new CodeSet(32, 8);
+    const whole = new CodeSet(32, 8);
+    whole.reserve(5000 * 3, 5000);
+    for (const set of [grown, whole]) for (let i = 0; i < 5000; i++) set.add(`d${i}`, Uint16Array.from([i % 8, 1, 2]), new Uint8Array(96).fill(i % 251));
+    expect(whole.view().codes.length).toBe(15_000);
+    expect(whole.view().residuals.length).toBe(15_000 * 32);
+    expect(whole.view().starts.length).toBe(5000);
+    expect(grown.view().residuals.length).toBeGreaterThan(15_000 * 32);
+    expect(whole.document('d4999')).toEqual(grown.document('d4999'));
+    whole.add('more', Uint16Array.from([7]), new Uint8Array(32));
+    expect(whole.document('more')!.codes).toEqual(Uint16Array.from([7]));
+  });
+
   it('probes each query row\'s best centroids', () => {
     const scores = Float32Array.from([0.1, 0.9, 0.5, 0.2, /* row 2 */ 0.3, 0.1, 0.2, 0.8]);
     expect(Array.from(probeCentroids(scores, 2, 4, 2))).toEqual([1, 2, 3, 0]);
