@@ -12,8 +12,8 @@
  * the path runs, not what a GPU does. Training (k-means) is not timed here: its iterations are
  * this assignment over the sample plus means on the CPU.
  */
-import { resolve } from 'node:path';
 import { launchChromium } from '../test/support/browser.ts';
+import { buildPageBundle } from '../test/support/scoring-bundle.ts';
 import { startServer } from '../test/support/server.ts';
 import { REPO_ROOT } from '../test/support/shared.ts';
 
@@ -56,15 +56,7 @@ const PAGE_SCRIPT = `async ({ url, tokens, centroids, dim }) => {
 }`;
 
 async function main(): Promise<void> {
-  const { build } = await import('vite');
-  await build({
-    configFile: false,
-    root: REPO_ROOT,
-    logLevel: 'warn',
-    base: './',
-    build: { outDir: resolve(REPO_ROOT, BUNDLE_DIR), emptyOutDir: true, target: 'es2022', minify: true, lib: { entry: resolve(REPO_ROOT, 'bench/assign-entry.ts'), formats: ['es'], fileName: 'assign-entry' } },
-  });
-  const url = `/${BUNDLE_DIR}/assign-entry.js`;
+  const url = await buildPageBundle('bench/assign-entry.ts', BUNDLE_DIR, true);
   const server = await startServer({ root: REPO_ROOT });
   const browser = await launchChromium();
   try {

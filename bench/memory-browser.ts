@@ -14,9 +14,10 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { chromium } from '@playwright/test';
 import { chromiumLaunchOptions } from '../test/support/browser.ts';
+import { buildPageBundle } from '../test/support/scoring-bundle.ts';
 import { startServer } from '../test/support/server.ts';
 import { REPO_ROOT } from '../test/support/shared.ts';
 
@@ -28,18 +29,6 @@ const TOKENS = arg('tokens', 1_000_000);
 const QUERIES = arg('queries', 20);
 const DIR = '.cache/memory-bench';
 
-async function buildBundle(): Promise<string> {
-  const { build } = await import('vite');
-  await build({
-    configFile: false,
-    root: REPO_ROOT,
-    logLevel: 'warn',
-    base: './',
-    worker: { format: 'es' },
-    build: { outDir: resolve(REPO_ROOT, DIR), emptyOutDir: true, target: 'es2022', minify: true, lib: { entry: resolve(REPO_ROOT, 'bench/memory-entry.ts'), formats: ['es'], fileName: 'memory-entry' } },
-  });
-  return `/${DIR}/memory-entry.js`;
-}
 
 /** Runs in the page (a string: tsx would wrap a function's closures in helpers the page lacks). */
 const SETUP = `async ({ url, tokens, queries: nq }) => {
@@ -101,7 +90,7 @@ const MEASURE = `async ({ residency, via }) => {
   return { switchMs, rows, exhaustiveMs, vectorBytes: (await store.stats()).vectorBytes, tops };
 }`;
 
-const url = await buildBundle();
+const url = await buildPageBundle('bench/memory-entry.ts', DIR, true);
 const server = await startServer({ root: REPO_ROOT });
 // A profile on disk: a context without one gets a quota too small for 10M tokens.
 const profile = mkdtempSync(join(tmpdir(), 'colbert-web-memory-bench-'));

@@ -10,8 +10,8 @@
  *
  *   npx tsx bench/scale-browser.ts [--tokens=1000000] [--queries=20]
  */
-import { resolve } from 'node:path';
 import { launchChromium } from '../test/support/browser.ts';
+import { buildPageBundle } from '../test/support/scoring-bundle.ts';
 import { startServer } from '../test/support/server.ts';
 import { REPO_ROOT } from '../test/support/shared.ts';
 
@@ -23,18 +23,6 @@ const TOKENS = arg('tokens', 1_000_000);
 const QUERIES = arg('queries', 20);
 const DIR = '.cache/scale-bench';
 
-async function buildBundle(): Promise<string> {
-  const { build } = await import('vite');
-  await build({
-    configFile: false,
-    root: REPO_ROOT,
-    logLevel: 'warn',
-    base: './',
-    worker: { format: 'es' },
-    build: { outDir: resolve(REPO_ROOT, DIR), emptyOutDir: true, target: 'es2022', minify: true, lib: { entry: resolve(REPO_ROOT, 'bench/scale-entry.ts'), formats: ['es'], fileName: 'scale-entry' } },
-  });
-  return `/${DIR}/scale-entry.js`;
-}
 
 /** Runs in the page (a string: tsx would wrap a function's closures in helpers the page lacks). */
 const PAGE_SCRIPT = `async ({ url, tokens, queries: nq }) => {
@@ -99,7 +87,7 @@ const PAGE_SCRIPT = `async ({ url, tokens, queries: nq }) => {
   return { documents: data.documents, tokens: data.tokens, trainMs, exhaustiveMs: median(base), rows, codeBytes: stats.codeBytes, centroids: stats.centroids, storeBytes, uaMemory, isolated: globalThis.crossOriginIsolated };
 }`;
 
-const url = await buildBundle();
+const url = await buildPageBundle('bench/scale-entry.ts', DIR, true);
 const server = await startServer({ root: REPO_ROOT });
 const browser = await launchChromium();
 try {
