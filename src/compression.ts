@@ -219,6 +219,10 @@ export class CompressedIndex {
   private readonly readyListeners: ReadyListener[] = [];
   /** The listeners' calls so far, one after another. */
   private notified: Promise<void> = Promise.resolve();
+  /** The readiness last told (or that would have been, with no listener yet). */
+  private told = false;
+  /** While positive ({@link reopen}), flips are not told: only where it ends. */
+  private quiet = 0;
 
   constructor(
     readonly options: ResolvedCompression,
@@ -285,11 +289,12 @@ export class CompressedIndex {
 
   /**
    * Calls `listener` now with {@link ready}, and again after every change of it: the first
-   * training (awaited or in the background), a sync with another context's codes, a clear, an
-   * import, a close. Calls run one after another, each with the readiness as it is when it runs
-   * (so a flip and a flip back cost at most one call each); a call that throws is ignored. Every
-   * method that may change the readiness (update, open, sync, reset, settled, idle) resolves
-   * only after the calls it caused. Resolves when this first call is done.
+   * training (awaited or in the background), a sync with another context's codes, a clear (not
+   * a close: {@link dispose} drops the listeners first). An import ({@link reopen}) tells only
+   * where it ends, not the reset on the way. Calls run one after another, each with the
+   * readiness as it is when it runs; a call that throws is ignored. Every method that may change
+   * the readiness (update, open, reopen, sync, reset, settled, idle) resolves only after the
+   * calls it caused. Resolves when this first call is done.
    */
   onReadyChange(listener: ReadyListener): Promise<void> {
     this.readyListeners.push(listener);
@@ -304,13 +309,41 @@ export class CompressedIndex {
 
   /** The one way {@link current} changes: the listeners hear when readiness flips. */
   private setCurrent(g: Generation | null): void {
-    const was = this.current !== null;
     this.current = g;
-    if (was !== (g !== null)) void this.notify();
+    this.tell();
   }
 
-  /** Forgets everything (clear, import): the next {@link update} trains again from the store. Resolves once the listeners heard of it. */
+  /** Tells the listeners when the readiness differs from what they were last told (unless quiet). */
+  private tell(): void {
+    if (this.quiet > 0 || this.ready === this.told) return;
+    this.told = this.ready;
+    void this.notify();
+  }
+
+  /** Forgets everything (clear): the next {@link update} trains again from the store. Resolves once the listeners heard of it. */
   reset(): Promise<void> {
+    this.forget();
+    return this.notified;
+  }
+
+  /**
+   * Forgets everything and opens again from what the store holds now (an import, another
+   * context's clear or import; `imported` as for {@link open}). The listeners hear only where
+   * it ends: an import with codes never brings every row back on the way.
+   */
+  async reopen(store: VectorStore, imported?: OpenedCodes): Promise<void> {
+    this.quiet++;
+    try {
+      this.forget();
+      await this.openNow(store, imported);
+    } finally {
+      this.quiet--;
+      this.tell();
+    }
+    await this.notified;
+  }
+
+  private forget(): void {
     this.epoch++;
     this.setCurrent(null);
     this.training = null;
@@ -319,13 +352,12 @@ export class CompressedIndex {
     this.recent.clear();
     this.bound?.setCodeEncoder(null);
     this.bound = undefined;
-    return this.notified;
   }
 
   /** Forgets the codes and the listeners, without telling them (the engine closes). */
   dispose(): void {
     this.readyListeners.length = 0;
-    void this.reset();
+    this.forget();
   }
 
   /** Makes `g` the generation searches use; a code store's writes then encode with it. */
@@ -536,16 +568,14 @@ export class CompressedIndex {
     const cs = store.codes;
     const epoch = this.epoch;
     if (!cs) {
-      await this.reset();
-      await this.open(store);
+      await this.reopen(store);
       return;
     }
     const g = this.current;
     const stored = await cs.readCodec();
     if (!stored && g && g.id > 0) {
       // Another context cleared or imported an index without codes: start over from what it holds.
-      await this.reset();
-      await this.open(store);
+      await this.reopen(store);
       return;
     }
     if (stored && stored.generation !== g?.id && codecFits(stored, this.options, store.dim)) {

@@ -554,10 +554,7 @@ export class Engine {
     // The file's codes are used when they fit this index's compression options; else it trains its own.
     if (snapshot.compression && !(this.compressed && codecFits(snapshot.compression.codec, this.compressed.options, snapshot.manifest.dim))) delete snapshot.compression;
     await this.store.restore(snapshot);
-    if (this.compressed) {
-      await this.compressed.reset();
-      await this.compressed.open(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
-    }
+    await this.compressed?.reopen(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }

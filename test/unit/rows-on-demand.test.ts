@@ -164,6 +164,11 @@ describe.skipIf(!HAVE_SHARED)(`rows on demand ${HAVE_SHARED ? '' : SHARED_MISSIN
     await memory.importIndex(file);
     await expectSameRankings(into, memory);
     await expectSameRankings(s, memory);
+    // Imported over an index whose rows are on demand already: they stay so.
+    await s.importIndex(file);
+    expect((await s.stats()).compression).toMatchObject({ state: 'ready', trainings: 1 });
+    expect(await residentRows(s)).toBeLessThanOrEqual(SEGMENT_BYTES);
+    await expectSameRankings(s, memory);
   });
 
   it('a first training in the background (another connection without compression crossed the threshold) puts the rows on demand without another write', async () => {
@@ -270,6 +275,10 @@ describe('CompressedIndex.onReadyChange: the rows follow the readiness', () => {
       expect(heard).toEqual([false, true, false, true]);
       expect(index.stats().trainings).toBe(1);
       expect((await store.stats()).vectorBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+      // Reopening (an import with codes) tells only where it ends: never 'not ready' on the way, so the rows never all come back.
+      await index.reopen(store);
+      expect(heard).toEqual([false, true, false, true]);
+      expect(index.ready).toBe(true);
       // A write that changes nothing about readiness tells nobody.
       await store.put([{ id: docs[0]!.id, matrix: docs[1]!.embedding }]);
       await index.update(store, [docs[0]!.id]);
