@@ -10,6 +10,7 @@ import { isShared } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
+import { scoreInBatches } from './batches.ts';
 import { MaxSimPool, PoolFailure } from './pool.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
@@ -198,26 +199,8 @@ export class CpuScorer implements Scorer {
     const minRows = this.options.parallelMinRows ?? PARALLEL_MIN_ROWS;
     const top = new TopK(k);
     // The shards the store holds are gathered (views only, no copies) to be split at once; those
-    // read for this scan only (rows on demand, `transient`) are scored in batches of at least
-    // `minRows` rows as they come, so that a query holds one batch of them at a time, not all.
-    const held: ShardView[] = [];
-    let batch: ShardView[] = [];
-    let batchRows = 0;
-    for await (const shard of shards()) {
-      const n = shard.docIds.length;
-      if (n === 0) continue;
-      if (!shard.transient) {
-        held.push(shard);
-        continue;
-      }
-      batch.push(shard);
-      batchRows += shard.offsets[n]!;
-      if (batchRows < minRows) continue;
-      await this.scoreInto(query, batch, top, minRows);
-      batch = [];
-      batchRows = 0;
-    }
-    await this.scoreInto(query, [...batch, ...held], top, minRows);
+    // read for this scan only (rows on demand) in batches of at least `minRows` rows as they come.
+    await scoreInBatches(shards(), minRows, (shard) => shard.offsets[shard.docIds.length]!, (views) => this.scoreInto(query, views, top, minRows));
     return top.sorted();
   }
 
@@ -225,7 +208,8 @@ export class CpuScorer implements Scorer {
    * Scores `views` into `top`: split across the threads when they hold at least `minRows` rows,
    * all in shared memory; else, or after a sub-worker failure, on this thread.
    */
-  private async scoreInto(query: TokenMatrix, views: readonly ShardView[], top: TopK, minRows: number): Promise<void> {
+  private async scoreInto(query: TokenMatrix, all: readonly ShardView[], top: TopK, minRows: number): Promise<void> {
+    const views = all.filter((shard) => shard.docIds.length > 0);
     if (!views.length) return;
     let rows = 0;
     let shared = true;
