@@ -186,6 +186,12 @@ export function codecFits(codec: PersistedCodec, options: ResolvedCompression, d
   return codec.codec.nbits === options.nbits && codec.poolFactor === options.poolFactor && (dim === null || codec.codec.dim === dim);
 }
 
+/** Hears {@link CompressedIndex.ready} (see {@link CompressedIndex.onReadyChange}). */
+export type ReadyListener = (ready: boolean) => void | Promise<void>;
+
+/** A file's codes and the shard layout they follow (a memory store's import). */
+type OpenedCodes = { codes: SnapshotCodes; shards: readonly { docIds: readonly string[]; offsets: Uint32Array }[] };
+
 /** The compressed index of one engine. */
 export class CompressedIndex {
   private current: Generation | null = null;
@@ -209,6 +215,14 @@ export class CompressedIndex {
   /** Why no GPU stages were given, when the engine says. */
   private noGpuReason: string | undefined;
   private trace: CompressedTrace | undefined;
+  /** Told whenever {@link ready} flips (see {@link onReadyChange}). */
+  private readonly readyListeners: ReadyListener[] = [];
+  /** The listeners' calls so far, one after another. */
+  private notified: Promise<void> = Promise.resolve();
+  /** The readiness last told (or that would have been, with no listener yet). */
+  private told = false;
+  /** While positive ({@link reopen}), flips are not told: only where it ends. */
+  private quiet = 0;
 
   constructor(
     readonly options: ResolvedCompression,
@@ -250,6 +264,7 @@ export class CompressedIndex {
   /** Resolves when no training runs (rethrowing a failure of the last one). */
   async settled(): Promise<void> {
     while (this.training) await this.training;
+    await this.notified;
     if (this.failure !== undefined) {
       const err = this.failure;
       this.failure = undefined;
@@ -260,6 +275,7 @@ export class CompressedIndex {
   /** Resolves when no training runs (never throws; see {@link settled}). */
   async idle(): Promise<void> {
     while (this.training) await this.training;
+    await this.notified;
   }
 
   /** The current codes laid out like a snapshot's shards, when they cover exactly its documents (else undefined). */
@@ -271,10 +287,65 @@ export class CompressedIndex {
   }
 
 
-  /** Forgets everything (clear, import): the next {@link update} trains again from the store. */
-  reset(): void {
+  /**
+   * Calls `listener` now with {@link ready}, and again after every change of it: the first
+   * training (awaited or in the background), a sync with another context's codes, a clear (not
+   * a close: {@link dispose} drops the listeners first). An import ({@link reopen}) tells only
+   * where it ends, not the reset on the way. Calls run one after another, each with the
+   * readiness as it is when it runs; a call that throws is ignored. Every method that may change
+   * the readiness (update, open, reopen, sync, reset, settled, idle) resolves only after the
+   * calls it caused. Resolves when this first call is done.
+   */
+  onReadyChange(listener: ReadyListener): Promise<void> {
+    this.readyListeners.push(listener);
+    return this.notify([listener]);
+  }
+
+  /** Queues one call of each of `listeners` with the readiness at that time; resolves when they ran. */
+  private notify(listeners: readonly ReadyListener[] = this.readyListeners): Promise<void> {
+    for (const listener of listeners) this.notified = this.notified.then(() => listener(this.ready)).catch(() => undefined);
+    return this.notified;
+  }
+
+  /** The one way {@link current} changes: the listeners hear when readiness flips. */
+  private setCurrent(g: Generation | null): void {
+    this.current = g;
+    this.tell();
+  }
+
+  /** Tells the listeners when the readiness differs from what they were last told (unless quiet). */
+  private tell(): void {
+    if (this.quiet > 0 || this.ready === this.told) return;
+    this.told = this.ready;
+    void this.notify();
+  }
+
+  /** Forgets everything (clear): the next {@link update} trains again from the store. Resolves once the listeners heard of it. */
+  reset(): Promise<void> {
+    this.forget();
+    return this.notified;
+  }
+
+  /**
+   * Forgets everything and opens again from what the store holds now (an import, another
+   * context's clear or import; `imported` as for {@link open}). The listeners hear only where
+   * it ends: an import with codes never brings every row back on the way.
+   */
+  async reopen(store: VectorStore, imported?: OpenedCodes): Promise<void> {
+    this.quiet++;
+    try {
+      this.forget();
+      await this.openNow(store, imported);
+    } finally {
+      this.quiet--;
+      this.tell();
+    }
+    await this.notified;
+  }
+
+  private forget(): void {
     this.epoch++;
-    this.current = null;
+    this.setCurrent(null);
     this.training = null;
     this.changed.clear();
     this.gpu?.drop();
@@ -283,9 +354,15 @@ export class CompressedIndex {
     this.bound = undefined;
   }
 
+  /** Forgets the codes and the listeners, without telling them (the engine closes). */
+  dispose(): void {
+    this.readyListeners.length = 0;
+    this.forget();
+  }
+
   /** Makes `g` the generation searches use; a code store's writes then encode with it. */
   private use(g: Generation, store: CodeStore | undefined): void {
-    this.current = g;
+    this.setCurrent(g);
     if (store && g.id > 0) {
       store.setCodeEncoder(this.encoderFor(g));
       this.bound = store;
@@ -322,6 +399,11 @@ export class CompressedIndex {
    * it has outgrown its centroids.
    */
   async update(store: VectorStore, changedIds: readonly string[], removedIds: readonly string[] = []): Promise<void> {
+    await this.updateNow(store, changedIds, removedIds);
+    await this.notified;
+  }
+
+  private async updateNow(store: VectorStore, changedIds: readonly string[], removedIds: readonly string[]): Promise<void> {
     for (const id of [...changedIds, ...removedIds]) if (this.training) this.changed.add(id);
     const g = this.current;
     if (g) {
@@ -418,7 +500,12 @@ export class CompressedIndex {
    * trains from what the store holds (awaited). `imported` are a file's codes (memory stores;
    * a code store has stored them already).
    */
-  async open(store: VectorStore, imported?: { codes: SnapshotCodes; shards: readonly { docIds: readonly string[]; offsets: Uint32Array }[] }): Promise<void> {
+  async open(store: VectorStore, imported?: OpenedCodes): Promise<void> {
+    await this.openNow(store, imported);
+    await this.notified;
+  }
+
+  private async openNow(store: VectorStore, imported?: OpenedCodes): Promise<void> {
     const epoch = this.epoch;
     const cs = store.codes;
     if (cs) {
@@ -474,22 +561,21 @@ export class CompressedIndex {
     const run = this.syncing.then(() => this.syncNow(store));
     this.syncing = run.catch(() => undefined);
     await run;
+    await this.notified;
   }
 
   private async syncNow(store: VectorStore): Promise<void> {
     const cs = store.codes;
     const epoch = this.epoch;
     if (!cs) {
-      this.reset();
-      await this.open(store);
+      await this.reopen(store);
       return;
     }
     const g = this.current;
     const stored = await cs.readCodec();
     if (!stored && g && g.id > 0) {
       // Another context cleared or imported an index without codes: start over from what it holds.
-      this.reset();
-      await this.open(store);
+      await this.reopen(store);
       return;
     }
     if (stored && stored.generation !== g?.id && codecFits(stored, this.options, store.dim)) {
@@ -569,7 +655,7 @@ export class CompressedIndex {
         }
       }
     }
-    this.current = next;
+    this.setCurrent(next);
   }
 
   /**
@@ -637,7 +723,7 @@ export class CompressedIndex {
       }
       // Inside the store's write lock: no write lands between the flip and this.
       if (epoch !== this.epoch) return;
-      this.current = next;
+      this.setCurrent(next);
       this.bound = cs;
       this.changed.clear();
     });

@@ -271,14 +271,6 @@ function checkFilter(filter: unknown): FilterPredicate | undefined {
   return filter === undefined ? undefined : compileFilter(filter);
 }
 
-/**
- * A persistent store keeps its full-precision rows in IndexedDB only (read on demand) while the
- * compressed index serves searches from its codes, and in memory otherwise (exhaustive search).
- */
-async function rowResidency(store: VectorStore, compressed: CompressedIndex | undefined): Promise<void> {
-  await store.setRowResidency?.(compressed?.ready ? 'on-demand' : 'all');
-}
-
 /** Model + index + scoring. Create with {@link Engine.create}. */
 export class Engine {
   private closed = false;
@@ -342,7 +334,7 @@ export class Engine {
               rowsOnDemand: compressed !== undefined,
               onChange: (change) => {
                 // Another tab changed the index: the codes follow from what it stored (read, not re-trained).
-                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).then(() => rowResidency(store, compressed)).catch(() => undefined);
+                if (compressed) void Promise.resolve().then(() => compressed.sync(store)).catch(() => undefined);
                 try {
                   onChange?.({ name: name!, ...change });
                 } catch {
@@ -360,7 +352,10 @@ export class Engine {
         compressed.setGpu(undefined, scorer.fallbackReason);
       }
       await compressed?.open(store);
-      await rowResidency(store, compressed);
+      // A persistent store keeps its full-precision rows in IndexedDB only (read on demand) while
+      // the compressed index serves searches from its codes, and in memory otherwise (exhaustive
+      // search): from now on, whenever its readiness flips (a training in the background included).
+      await compressed?.onReadyChange((ready) => store.setRowResidency?.(ready ? 'on-demand' : 'all'));
       return new Engine(encoder, store, scorer, fingerprint, storage, name, compressed);
     } catch (err) {
       scorer.dispose();
@@ -472,7 +467,6 @@ export class Engine {
       }
     }
     await this.compressed?.update(this.store, commit.map((d) => d.id));
-    await rowResidency(this.store, this.compressed);
     onProgress?.({ status: 'store', done: items.length, total: items.length });
     return { added: commit.length, tokens, skipped };
   }
@@ -491,7 +485,6 @@ export class Engine {
     checkUnique(docs.map((d) => d.id));
     await this.store.put(docs);
     await this.compressed?.update(this.store, docs.map((d) => d.id));
-    await rowResidency(this.store, this.compressed);
     return { added: docs.length, tokens: docs.reduce((n, d) => n + d.matrix.tokens, 0), skipped: 0 };
   }
 
@@ -499,8 +492,7 @@ export class Engine {
   async clear(): Promise<void> {
     this.check();
     await this.store.clear();
-    this.compressed?.reset();
-    await rowResidency(this.store, this.compressed);
+    await this.compressed?.reset();
   }
 
   /** Hierarchical token pooling of a document matrix, when the compression options ask for it. */
@@ -562,9 +554,7 @@ export class Engine {
     // The file's codes are used when they fit this index's compression options; else it trains its own.
     if (snapshot.compression && !(this.compressed && codecFits(snapshot.compression.codec, this.compressed.options, snapshot.manifest.dim))) delete snapshot.compression;
     await this.store.restore(snapshot);
-    this.compressed?.reset();
-    if (this.compressed) await this.compressed.open(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
-    await rowResidency(this.store, this.compressed);
+    await this.compressed?.reopen(this.store, snapshot.compression ? { codes: snapshot.compression, shards: snapshot.shards } : undefined);
     const stats = await this.store.stats();
     return { documents: stats.documents, tokens: stats.tokens };
   }
@@ -594,7 +584,6 @@ export class Engine {
     }
     const removed = await this.store.delete(ids);
     await this.compressed?.update(this.store, [], removed);
-    await rowResidency(this.store, this.compressed);
     return removed.length;
   }
 
@@ -844,7 +833,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.compressed?.reset();
+    this.compressed?.dispose();
     this.scorer.dispose();
     await Promise.all([this.encoder.dispose(), this.store.close()]);
   }

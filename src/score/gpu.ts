@@ -10,7 +10,9 @@
  *
  * One query, whatever the number of shards ({@link GpuScorer.rank}): one dispatch per page (and
  * query pass) writes ONE scores buffer (page after page, one f32 per entry), then the top-k
- * passes of ./topk.wgsl run on the GPU and a single read-back brings the answer:
+ * passes of ./topk.wgsl run on the GPU and a single read-back brings the answer (shards the store
+ * reads for one scan only, `transient`, go in batches of `streamBatchBytes` instead, one
+ * submission and read-back each, every batch replacing the one before in the pages):
  * - an index of at most `fullReadbackSlots` slots (or a k so large that blocks would hold fewer
  *   than 4 slots) reads back every score, and the CPU picks the top k;
  * - a larger one reads back only a candidate list: the maximum of every block of slots
@@ -24,6 +26,7 @@
  */
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
+import { scoreInBatches } from './batches.ts';
 import { createBuffer, ResidentPages, type PageLayout } from './gpu-pages.ts';
 import shaderSource from './maxsim.wgsl?raw';
 import { TopK, type Scored } from './topk.ts';
@@ -65,7 +68,15 @@ export interface GpuScorerOptions {
    * more candidates than this make that query read every score. Tests force a tiny value.
    */
   candidateCapacity?: number;
+  /**
+   * Bytes of rows of transient shards (read for one scan only: rows on demand) scored per
+   * submission (default {@link STREAM_BATCH_BYTES}); tests force 1, one shard per batch.
+   */
+  streamBatchBytes?: number;
 }
+
+/** Default {@link GpuScorerOptions.streamBatchBytes}: 64 MiB, 32 segments of fp16 rows at dim 128. */
+export const STREAM_BATCH_BYTES = 64 << 20;
 
 /** What {@link GpuScorer.residency} reports. */
 export interface GpuResidency {
@@ -139,6 +150,7 @@ export class GpuScorer {
   private readonly fullReadbackSlots: number;
   private readonly blockSlots: number;
   private readonly candidateCapacity: number | undefined;
+  private readonly streamBatchBytes: number;
   /** Read-back counters (see {@link GpuResidency}). */
   private readBack = 0;
   private readBacks = 0;
@@ -163,6 +175,7 @@ export class GpuScorer {
     this.fullReadbackSlots = Math.max(0, Math.floor(options.fullReadbackSlots ?? 4096));
     this.blockSlots = Math.max(1, Math.floor(options.blockSlots ?? 256));
     this.candidateCapacity = options.candidateCapacity === undefined ? undefined : Math.max(1, Math.floor(options.candidateCapacity));
+    this.streamBatchBytes = Math.max(1, Math.floor(options.streamBatchBytes ?? STREAM_BATCH_BYTES));
     void device.lost.then((info) => {
       this.lostReason ??= `the GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`;
     });
@@ -295,23 +308,25 @@ export class GpuScorer {
 
   private async rankNow(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, k: number): Promise<Scored[]> {
     if (this.lostReason) throw new GpuScoringError(this.lostReason);
+    const top = new TopK(k);
+    // The shards the store holds are scored in one submission; those it read for this scan only
+    // (rows on demand) in batches of about `streamBatchBytes` as they come, each batch replacing
+    // the one before in the pages, so that neither this page nor the GPU holds them all.
+    await scoreInBatches(shards, this.streamBatchBytes, (shard) => shard.vectors.byteLength + (shard.scales?.byteLength ?? 0), (views) => this.scoreInto(query, views, k, top));
+    return top.sorted();
+  }
+
+  /** Places `views` in the pages (freeing every other shard's rows) and offers their documents' scores to `top` (see the header). */
+  private async scoreInto(query: TokenMatrix, views: readonly ShardView[], k: number, top: TopK): Promise<void> {
+    if (this.lostReason) throw new GpuScoringError(this.lostReason);
     const { device } = this;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
     const mapped = new Set<GPUBuffer>();
-    let storeError: unknown;
     try {
-      const views: ShardView[] = [];
-      try {
-        for await (const shard of shards) views.push(shard);
-      } catch (err) {
-        // The store's own failure is the caller's to see, not a reason to leave the GPU.
-        storeError = err;
-        throw err;
-      }
       const layout = this.pages.place(views);
       const { slots } = layout;
-      if (slots === 0 || k < 1) return [];
+      if (slots === 0 || k < 1) return;
       if (slots * 4 > this.bindLimit) throw new GpuScoringError(`the index has ${slots} document slots; one scores buffer holds at most ${Math.floor(this.bindLimit / 4)}`);
 
       // At least 2k blocks, so that the k-th block maximum sits near the k-th best score (about
@@ -322,12 +337,11 @@ export class GpuScorer {
       const encoder = device.createCommandEncoder({ label: 'colbert-web maxsim commands' });
       await this.encodeMaxSim(encoder, query, layout);
 
-      const top = new TopK(k);
       const offer = (slot: number, score: number): void => {
         const id = layout.idAt(slot);
         if (id !== undefined) top.push(id, score);
       };
-      const readAll = async (enc: GPUCommandEncoder): Promise<Scored[]> => {
+      const readAll = async (enc: GPUCommandEncoder): Promise<void> => {
         this.scoresReadback = this.grown(this.scoresReadback, 'scores read-back', slots * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
         enc.copyBufferToBuffer(this.scores!, 0, this.scoresReadback, 0, slots * 4);
         device.queue.submit([enc.finish({ label: 'colbert-web scores read-back command buffer' })]);
@@ -335,7 +349,6 @@ export class GpuScorer {
         const scores = new Float32Array(await this.mapCopy(this.scoresReadback, 0, slots * 4));
         this.fullReads++;
         layout.forEachLive((id, slot) => top.push(id, scores[slot]!));
-        return top.sorted();
       };
       if (!useCandidates) return await readAll(encoder);
 
@@ -394,16 +407,14 @@ export class GpuScorer {
       }
       this.candidateReads++;
       this.candidatesFound += found;
-      return top.sorted();
     } catch (err) {
       for (const b of mapped) if (b.mapState === 'mapped') b.unmap();
-      if (storeError !== undefined) throw storeError;
       throw new GpuScoringError(this.lostReason ?? `GPU scoring failed: ${(err as Error).message}`);
     } finally {
       const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]).catch(() => [null, null]);
       const error = validation ?? memory;
       // An error scope caught a GPU error: this call's result cannot be trusted.
-      if (error && storeError === undefined) throw new GpuScoringError(`GPU scoring raised a ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
+      if (error) throw new GpuScoringError(`GPU scoring raised a ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
     }
   }
 

@@ -10,6 +10,7 @@ import { isShared } from '../store/precision.ts';
 import type { ShardView } from '../store/types.ts';
 import type { TokenMatrix } from '../types.ts';
 import type { GpuResidency, GpuScorer, GpuScorerOptions } from './gpu.ts';
+import { scoreInBatches } from './batches.ts';
 import { MaxSimPool, PoolFailure } from './pool.ts';
 import { loadMaxSimKernel, type KernelOptions, type MaxSimKernel } from './simd.ts';
 import { TopK, type Scored } from './topk.ts';
@@ -143,7 +144,9 @@ function pushLive(top: TopK, shard: ShardView, scores: Float32Array): void {
 /**
  * The CPU scorer: the fastest kernel this realm has. On one thread it streams shard by shard; with
  * several threads (./pool.ts) an index of at least `parallelMinRows` rows in shared memory is
- * split by rows between this thread and the sub-workers, with bit-identical scores. A sub-worker
+ * split by rows between this thread and the sub-workers, with bit-identical scores: the shards
+ * the store holds in one split, those it reads for the scan only (`transient`, rows on demand)
+ * in batches of at least `parallelMinRows` rows as they come. A sub-worker
  * failure never fails a query: that query and every later one run on this thread, and
  * `threadsFallbackReason` says why. Queries run one at a time.
  */
@@ -192,39 +195,55 @@ export class CpuScorer implements Scorer {
 
   private async rankNow(query: TokenMatrix, shards: () => AsyncIterable<ShardView>, k: number): Promise<Scored[]> {
     this.lastParallel = false;
-    const pool = this.pool;
-    if (!pool) return this.rankHere(query, shards(), k);
-    // Views only (no copies): the split needs every shard of the query up front.
-    const views: ShardView[] = [];
+    if (!this.pool) return this.rankHere(query, shards(), k);
+    const minRows = this.options.parallelMinRows ?? PARALLEL_MIN_ROWS;
+    const top = new TopK(k);
+    // The shards the store holds are gathered (views only, no copies) to be split at once; those
+    // read for this scan only (rows on demand) in batches of at least `minRows` rows as they come.
+    await scoreInBatches(shards(), minRows, (shard) => shard.offsets[shard.docIds.length]!, (views) => this.scoreInto(query, views, top, minRows));
+    return top.sorted();
+  }
+
+  /**
+   * Scores `views` into `top`: split across the threads when they hold at least `minRows` rows,
+   * all in shared memory; else, or after a sub-worker failure, on this thread.
+   */
+  private async scoreInto(query: TokenMatrix, all: readonly ShardView[], top: TopK, minRows: number): Promise<void> {
+    const views = all.filter((shard) => shard.docIds.length > 0);
+    if (!views.length) return;
     let rows = 0;
     let shared = true;
-    for await (const shard of shards()) {
-      if (shard.docIds.length === 0) continue;
-      views.push(shard);
+    for (const shard of views) {
       rows += shard.offsets[shard.docIds.length]!;
       shared &&= isShared(shard.vectors) && (!shard.scales || isShared(shard.scales));
     }
-    if (rows < (this.options.parallelMinRows ?? PARALLEL_MIN_ROWS) || !shared) return this.rankHere(query, views, k);
-    const kernel = await loadMaxSimKernel(views[0]!.dim, this.kernelOptions);
-    this.kernel = kernel.name;
-    let scores: Float32Array[];
-    try {
-      scores = await pool.score(query, views, kernel);
-    } catch (err) {
-      if (!(err instanceof PoolFailure)) throw err;
-      this.pool = undefined;
-      this.threadsFallbackReason = `${err.message}; scoring runs on one thread from now on`;
-      return this.rankHere(query, views, k);
+    const pool = this.pool;
+    if (pool && rows >= minRows && shared) {
+      const kernel = await loadMaxSimKernel(views[0]!.dim, this.kernelOptions);
+      this.kernel = kernel.name;
+      try {
+        const scores = await pool.score(query, views, kernel);
+        this.lastParallel = true;
+        views.forEach((shard, i) => pushLive(top, shard, scores[i]!));
+        return;
+      } catch (err) {
+        if (!(err instanceof PoolFailure)) throw err;
+        this.pool = undefined;
+        this.threadsFallbackReason = `${err.message}; scoring runs on one thread from now on`;
+      }
     }
-    this.lastParallel = true;
-    const top = new TopK(k);
-    views.forEach((shard, i) => pushLive(top, shard, scores[i]!));
-    return top.sorted();
+    await this.scoreHere(query, views, top);
   }
 
   /** Scores on this thread, shard by shard. */
   private async rankHere(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, k: number): Promise<Scored[]> {
     const top = new TopK(k);
+    await this.scoreHere(query, shards, top);
+    return top.sorted();
+  }
+
+  /** Scores every shard of `shards` into `top` on this thread, one at a time. */
+  private async scoreHere(query: TokenMatrix, shards: AsyncIterable<ShardView> | Iterable<ShardView>, top: TopK): Promise<void> {
     for await (const shard of shards) {
       const n = shard.docIds.length;
       if (n === 0) continue;
@@ -233,7 +252,6 @@ export class CpuScorer implements Scorer {
       if (this.scratch.length < n) this.scratch = new Float32Array(n * 2);
       pushLive(top, shard, kernel.scoreShard(query, shard, this.scratch.subarray(0, n)));
     }
-    return top.sorted();
   }
 
   async prepare(_precision: ShardView['precision'], dim: number): Promise<void> {

@@ -1085,7 +1085,7 @@ export class IdbStore implements VectorStore, CodeStore {
       const chunks = await this.readChunks(shard.segment);
       // Gone: a write compacted it since (its documents moved to a segment this scan does not see).
       if (!chunks.length && shard.rows > 0) continue;
-      yield shard.withRows(chunks, this.set.shared).view();
+      yield { ...shard.withRows(chunks, this.set.shared).view(), transient: true };
     }
   }
 

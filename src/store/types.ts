@@ -33,6 +33,12 @@ export interface ShardView extends PackedRows {
   dim: number;
   docIds: readonly (string | null)[];
   offsets: Uint32Array;
+  /**
+   * True when the rows were read for this scan only (a store with rows on demand): the store does
+   * not hold them, so a scorer scores such shards as they come, a few at a time, instead of
+   * gathering them all first (see ../score/scorer.ts and ../score/gpu.ts).
+   */
+  transient?: boolean;
 }
 
 /** Where a persistent store keeps the full-precision rows (see {@link VectorStore.setRowResidency}). */

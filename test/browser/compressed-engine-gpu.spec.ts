@@ -16,57 +16,14 @@
  */
 import { expect, test, type Page } from '@playwright/test';
 import { harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
+import { WORD_CLUSTERED_INIT, type wordClustered } from '../support/word-clusters.ts';
 
 const IN_CI = !!process.env['CI'];
 
-/**
- * Word-clustered unit vectors (as in test/support/clusters.ts, inlined: the page has no test
- * imports): `docs` documents of 24-63 tokens, each from one of 16 topics of 32 words, with a
- * `topic` metadata field, and `queries` 16-token queries drawn from documents' words.
- */
+/** The spec's corpora (test/support/word-clusters.ts): documents with a `topic` metadata field. */
 function makeCorpus(seed: number, docs: number, queries: number) {
-  const rand = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const dim = 128;
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  const unit = (v: Float32Array, o: number) => {
-    let n = 0;
-    for (let d = 0; d < dim; d++) n += v[o + d]! * v[o + d]!;
-    for (let d = 0; d < dim; d++) v[o + d]! /= Math.sqrt(n);
-  };
-  const words = new Float32Array(512 * dim);
-  for (let i = 0; i < words.length; i++) words[i] = gauss();
-  for (let w = 0; w < 512; w++) unit(words, w * dim);
-  const token = (out: Float32Array, o: number, w: number) => {
-    for (let d = 0; d < dim; d++) out[o + d] = words[w * dim + d]! + (0.3 / Math.sqrt(dim)) * gauss();
-    unit(out, o);
-  };
-  const used: number[][] = [];
-  const items = Array.from({ length: docs }, (_, i) => {
-    const topic = Math.floor(rand() * 16);
-    const tokens = 24 + Math.floor(rand() * 40);
-    const data = new Float32Array(tokens * dim);
-    const mine: number[] = [];
-    for (let j = 0; j < tokens; j++) {
-      const w = topic * 32 + Math.floor(rand() * 32);
-      mine.push(w);
-      token(data, j * dim, w);
-    }
-    used.push(mine);
-    return { id: `d${i}`, embedding: { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) }, metadata: { topic } };
-  });
-  const qs = Array.from({ length: queries }, () => {
-    const mine = used[Math.floor(rand() * used.length)]!;
-    const data = new Float32Array(16 * dim);
-    for (let j = 0; j < 16; j++) token(data, j * dim, mine[Math.floor(rand() * mine.length)]!);
-    return { data, tokens: 16, dim, ids: new Int32Array(16).fill(-1) };
-  });
-  return { docs: items, queries: qs };
+  const g = globalThis as unknown as { wordClustered: typeof wordClustered };
+  return g.wordClustered({ docs, queries, seed, topicMetadata: true });
 }
 
 let skipReason: string | null = null;
@@ -78,6 +35,7 @@ async function setUp(page: Page): Promise<void> {
   page.on('console', (msg) => msg.type() === 'error' && console.log(`[page console] ${msg.text()}`));
   // The corpus generator, and every GPUDevice the page creates (the device-loss test destroys the scorer's).
   await page.addInitScript(`
+    ${WORD_CLUSTERED_INIT}
     globalThis.makeCorpus = ${makeCorpus.toString()};
     globalThis.gpuDevices = [];
     if (globalThis.GPUAdapter) {

@@ -13,6 +13,7 @@ import { chromium, expect, test, type Page } from '@playwright/test';
 import { indexFiles } from '../../src/cli/index-command.ts';
 import { chromiumLaunchOptions, harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
 import { corpusText } from '../support/corpus-text.ts';
+import { WORD_CLUSTERED_SOURCE, type wordClustered as WordClusteredFn } from '../support/word-clusters.ts';
 import { TEST_TJS_DIR } from '../support/global-setup.ts';
 
 test.beforeEach(async ({ page }) => {
@@ -25,52 +26,12 @@ test.beforeEach(async ({ page }) => {
 test('compressed search in the worker equals exhaustive search on the top 10', async ({ page }) => {
   test.setTimeout(180_000);
   const result = await page.evaluate(
-    async ({ hubUrl, repo }) => {
+    async ({ hubUrl, repo, generator }) => {
       const entry = '/dist/index.js';
       const lib = await import(/* @vite-ignore */ entry);
-      // Word-clustered unit vectors (as in test/support/clusters.ts, inlined: the page has no test imports).
-      let seed = 17;
-      const rand = () => {
-        seed = (seed + 0x6d2b79f5) | 0;
-        let t = seed;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-      const dim = 128;
-      const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-      const unit = (v: Float32Array, o: number) => {
-        let n = 0;
-        for (let d = 0; d < dim; d++) n += v[o + d]! * v[o + d]!;
-        for (let d = 0; d < dim; d++) v[o + d]! /= Math.sqrt(n);
-      };
-      const words = new Float32Array(512 * dim);
-      for (let i = 0; i < words.length; i++) words[i] = gauss();
-      for (let w = 0; w < 512; w++) unit(words, w * dim);
-      const token = (out: Float32Array, o: number, w: number) => {
-        for (let d = 0; d < dim; d++) out[o + d] = words[w * dim + d]! + (0.3 / Math.sqrt(dim)) * gauss();
-        unit(out, o);
-      };
-      const used: number[][] = [];
-      const docs = Array.from({ length: 200 }, (_, i) => {
-        const topic = Math.floor(rand() * 16);
-        const tokens = 24 + Math.floor(rand() * 40);
-        const data = new Float32Array(tokens * dim);
-        const mine: number[] = [];
-        for (let j = 0; j < tokens; j++) {
-          const w = topic * 32 + Math.floor(rand() * 32);
-          mine.push(w);
-          token(data, j * dim, w);
-        }
-        used.push(mine);
-        return { id: `d${i}`, embedding: { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) } };
-      });
-      const queries = Array.from({ length: 8 }, () => {
-        const mine = used[Math.floor(rand() * used.length)]!;
-        const data = new Float32Array(16 * dim);
-        for (let j = 0; j < 16; j++) token(data, j * dim, mine[Math.floor(rand() * mine.length)]!);
-        return { data, tokens: 16, dim, ids: new Int32Array(16).fill(-1) };
-      });
+      // Word-clustered unit vectors (test/support/word-clusters.ts).
+      const wordClustered = new Function(`return ${generator}`)() as typeof WordClusteredFn;
+      const { docs, queries } = wordClustered({ docs: 200, seed: 17 });
       const s = await lib.createSearch({ model: repo, hubUrl, device: 'wasm', scoring: 'cpu', compression: { nbits: 2 } });
       await s.addEmbeddings(docs.slice(0, 100));
       await s.addEmbeddings(docs.slice(100));
@@ -93,7 +54,7 @@ test('compressed search in the worker equals exhaustive search on the top 10', a
       await s.close();
       return { state: stats.compression.state, centroids: stats.compression.centroids, overlap: same / (10 * queries.length), maxDiff, deletedGone: !after.includes(top) };
     },
-    { hubUrl: testHubUrl(), repo: TEST_HUB_REPO },
+    { hubUrl: testHubUrl(), repo: TEST_HUB_REPO, generator: WORD_CLUSTERED_SOURCE },
   );
   expect(result.state).toBe('ready');
   expect(result.centroids).toBeGreaterThan(0);
@@ -106,68 +67,18 @@ test('compressed search in the worker equals exhaustive search on the top 10', a
 /**
  * Runs `body` in the page with the library as `lib`, `open(name, extra)` creating a compressed
  * search (nbits 2, CPU scoring, the default worker) on the test model, and `clustered(n, seed)`
- * giving `{ docs, queries }` of word-clustered unit vectors as above (ids `<prefix>0..`).
+ * giving `{ docs, queries }` of word-clustered unit vectors (test/support/word-clusters.ts, one
+ * vocabulary for every seed; ids `<prefix>0..`).
  */
 async function inPage<T>(page: Page, body: string, arg: unknown = null): Promise<T> {
   return page.evaluate(
-    async ({ body, hubUrl, repo, arg }) => {
+    async ({ body, hubUrl, repo, arg, generator }) => {
       const entry = '/dist/index.js';
       const lib = await import(/* @vite-ignore */ entry);
       const open = (name: string, extra: Record<string, unknown> = {}) => lib.createSearch({ model: repo, hubUrl, device: 'wasm', scoring: 'cpu', name, compression: { nbits: 2 }, ...extra });
-      const clustered = (n: number, seed0: number, prefix = 'd') => {
-        let seed = seed0;
-        const rand = () => {
-          seed = (seed + 0x6d2b79f5) | 0;
-          let t = seed;
-          t = Math.imul(t ^ (t >>> 15), t | 1);
-          t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-          return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-        };
-        const dim = 128;
-        const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-        const unit = (v: Float32Array, o: number) => {
-          let s = 0;
-          for (let d = 0; d < dim; d++) s += v[o + d]! * v[o + d]!;
-          for (let d = 0; d < dim; d++) v[o + d]! /= Math.sqrt(s);
-        };
-        // The same vocabulary for every seed: documents of different calls share topics.
-        let vs = 99;
-        const vrand = () => {
-          vs = (vs + 0x6d2b79f5) | 0;
-          let t = vs;
-          t = Math.imul(t ^ (t >>> 15), t | 1);
-          t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-          return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-        };
-        const words = new Float32Array(512 * dim);
-        for (let i = 0; i < words.length; i++) words[i] = Math.sqrt(-2 * Math.log(1 - vrand())) * Math.cos(2 * Math.PI * vrand());
-        for (let w = 0; w < 512; w++) unit(words, w * dim);
-        const token = (out: Float32Array, o: number, w: number) => {
-          for (let d = 0; d < dim; d++) out[o + d] = words[w * dim + d]! + (0.3 / Math.sqrt(dim)) * gauss();
-          unit(out, o);
-        };
-        const used: number[][] = [];
-        const docs = Array.from({ length: n }, (_, i) => {
-          const topic = Math.floor(rand() * 16);
-          const tokens = 24 + Math.floor(rand() * 40);
-          const data = new Float32Array(tokens * dim);
-          const mine: number[] = [];
-          for (let j = 0; j < tokens; j++) {
-            const w = topic * 32 + Math.floor(rand() * 32);
-            mine.push(w);
-            token(data, j * dim, w);
-          }
-          used.push(mine);
-          return { id: `${prefix}${i}`, embedding: { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) } };
-        });
-        const queries = Array.from({ length: 8 }, () => {
-          const mine = used[Math.floor(rand() * used.length)]!;
-          const data = new Float32Array(16 * dim);
-          for (let j = 0; j < 16; j++) token(data, j * dim, mine[Math.floor(rand() * mine.length)]!);
-          return { data, tokens: 16, dim, ids: new Int32Array(16).fill(-1) };
-        });
-        return { docs, queries };
-      };
+      // The same vocabulary for every seed: documents of different calls share topics.
+      const wordClustered = new Function(`return ${generator}`)() as typeof WordClusteredFn;
+      const clustered = (n: number, seed: number, prefix = 'd') => wordClustered({ docs: n, seed, vocabularySeed: 99, prefix });
       /** Top-10 agreement of compressed and exhaustive search over `queries`, and the largest score difference. */
       const agreement = async (s: { searchEmbedding: (q: unknown, o: unknown) => Promise<{ id: string; score: number }[]> }, queries: unknown[]) => {
         let same = 0;
@@ -202,7 +113,7 @@ async function inPage<T>(page: Page, body: string, arg: unknown = null): Promise
       const fn = new Function('lib', 'open', 'clustered', 'agreement', 'storedCodecs', 'arg', `return (async () => { ${body} })();`);
       return fn(lib, open, clustered, agreement, storedCodecs, arg);
     },
-    { body, hubUrl: testHubUrl(), repo: TEST_HUB_REPO, arg },
+    { body, hubUrl: testHubUrl(), repo: TEST_HUB_REPO, arg, generator: WORD_CLUSTERED_SOURCE },
   ) as Promise<T>;
 }
 

@@ -3,7 +3,8 @@
  * its codes serve searches (the default worker, real IndexedDB): `vectorBytes` holds the codes
  * and at most the tail segment's rows; reranked and `exhaustive: true` scores equal those of a
  * memory index holding the same documents; a reload, a replaced and a deleted document whose rows
- * are not held, an export/import and a second tab keep that; a browser killed while an add
+ * are not held, an export/import and a second tab keep that, and so does a first training in the
+ * background (another tab's adds crossed the threshold); a browser killed while an add
  * compacts a segment whose rows are not held leaves the index as it was before the add.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, expect, test, type Page } from '@playwright/test';
 import { chromiumLaunchOptions, harnessUrl, libraryBuildMissing, testHubUrl, testModelsMissing, TEST_HUB_REPO } from '../support/browser.ts';
+import { WORD_CLUSTERED_SOURCE, type wordClustered as WordClusteredFn } from '../support/word-clusters.ts';
 
 test.beforeEach(async ({ page }) => {
   const missing = libraryBuildMissing() ?? testModelsMissing();
@@ -25,65 +27,19 @@ const SEGMENT_BYTES = 8192 * 256;
 /**
  * Runs `body` in the page with `lib`, `open(name, extra)` (a compressed search, nbits 2, CPU
  * scoring, default worker; `name` null: memory), `clustered(n, seed, prefix)` (word-clustered
- * documents and 8 queries) and `compare(s, ref, queries)` (exhaustive top 10 of both equal; the
+ * documents and 8 queries, test/support/word-clusters.ts) and `compare(s, ref, queries)` (exhaustive top 10 of both equal; the
  * compressed top 10's scores equal the exhaustive ones).
  */
 async function inPage<T>(page: Page, body: string, arg: unknown = null): Promise<T> {
   return page.evaluate(
-    async ({ body, hubUrl, repo, arg }) => {
+    async ({ body, hubUrl, repo, arg, generator }) => {
       const entry = '/dist/index.js';
       const lib = await import(/* @vite-ignore */ entry);
       const open = (name: string | null, extra: Record<string, unknown> = {}) =>
         lib.createSearch({ model: repo, hubUrl, device: 'wasm', scoring: 'cpu', ...(name === null ? { storage: 'memory' } : { name }), compression: { nbits: 2 }, ...extra });
-      const mulberry = (s0: number) => {
-        let s = s0;
-        return () => {
-          s = (s + 0x6d2b79f5) | 0;
-          let t = s;
-          t = Math.imul(t ^ (t >>> 15), t | 1);
-          t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-          return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-        };
-      };
-      const dim = 128;
-      const unit = (v: Float32Array, o: number) => {
-        let s = 0;
-        for (let d = 0; d < dim; d++) s += v[o + d]! * v[o + d]!;
-        for (let d = 0; d < dim; d++) v[o + d]! /= Math.sqrt(s);
-      };
-      const vrand = mulberry(99);
-      const words = new Float32Array(512 * dim);
-      for (let i = 0; i < words.length; i++) words[i] = Math.sqrt(-2 * Math.log(1 - vrand())) * Math.cos(2 * Math.PI * vrand());
-      for (let w = 0; w < 512; w++) unit(words, w * dim);
-      const clustered = (n: number, seed: number, prefix = 'd') => {
-        const rand = mulberry(seed);
-        const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-        const token = (out: Float32Array, o: number, w: number) => {
-          for (let d = 0; d < dim; d++) out[o + d] = words[w * dim + d]! + (0.3 / Math.sqrt(dim)) * gauss();
-          unit(out, o);
-        };
-        const used: number[][] = [];
-        const docs = Array.from({ length: n }, (_, i) => {
-          const topic = Math.floor(rand() * 16);
-          const tokens = 24 + Math.floor(rand() * 40);
-          const data = new Float32Array(tokens * dim);
-          const mine: number[] = [];
-          for (let j = 0; j < tokens; j++) {
-            const w = topic * 32 + Math.floor(rand() * 32);
-            mine.push(w);
-            token(data, j * dim, w);
-          }
-          used.push(mine);
-          return { id: `${prefix}${i}`, embedding: { data, tokens, dim, ids: new Int32Array(tokens).fill(-1) } };
-        });
-        const queries = Array.from({ length: 8 }, () => {
-          const mine = used[Math.floor(rand() * used.length)]!;
-          const data = new Float32Array(16 * dim);
-          for (let j = 0; j < 16; j++) token(data, j * dim, mine[Math.floor(rand() * mine.length)]!);
-          return { data, tokens: 16, dim, ids: new Int32Array(16).fill(-1) };
-        });
-        return { docs, queries };
-      };
+      // The shared generator (test/support/word-clusters.ts), one vocabulary for every seed.
+      const wordClustered = new Function(`return ${generator}`)() as typeof WordClusteredFn;
+      const clustered = (n: number, seed: number, prefix = 'd') => wordClustered({ docs: n, seed, vocabularySeed: 99, prefix });
       type Hit = { id: string; score: number };
       type S = { searchEmbedding: (q: unknown, o: unknown) => Promise<Hit[]> };
       const compare = async (s: S, ref: S, queries: unknown[]) => {
@@ -108,7 +64,7 @@ async function inPage<T>(page: Page, body: string, arg: unknown = null): Promise
       const fn = new Function('lib', 'open', 'clustered', 'compare', 'arg', `return (async () => { ${body} })();`);
       return fn(lib, open, clustered, compare, arg);
     },
-    { body, hubUrl: testHubUrl(), repo: TEST_HUB_REPO, arg },
+    { body, hubUrl: testHubUrl(), repo: TEST_HUB_REPO, arg, generator: WORD_CLUSTERED_SOURCE },
   ) as Promise<T>;
 }
 
@@ -219,6 +175,52 @@ test('once trained, only the codes and the tail segment stay resident; rerank an
   expect(after).toEqual({ top: 'late2', documents: 900 - 140 + 5 });
   await other.close();
   await inPage(page, `await globalThis.s.close(); await lib.deleteIndex('rod');`);
+});
+
+test('a first training in the background (another tab without compression crossed the threshold) puts the rows on demand without another write', async ({ page, context }) => {
+  test.setTimeout(300_000);
+  await inPage(page, `await lib.deleteIndex('rod-bg'); globalThis.s = await open('rod-bg');`);
+  const writer = await context.newPage();
+  await writer.goto(harnessUrl());
+  // The other tab stores every document without compression: it holds every row.
+  const plain = await inPage<{ vectorBytes: number; tokens: number }>(
+    writer,
+    `
+    const w = await open('rod-bg', { compression: undefined });
+    const { docs } = clustered(900, 45);
+    for (let i = 0; i < docs.length; i += 300) await w.addEmbeddings(docs.slice(i, i + 300));
+    const st = await w.stats();
+    await w.close();
+    return { vectorBytes: st.vectorBytes, tokens: st.tokens };
+    `,
+  );
+  expect(plain.tokens).toBeGreaterThan(4 * 8192);
+  expect(plain.vectorBytes).toBe(plain.tokens * 256);
+  await writer.close();
+  // This tab hears of the writes and trains in the background; nothing writes after.
+  const trained = await inPage<{ stats: { state: string; trainings: number }; tokens: number; resident: number; cmp: Comparison }>(
+    page,
+    `
+    const s = globalThis.s;
+    let st = await s.stats();
+    for (let i = 0; i < 1200 && !(st.compression.state === 'ready' && st.compression.trainings === 1); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      st = await s.stats();
+    }
+    const { docs, queries } = clustered(900, 45);
+    const ref = await open(null);
+    for (let i = 0; i < docs.length; i += 300) await ref.addEmbeddings(docs.slice(i, i + 300));
+    const out = { stats: st.compression, tokens: st.tokens, resident: st.vectorBytes - st.compression.codeBytes, cmp: await compare(s, ref, queries) };
+    await ref.close();
+    await s.close();
+    await lib.deleteIndex('rod-bg');
+    return out;
+    `,
+  );
+  expect(trained.stats).toMatchObject({ state: 'ready', trainings: 1 });
+  expect(trained.tokens).toBe(plain.tokens);
+  expect(trained.resident).toBeLessThanOrEqual(SEGMENT_BYTES);
+  expectExact(trained.cmp);
 });
 
 test('a browser killed while an add compacts a segment whose rows are not held leaves the index as before the add', async () => {

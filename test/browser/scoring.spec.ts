@@ -409,6 +409,56 @@ for (const { precision, dim, pageBytes } of [
   });
 }
 
+test('rows on demand: shards read for the scan only are scored batch by batch as they come, each replacing the one before on the GPU, with the CPU ranking', async ({ page }) => {
+  test.setTimeout(180_000);
+  const run = await page.evaluate(
+    async ({ url }) => {
+      const lib = await import(/* @vite-ignore */ url);
+      const dim = 128;
+      const next = lib.mulberry32(61);
+      const device: GPUDevice = await lib.requestScoringDevice();
+      device.pushErrorScope('validation');
+      // One transient shard per batch.
+      const scorer = await lib.createScorer({ scoring: 'webgpu', gpu: { device, streamBatchBytes: 1 } });
+      const cpu = new lib.CpuScorer(undefined);
+      const name = `gpu-stream-${Date.now()}`;
+      const store = await lib.IdbStore.open({ name, fingerprint: { ...lib.FINGERPRINT, dim }, precision: 'fp16' });
+      // 750 documents of 40 rows: four segments, the last (the tail) partly filled.
+      for (let b = 0; b < 5; b++) await store.put(Array.from({ length: 150 }, (_, i) => ({ id: `d${String(b * 150 + i).padStart(4, '0')}`, matrix: lib.randomMatrix(40, dim, next) })));
+      await store.delete(['d0003', 'd0400']);
+      await store.setRowResidency('on-demand');
+      const seen: { transient: boolean; bytes: number; readBacks: number }[] = [];
+      const traced = async function* () {
+        for await (const s of store.shards()) {
+          seen.push({ transient: s.transient === true, bytes: s.vectors.byteLength, readBacks: scorer.residency().readBacks });
+          yield s;
+        }
+      };
+      const q = lib.randomMatrix(16, dim, next);
+      const gpu = await scorer.rank(q, traced, 50);
+      const cpuHits = await cpu.rank(q, () => store.shards(), 50);
+      const after = scorer.residency();
+      const error = await device.popErrorScope();
+      const out = { gpu, cpu: cpuHits, seen, after, device: scorer.device, reason: scorer.fallbackReason ?? null, validationError: error ? error.message : null };
+      scorer.dispose();
+      device.destroy();
+      await store.close();
+      indexedDB.deleteDatabase(`colbert-web:${name}`);
+      return out;
+    },
+    { url: BUNDLE_URL },
+  );
+  expect(run.validationError).toBeNull();
+  expect(run.device, run.reason ?? '').toBe('webgpu');
+  expectSameRanking(run.gpu, run.cpu, 'streamed on demand');
+  expect(run.seen.filter((s) => s.transient)).toHaveLength(3);
+  expect(run.seen.filter((s) => !s.transient)).toHaveLength(1);
+  // Each transient shard was scored (one read-back) before the next one was read.
+  expect(run.seen.map((s) => s.readBacks)).toEqual([0, 1, 2, 3]);
+  // Afterwards only the held tail stays resident: the streamed rows were freed batch by batch.
+  expect(run.after.rowBytes).toBe(run.seen.find((s) => !s.transient)!.bytes);
+});
+
 test('a device lost mid-session falls back to the CPU, says why, and keeps answering', async ({ page }) => {
   test.setTimeout(120_000);
   const run = await page.evaluate(

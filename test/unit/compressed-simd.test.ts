@@ -12,9 +12,7 @@ import { centroidInteractionSimd, interactionSimdAvailable } from '../../src/sco
 import { residualMaxSim } from '../../src/score/compressed.ts';
 import { residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { residualMaxSimSimd, residualSimdAvailable } from '../../src/score/residual-simd.ts';
-import { assignCodes, trainCodec } from '../../src/score/train.ts';
-import { encodeResidual, residualBytes } from '../../src/store/residual.ts';
-import { clusteredData } from '../support/clusters.ts';
+import { encodedClusters } from '../support/encoded-clusters.ts';
 import { mulberry32 } from '../support/rng.ts';
 
 /** Random scores and documents: `docs` slots of 0..maxTokens tokens over `centroids` codes. */
@@ -76,35 +74,11 @@ describe('SIMD centroid interaction', () => {
 
 const DIM = 128;
 
-/** A trained codec and its codes for a small clustered collection (slot 3 emptied). */
-async function encoded(nbits: 1 | 2 | 4, docs: number, queries: number, seed: number) {
-  const data = clusteredData({ docs, queries, seed });
-  const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
-  const all = new Float32Array(rows * DIM);
-  const starts = new Uint32Array(data.docs.length);
-  const counts = new Uint32Array(data.docs.length);
-  let at = 0;
-  data.docs.forEach((d, i) => {
-    all.set(d.embedding.data, at * DIM);
-    starts[i] = at;
-    counts[i] = d.embedding.tokens;
-    at += d.embedding.tokens;
-  });
-  const { codec, tree } = await trainCodec(all, rows, DIM, { nbits, centroids: 32 });
-  const codes = new Uint16Array(rows);
-  assignCodes(all, 0, rows, DIM, codec.centroids, tree, codes);
-  const bytes = residualBytes(DIM, nbits);
-  const residuals = new Uint8Array(rows * bytes);
-  for (let r = 0; r < rows; r++) encodeResidual(codec, all, r * DIM, codes[r]!, residuals, r * bytes);
-  counts[3] = 0;
-  return { data, codec, rows, view: { codes, residuals, starts, counts } };
-}
-
 describe('SIMD residual MaxSim', () => {
   for (const nbits of [1, 2, 4] as const) {
     it(`equals the reference within 1e-5, ${nbits} bits, over more tokens than one kernel call`, async () => {
       // 200 documents of about 45 tokens: more than one chunk of decoded tokens (about 3,700 at dim 128).
-      const { data, codec, view } = await encoded(nbits, 200, 2, 20 + nbits);
+      const { data, codec, view } = await encodedClusters(nbits, 200, 2, 20 + nbits);
       const docs = Uint32Array.from([3, ...Array.from({ length: 199 }, (_, i) => 199 - i), 150]);
       expect(docs.reduce((n, d) => n + view.counts[d]!, 0)).toBeGreaterThan(8192);
       for (const q of data.queries) {
@@ -123,7 +97,7 @@ describe('SIMD residual MaxSim', () => {
   }
 
   it('scores a document longer than one chunk and a query too long for the scratch (plain JS for those), within 1e-5', async () => {
-    const { data, codec, view } = await encoded(2, 120, 1, 41);
+    const { data, codec, view } = await encodedClusters(2, 120, 1, 41);
     // Slot 0 made to span every token of the collection (over 5,000, more than a chunk holds).
     const total = view.codes.length;
     expect(total).toBeGreaterThan(4096);

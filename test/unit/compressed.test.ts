@@ -17,6 +17,7 @@ import { centroidFloats, decodeToken, encodeResidual, halfCentroids, residualByt
 import { matricesShard } from '../../src/store/shards.ts';
 import type { TokenMatrix } from '../../src/types.ts';
 import { clusteredData } from '../support/clusters.ts';
+import { encodedClusters } from '../support/encoded-clusters.ts';
 import { codeOf } from '../support/errors.ts';
 
 const DIM = 128;
@@ -52,30 +53,9 @@ function overlap(a: { id: string }[], b: { id: string }[]): number {
 describe('compressed stages (CPU) equal the reference', () => {
   for (const nbits of [1, 2, 4] as const) {
     it(`centroid scores, centroid interaction and residual MaxSim, ${nbits} bits`, async () => {
-      const data = clusteredData({ docs: 60, queries: 2, seed: nbits });
-      const rows = data.docs.reduce((n, d) => n + d.embedding.tokens, 0);
-      const all = new Float32Array(rows * DIM);
-      let at = 0;
-      for (const d of data.docs) {
-        all.set(d.embedding.data, at * DIM);
-        at += d.embedding.tokens;
-      }
-      const { codec, tree } = await trainCodec(all, rows, DIM, { nbits, centroids: 32 });
-      const codes = new Uint16Array(rows);
-      assignCodes(all, 0, rows, DIM, codec.centroids, tree, codes);
-      const bytes = residualBytes(DIM, nbits);
-      const residuals = new Uint8Array(rows * bytes);
-      for (let r = 0; r < rows; r++) encodeResidual(codec, all, r * DIM, codes[r]!, residuals, r * bytes);
-      const starts = new Uint32Array(data.docs.length);
-      const counts = new Uint32Array(data.docs.length);
-      at = 0;
-      data.docs.forEach((d, i) => {
-        starts[i] = at;
-        counts[i] = d.embedding.tokens;
-        at += d.embedding.tokens;
-      });
-      counts[3] = 0; // an empty (deleted) slot scores 0
-      const view = { codes, residuals, starts, counts };
+      // Slot 3 is empty (a deleted document): it scores 0.
+      const { data, codec, view } = await encodedClusters(nbits, 60, 2, nbits);
+      const { codes, residuals, starts, counts } = view;
       const docs = Uint32Array.from({ length: data.docs.length }, (_, i) => i);
       for (const q of data.queries) {
         const s = centroidScores(q, codec);

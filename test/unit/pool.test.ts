@@ -6,15 +6,18 @@
  * once per key and dropped when the key is gone; a worker that errors or stops answering falls back
  * to one thread with a reason. The real sub-workers run in test/browser/threads.spec.ts.
  */
+import 'fake-indexeddb/auto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { serveMaxSim, type PoolQuery, type PoolReply, type PoolScope } from '../../src/score/pool-worker.ts';
 import { splitWork, type Splittable } from '../../src/score/pool.ts';
 import { CpuScorer, createScorer } from '../../src/score/scorer.ts';
+import { deleteIndex, IdbStore } from '../../src/store/idb.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { VECTOR_PRECISIONS } from '../../src/store/precision.ts';
 import { expectCode } from '../support/errors.ts';
 import { mulberry32 } from '../support/rng.ts';
 import { randomMatrix } from '../support/shards.ts';
+import { FINGERPRINT } from '../support/store.ts';
 
 /** A shard of `rows[i]` rows per document (null = deleted). */
 function splittable(rows: (number | null)[]): Splittable {
@@ -161,6 +164,45 @@ describe('CpuScorer on several threads (in-process workers)', () => {
     expect(three.threadsFallbackReason).toBeUndefined();
     three.dispose();
     expect(InProcessWorker.all.every((w) => w.terminated)).toBe(true);
+  });
+
+  it('streams shards read on demand in batches (scored before the next batch is read), with the same hits as one thread', async () => {
+    isolated();
+    const next = mulberry32(17);
+    const dim = 128;
+    const store = await IdbStore.open({ name: 'pool-stream', fingerprint: { ...FINGERPRINT, dim }, precision: 'fp16', sharedMemory: true });
+    try {
+      // 750 documents of 40 rows: four segments of at most 8192 rows, three of them full.
+      for (let b = 0; b < 5; b++) await store.put(Array.from({ length: 150 }, (_, i) => ({ id: `d${b * 150 + i}`, matrix: randomMatrix(40, dim, next) })));
+      await store.setRowResidency('on-demand');
+      const one = new CpuScorer(undefined);
+      // Batches of at least 8000 rows: one full segment each.
+      const three = new CpuScorer(undefined, { threads: 3, parallelMinRows: 8000, spawnWorker: () => new InProcessWorker() as unknown as Worker });
+      /** The store's shards, recording for each whether it was read on demand and how many pool queries had been posted before it. */
+      const seen: { transient: boolean; posted: number }[] = [];
+      const traced = async function* () {
+        for await (const s of store.shards()) {
+          seen.push({ transient: s.transient === true, posted: InProcessWorker.all[0]?.queries.length ?? 0 });
+          yield s;
+        }
+      };
+      const q = randomMatrix(8, dim, next);
+      const got = await three.rank(q, traced, 50);
+      expect(three.lastParallel).toBe(true);
+      expect(got).toEqual(await one.rank(q, () => store.shards(), 50));
+      // Three segments are read on demand, the tail is held; each batch was scored before the next was read.
+      expect(seen.filter((s) => s.transient)).toHaveLength(3);
+      expect(seen.filter((s) => !s.transient)).toHaveLength(1);
+      expect(seen.map((s) => s.posted)).toEqual([0, 1, 2, 3]);
+      // One pool query per batch, each naming its batch's shard only (the tail, under 8000 rows, is scored on this thread).
+      const queries = InProcessWorker.all[0]!.queries;
+      expect(queries).toHaveLength(3);
+      expect(queries.map((m) => new Set(m.tasks.map((t) => t.key)).size)).toEqual([1, 1, 1]);
+      three.dispose();
+    } finally {
+      await store.close();
+      await deleteIndex('pool-stream');
+    }
   });
 
   it('scores small indexes and unshared shards on the calling thread without starting workers', async () => {

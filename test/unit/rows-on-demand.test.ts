@@ -10,7 +10,8 @@
 import 'fake-indexeddb/auto';
 import { resolve } from 'node:path';
 import { openDB } from 'idb';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CompressedIndex, RETRAIN_GROWTH } from '../../src/compression.ts';
 import { createSearch, deleteIndex, listIndexes, type ColbertSearch } from '../../src/index.ts';
 import { DB_PREFIX, IdbStore } from '../../src/store/idb.ts';
 import { segmentRows } from '../../src/store/shards.ts';
@@ -65,6 +66,11 @@ async function expectSameRankings(s: ColbertSearch, reference: ColbertSearch, qu
     expect(shared.length).toBeGreaterThanOrEqual(8);
     for (const h of shared) expect(h.score).toBeCloseTo(truth.get(h.id)!, 5);
   }
+}
+
+/** Waits until `s` has trained `trainings` codecs and serves searches from the last (a training in the background). */
+async function trained(s: ColbertSearch, trainings: number): Promise<void> {
+  await vi.waitFor(async () => expect((await s.stats()).compression).toMatchObject({ state: 'ready', trainings }), { timeout: 120_000, interval: 50 });
 }
 
 /** A document whose rows are in the first segment (never the tail once four are stored). */
@@ -158,6 +164,54 @@ describe.skipIf(!HAVE_SHARED)(`rows on demand ${HAVE_SHARED ? '' : SHARED_MISSIN
     await memory.importIndex(file);
     await expectSameRankings(into, memory);
     await expectSameRankings(s, memory);
+    // Imported over an index whose rows are on demand already: they stay so.
+    await s.importIndex(file);
+    expect((await s.stats()).compression).toMatchObject({ state: 'ready', trainings: 1 });
+    expect(await residentRows(s)).toBeLessThanOrEqual(SEGMENT_BYTES);
+    await expectSameRankings(s, memory);
+  });
+
+  it('a first training in the background (another connection without compression crossed the threshold) puts the rows on demand without another write', async () => {
+    const s = await open({ name: 'background', compression: COMPRESSED });
+    const reference = await open({ storage: 'memory' });
+    const writer = await open({ name: 'background' });
+    await addAll(writer);
+    await addAll(reference);
+    // The compressed search hears of the writes and trains from them in the background.
+    await trained(s, 1);
+    const stats = await s.stats();
+    expect(stats.compression).toMatchObject({ state: 'ready', trainings: 1 });
+    expect(stats.tokens).toBeGreaterThan(3 * SEGMENT_BYTES / ROW_BYTES);
+    expect(stats.vectorBytes - stats.compression!.codeBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+    await expectSameRankings(s, reference);
+    // The writer, without compression, holds every row.
+    const plain = await writer.stats();
+    expect(plain.vectorBytes).toBe(plain.tokens * ROW_BYTES);
+  });
+
+  it('a re-training swap in the background keeps the rows on demand; after clear() every row is held until the next training', async () => {
+    const s = await open({ name: 'retrain', compression: COMPRESSED });
+    const reference = await open({ storage: 'memory' });
+    // About 4.4k tokens: the first training, on that many.
+    await s.addEmbeddings(data.docs.slice(0, 100));
+    await reference.addEmbeddings(data.docs.slice(0, 100));
+    const first = (await s.stats()).compression!;
+    expect(first).toMatchObject({ state: 'ready', trainings: 1 });
+    // The add that crosses 4x the trained tokens re-trains in the background and returns before it is done.
+    await addAll(s, data.docs.slice(100));
+    await addAll(reference, data.docs.slice(100));
+    await trained(s, 2);
+    const stats = await s.stats();
+    expect(stats.tokens).toBeGreaterThanOrEqual(RETRAIN_GROWTH * first.trainedTokens);
+    expect(stats.compression).toMatchObject({ state: 'ready', trainings: 2 });
+    expect(stats.compression!.trainedTokens).toBeGreaterThan(first.trainedTokens);
+    expect(stats.vectorBytes - stats.compression!.codeBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+    await expectSameRankings(s, reference);
+    await s.clear();
+    expect((await s.stats()).compression!.state).toBe('exhaustive');
+    await s.addEmbeddings(data.docs.slice(0, 40));
+    const small = await s.stats();
+    expect(small.vectorBytes).toBe(small.tokens * ROW_BYTES);
   });
 
   it('a write that fails in its transaction (full quota while compacting rows not held) changes nothing', async () => {
@@ -185,6 +239,58 @@ describe.skipIf(!HAVE_SHARED)(`rows on demand ${HAVE_SHARED ? '' : SHARED_MISSIN
     await reference.delete(gone);
     await expectSameRankings(s, reference);
     expect(await residentRows(s)).toBeLessThanOrEqual(SEGMENT_BYTES);
+  });
+});
+
+describe('CompressedIndex.onReadyChange: the rows follow the readiness', () => {
+  afterEach(async () => {
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  it('is told the readiness at once and after every flip (training, reset, open from stored codes); a store following it holds its rows only while not ready', async () => {
+    const { docs } = clusteredData({ docs: 400, queries: 1, seed: 5 });
+    const store = await IdbStore.open({ name: 'ready', fingerprint: { ...FINGERPRINT, dim: 128 }, precision: 'fp16' });
+    try {
+      for (let i = 0; i < docs.length; i += 100) await store.put(docs.slice(i, i + 100).map((d) => ({ id: d.id, matrix: d.embedding })));
+      const { tokens } = await store.stats();
+      expect(tokens).toBeGreaterThan(SEGMENT_BYTES / ROW_BYTES);
+      const index = new CompressedIndex({ nbits: 2, poolFactor: 1, rerank: true });
+      const heard: boolean[] = [];
+      await index.onReadyChange(async (ready) => {
+        heard.push(ready);
+        await store.setRowResidency(ready ? 'on-demand' : 'all');
+      });
+      expect(heard).toEqual([false]);
+      expect((await store.stats()).vectorBytes).toBe(tokens * ROW_BYTES);
+      // Opening trains (awaited): the rows go, but for the tail segment's.
+      await index.open(store);
+      expect(heard).toEqual([false, true]);
+      expect((await store.stats()).vectorBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+      // A reset (clear, import) brings every row back before it resolves.
+      await index.reset();
+      expect(heard).toEqual([false, true, false]);
+      expect((await store.stats()).vectorBytes).toBe(tokens * ROW_BYTES);
+      // Opening again reads the stored codes: ready again, and nothing re-trained.
+      await index.open(store);
+      expect(heard).toEqual([false, true, false, true]);
+      expect(index.stats().trainings).toBe(1);
+      expect((await store.stats()).vectorBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+      // Reopening (an import with codes) tells only where it ends: never 'not ready' on the way, so the rows never all come back.
+      await index.reopen(store);
+      expect(heard).toEqual([false, true, false, true]);
+      expect(index.ready).toBe(true);
+      // A write that changes nothing about readiness tells nobody.
+      await store.put([{ id: docs[0]!.id, matrix: docs[1]!.embedding }]);
+      await index.update(store, [docs[0]!.id]);
+      expect(heard).toEqual([false, true, false, true]);
+      // Disposed (the engine closes): the listeners are dropped, the store keeps its rows as they are.
+      index.dispose();
+      await index.idle();
+      expect(heard).toEqual([false, true, false, true]);
+      expect((await store.stats()).vectorBytes).toBeLessThanOrEqual(SEGMENT_BYTES);
+    } finally {
+      await store.close();
+    }
   });
 });
 
