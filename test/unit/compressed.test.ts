@@ -155,9 +155,9 @@ describe('training', () => {
     expect(centroidCountFor(10)).toBe(16);
   });
 
-  it('buckets: cutoffs at quantiles, weights the means of their buckets', () => {
+  it('buckets without Lloyd-Max steps: cutoffs at quantiles, weights the means of their buckets', () => {
     const values = Float32Array.from({ length: 1000 }, (_, i) => i / 1000);
-    const { cutoffs, weights } = trainBuckets(values, 2);
+    const { cutoffs, weights } = trainBuckets(values, 2, 0);
     expect(Array.from(cutoffs)).toEqual([0.25, 0.5, 0.75].map(Math.fround));
     expect(weights[0]).toBeCloseTo(0.1245, 4);
     expect(weights[3]).toBeCloseTo(0.8745, 4);
@@ -385,7 +385,8 @@ describe('compressed search over a memory store', () => {
     const { data, index, exhaustive } = await buildIndex(2, false);
     let sum = 0;
     for (const q of data.queries) sum += overlap(await index.search(q, 10, {}, () => Promise.reject(new Error('no rerank'))), await exhaustive(q, 10));
-    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.95);
+    // 228 of 240 is 0.95: compared with a margin for the float sum of the per-query fractions.
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.95 - 1e-9);
   });
 
   it('deleted and filtered-out documents are never returned', async () => {
