@@ -10,11 +10,21 @@
  * rerank is the engine's: before, the candidates' matrices decoded to fp32 (`store.matrices`, as
  * the engine did); now their rows as stored (`store.rowsShard`, fp16), both scored by the WASM scorer.
  *
- *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20]
+ * Per residency it also prints the median of each stage of the compressed search (query x
+ * centroids, probes, candidate union, centroid interaction, residual, the rows' read, the exact
+ * rerank; from the index's @internal trace where the code under test records it) and, where the
+ * store prefetches the likely rerank rows, how many of the reranked documents' rows were already
+ * read when the rerank asked.
+ *
+ * The IndexedDB index (rows and the trained codes) is kept in a Chromium profile under .cache/
+ * (`--profile=DIR` to name another, e.g. one shared with another checkout) and reused by the
+ * next run of the same size, which then skips the write and the training; `--fresh` rebuilds it.
+ *
+ *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20] [--fresh] [--profile=DIR]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { chromium } from '@playwright/test';
 import { chromiumLaunchOptions } from '../test/support/browser.ts';
 import { buildPageBundle } from '../test/support/scoring-bundle.ts';
@@ -28,18 +38,27 @@ const arg = (name: string, fallback: number) => {
 const TOKENS = arg('tokens', 1_000_000);
 const QUERIES = arg('queries', 20);
 const DIR = '.cache/memory-bench';
+const FRESH = process.argv.includes('--fresh');
+const PROFILE = process.argv.find((x) => x.startsWith('--profile='))?.slice('--profile='.length) ?? `.cache/memory-bench-profile-${TOKENS}`;
 
 
 /** Runs in the page (a string: tsx would wrap a function's closures in helpers the page lacks). */
-const SETUP = `async ({ url, tokens, queries: nq }) => {
+const SETUP = `async ({ url, tokens, queries: nq, fresh }) => {
   const lib = await import(url);
   const data = lib.clusteredCollection(tokens, { seed: 7 });
   const fingerprint = { model: 'bench/clustered', revision: 'main', content: 'bench', layout: 'transformers.js', dim: 128, pooling: 'none', encoding: { queryPrompt: '', documentPrompt: '', queryLength: 32, documentLength: 180, queryMarkerId: 1, documentMarkerId: 2, maskId: 3, doQueryExpansion: false, attendToExpansionTokens: false, expansion: 'zero', skiplist: [] } };
-  await lib.deleteIndex('memory-bench');
-  const store = await lib.IdbStore.open({ name: 'memory-bench', fingerprint, precision: 'fp16', sharedMemory: false });
+  let store = fresh ? undefined : await lib.IdbStore.open({ name: 'memory-bench', fingerprint, precision: 'fp16', sharedMemory: false }).catch(() => undefined);
+  let writeMs = NaN;
+  const have = store ? await store.stats() : undefined;
   let t = performance.now();
-  for (const batch of data.batches(512)) await store.put(batch.map((d) => ({ id: d.id, matrix: d.embedding })));
-  const writeMs = performance.now() - t;
+  if (!have || have.documents !== data.documents) {
+    await store?.close();
+    await lib.deleteIndex('memory-bench');
+    store = await lib.IdbStore.open({ name: 'memory-bench', fingerprint, precision: 'fp16', sharedMemory: false });
+    t = performance.now();
+    for (const batch of data.batches(512)) await store.put(batch.map((d) => ({ id: d.id, matrix: d.embedding })));
+    writeMs = performance.now() - t;
+  }
   const index = new lib.CompressedIndex({ nbits: 2, poolFactor: 1, rerank: true });
   t = performance.now();
   await index.open(store);
@@ -57,6 +76,7 @@ const MEASURE = `async ({ residency, via }) => {
   const switchMs = performance.now() - t;
   let run = 0;
   let reads = [];
+  let ranks = [];
   const exact = async (q, ids) => {
     const r0 = performance.now();
     let shard;
@@ -67,22 +87,36 @@ const MEASURE = `async ({ residency, via }) => {
     } else {
       shard = await store.rowsShard(ids, 'rerank:' + run++);
     }
-    reads.push(performance.now() - r0);
-    return scorer.rank(q, async function* () { yield shard; }, 10);
+    const r1 = performance.now();
+    reads.push(r1 - r0);
+    const out = await scorer.rank(q, async function* () { yield shard; }, 10);
+    ranks.push(performance.now() - r1);
+    return out;
   };
+  // What the engine does (src/engine.ts): the rows of the likely rerank set are asked for early, where the store can.
+  const prefetch = via === 'rowsShard' && typeof store.prefetchRows === 'function' ? (ids) => store.prefetchRows(ids) : undefined;
   const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
   const rows = [];
   const tops = [];
   for (const depth of [undefined, 128]) {
     const times = [];
+    const stages = {};
+    let hits = 0;
+    let reranked = 0;
     reads = [];
+    ranks = [];
     for (const q of queries) {
+      store.lastRead = undefined;
       t = performance.now();
-      const hits = await index.search(q, 10, depth === undefined ? {} : { rerankDepth: depth }, (ids) => exact(q, ids));
+      const found = await index.search(q, 10, depth === undefined ? {} : { rerankDepth: depth }, (ids) => exact(q, ids), prefetch);
       times.push(performance.now() - t);
-      tops.push(hits.map((h) => h.id + ':' + h.score.toFixed(5)).join());
+      tops.push(found.map((h) => h.id + ':' + h.score.toFixed(5)).join());
+      for (const [name, ms] of Object.entries(index.lastQuery?.stageMs ?? {})) (stages[name] ??= []).push(ms);
+      const r = store.lastRead;
+      if (r) { hits += r.prefetched; reranked += r.chunks; }
     }
-    rows.push({ depth: depth ?? 'default', ms: median(times), readMs: median(reads) });
+    const stageMedians = Object.fromEntries(Object.entries(stages).map(([name, v]) => [name, median(v)]));
+    rows.push({ depth: depth ?? 'default', ms: median(times), readMs: median(reads), rankMs: median(ranks), stages: stageMedians, hitRate: reranked ? hits / reranked : undefined });
   }
   t = performance.now();
   await scorer.rank(queries[0], () => store.shards(), 10);
@@ -93,7 +127,9 @@ const MEASURE = `async ({ residency, via }) => {
 const url = await buildPageBundle('bench/memory-entry.ts', DIR, true);
 const server = await startServer({ root: REPO_ROOT });
 // A profile on disk: a context without one gets a quota too small for 10M tokens.
-const profile = mkdtempSync(join(tmpdir(), 'colbert-web-memory-bench-'));
+const profile = resolve(REPO_ROOT, PROFILE);
+if (FRESH) rmSync(profile, { recursive: true, force: true });
+mkdirSync(profile, { recursive: true });
 const context = await chromium.launchPersistentContext(profile, chromiumLaunchOptions());
 try {
   const page = await context.newPage();
@@ -105,28 +141,36 @@ try {
     const heap = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
     return { heap: heap.usedSize, buffers: heap.backingStorageSize ?? NaN };
   };
-  const setup = (await page.evaluate(`(${SETUP})(${JSON.stringify({ url, tokens: TOKENS, queries: QUERIES })})`)) as { documents: number; tokens: number; writeMs: number; trainMs: number; codeBytes: number; bytesOnDisk: number; centroids: number };
+  const setup = (await page.evaluate(`(${SETUP})(${JSON.stringify({ url, tokens: TOKENS, queries: QUERIES, fresh: FRESH })})`)) as { documents: number; tokens: number; writeMs: number; trainMs: number; codeBytes: number; bytesOnDisk: number; centroids: number };
   const mib = (n: number) => (n / 2 ** 20).toFixed(0);
-  console.log(`Chromium ${context.browser()?.version() ?? (await page.evaluate('navigator.userAgent'))}, one page thread: ${setup.documents} documents, ${setup.tokens} tokens (fp16 in IndexedDB, written in ${(setup.writeMs / 1000).toFixed(1)} s), nbits 2 pool 1, ${setup.centroids} centroids (trained in ${(setup.trainMs / 1000).toFixed(1)} s), codes ${mib(setup.codeBytes)} MiB, bytesOnDisk ${mib(setup.bytesOnDisk)} MiB, ${QUERIES} queries`);
+  console.log(`Chromium ${context.browser()?.version() ?? (await page.evaluate('navigator.userAgent'))}, one page thread: ${setup.documents} documents, ${setup.tokens} tokens (fp16 in IndexedDB, ${Number.isNaN(setup.writeMs) ? 'reused from ' + PROFILE : 'written in ' + (setup.writeMs / 1000).toFixed(1) + ' s'}), nbits 2 pool 1, ${setup.centroids} centroids (${Number.isNaN(setup.writeMs) ? 'opened' : 'trained'} in ${(setup.trainMs / 1000).toFixed(1)} s), codes ${mib(setup.codeBytes)} MiB, bytesOnDisk ${mib(setup.bytesOnDisk)} MiB, ${QUERIES} queries`);
   console.log('| rows | resident vectorBytes MiB | JS heap MiB | ArrayBuffers MiB | heap + buffers MiB | median ms (rerank default depth; of which reading rows) | median ms (rerank 128) | one exhaustive scan ms |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   const tops: string[][] = [];
+  const stageLines: string[] = [];
   const runs = [
     { residency: 'all', via: 'matrices', label: 'in memory, fp32 rerank rows (before)' },
     { residency: 'all', via: 'rowsShard', label: 'in memory, fp16 rerank rows' },
     { residency: 'on-demand', via: 'rowsShard', label: 'on demand, fp16 rerank rows (now)' },
   ];
   for (const { residency, via, label } of runs) {
-    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency, via })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
+    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency, via })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number; rankMs: number; stages: Record<string, number>; hitRate?: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
     const m = await memory();
     tops.push(r.tops);
+    for (const row of r.rows) {
+      const stages = Object.entries(row.stages).map(([name, ms]) => `${name} ${ms.toFixed(1)}`);
+      const hit = row.hitRate === undefined ? '' : `; ${(100 * row.hitRate).toFixed(0)}% of the rerank's stored chunks read ahead`;
+      stageLines.push(`${label}, rerank ${row.depth}: median ms ${row.ms.toFixed(1)} = ${[...stages, `read ${row.readMs.toFixed(1)}`, `rerank ${row.rankMs.toFixed(1)}`].join(', ')}${hit}`);
+    }
     console.log(`| ${label} | ${mib(r.vectorBytes)} | ${mib(m.heap)} | ${mib(m.buffers)} | ${mib(m.heap + m.buffers)} | ${r.rows[0]!.ms.toFixed(1)} (rows ${r.rows[0]!.readMs.toFixed(1)}) | ${r.rows[1]!.ms.toFixed(1)} (rows ${r.rows[1]!.readMs.toFixed(1)}) | ${r.exhaustiveMs.toFixed(0)} |`);
   }
+  console.log('per-stage medians (each its own median, so they need not add up to the total):');
+  for (const line of stageLines) console.log(`  ${line}`);
   const same = tops.every((run) => run.every((t, i) => t === tops[0]![i]));
-  console.log(`same top 10 (ids, scores to 1e-5) in every row: ${same}`);
-  await page.evaluate(`globalThis.__bench.store.close().then(() => globalThis.__bench.lib.deleteIndex('memory-bench'))`);
+  console.log(`same top 10 (ids, scores to 1e-5) in every row: ${same}; their digest (compare runs of other code): ${createHash('sha256').update(tops[0]!.join('|')).digest('hex').slice(0, 16)}`);
+  // Kept for the next run (see the module comment).
+  await page.evaluate(`globalThis.__bench.store.close()`);
 } finally {
   await context.close();
   await server.close();
-  rmSync(profile, { recursive: true, force: true });
 }
