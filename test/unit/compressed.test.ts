@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
-import { centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
+import { centroidMajorScores, centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
+import { centroidInteractionSimd } from '../../src/score/interaction-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
@@ -116,6 +117,40 @@ describe('SIMD centroid scores', () => {
         expect(s.length).toBe(ref.length);
         for (let i = 0; i < s.length; i++) expect(Math.abs(s[i]! - ref[i]!)).toBeLessThan(1e-5);
       }
+    }
+  });
+});
+
+describe('query x centroids, centroid-major', () => {
+  it('keeps the kernel\'s layout (S transposed, rows padded to 16 with zeros), and centroid interaction gives the same bits from it as from S alone', () => {
+    const next = seededRandom(5);
+    // More centroids than one kernel output block holds at 32 rows (8,192).
+    const count = 9000;
+    const codec = { dim: DIM, nbits: 2 as const, centroids: halfCentroids(Float32Array.from({ length: count * DIM }, () => next() - 0.5)), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) };
+    const view = { codes: Uint16Array.from({ length: 4000 }, () => Math.floor(next() * count)), residuals: new Uint8Array(0), starts: Uint32Array.from({ length: 100 }, (_, d) => d * 40), counts: new Uint32Array(100).fill(40) };
+    const docs = Uint32Array.from({ length: 100 }, (_, d) => 99 - d);
+    for (const tokens of [7, 20, 32]) {
+      const q = { data: Float32Array.from({ length: tokens * DIM }, () => next() - 0.5), tokens, dim: DIM, ids: new Int32Array(tokens) };
+      const s = centroidScoresSimd(q, codec);
+      const major = centroidMajorScores(s)!;
+      expect(major.qp).toBe(Math.ceil(tokens / 16) * 16);
+      expect(major.t.length).toBe(count * major.qp);
+      let mismatches = 0;
+      for (let c = 0; c < count; c++) {
+        for (let i = 0; i < major.qp; i++) if (major.t[c * major.qp + i] !== (i < tokens ? s[i * count + c] : 0)) mismatches++;
+      }
+      expect(mismatches).toBe(0);
+      // The same scores in an array of their own have no centroid-major copy: the kernel transposes them.
+      const alone = Float32Array.from(s);
+      expect(centroidMajorScores(alone)).toBeUndefined();
+      const fromMajor = new Float32Array(docs.length);
+      const fromS = new Float32Array(docs.length);
+      centroidInteractionSimd(s, tokens, count, view, docs, fromMajor);
+      centroidInteractionSimd(alone, tokens, count, view, docs, fromS);
+      expect(Array.from(fromMajor)).toEqual(Array.from(fromS));
+      const js = new Float32Array(docs.length);
+      centroidInteraction(s, tokens, count, view, docs, js);
+      expect(Array.from(fromMajor)).toEqual(Array.from(js));
     }
   });
 });
