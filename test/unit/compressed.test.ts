@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
 import { centroidMajorScores, centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
 import { centroidInteractionSimd } from '../../src/score/interaction-simd.ts';
-import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
+import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim, topIndexes } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
 import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
@@ -329,6 +329,47 @@ describe('inverted lists and candidates', () => {
     expect(Array.from(candidateSlots(lists, Uint32Array.from([0, 1]), set.slots, live, (s) => set.id(s) !== 'a'))).toEqual([1, 2]);
     set.remove('b');
     expect(Array.from(candidateSlots(set.invertedLists(), Uint32Array.from([0, 1]), set.slots, (s) => set.live(s)))).toEqual([0, 2]);
+  });
+
+  it('candidates equal the union of the probed lists (long gaps between slots: varints of 3 bytes), live and allowed, in slot order', () => {
+    const next = seededRandom(17);
+    const set = new CodeSet(2, 64);
+    // 40,000 documents: centroids 0-59 drawn at random, and every 20,000th document also on centroid 63.
+    for (let i = 0; i < 40_000; i++) {
+      const codes = Uint16Array.from({ length: 3 }, () => Math.floor(next() * 60));
+      if (i % 20_000 === 8) codes[0] = 63;
+      set.add(`d${i}`, codes, new Uint8Array(6));
+    }
+    for (let i = 0; i < 40_000; i += 3) set.remove(`d${i}`);
+    const lists = set.invertedLists();
+    const allowed = (s: number) => s % 5 !== 0;
+    for (const probes of [[63], [0, 1, 63, 1], [5, 9, 12, 33, 59, 63, 0]]) {
+      const union = new Set<number>();
+      for (const c of probes) forEachListed(lists, c, (slot) => union.add(slot));
+      const want = [...union].filter((slot) => set.live(slot) && allowed(slot)).sort((a, b) => a - b);
+      expect(Array.from(candidateSlots(lists, Uint32Array.from(probes), set.slots, (slot) => set.live(slot), allowed))).toEqual(want);
+    }
+    const gap: number[] = [];
+    forEachListed(lists, 63, (slot) => gap.push(slot));
+    expect(gap).toEqual([8, 20_008]);
+  });
+
+  it('the best n of many scores by index equal a full sort\'s (higher score, ties to the lower index), NaN scores included', () => {
+    const next = seededRandom(23);
+    const full = (scores: Float32Array, n: number) => {
+      const order = Array.from({ length: scores.length }, (_, i) => i);
+      order.sort((a, b) => scores[b]! - scores[a]! || a - b);
+      return order.slice(0, Math.min(n, order.length));
+    };
+    for (const len of [0, 1, 10, 1000, 20_000]) {
+      // Scores on a coarse grid: many ties, -0 and 0 among them.
+      const scores = Float32Array.from({ length: len }, () => Math.round((next() - 0.5) * 40) / 8);
+      if (len > 10) scores[3] = -0;
+      for (const n of [1, 7, 64, 611, len]) expect(Array.from(topIndexes(scores, n)), `${len} scores, best ${n}`).toEqual(full(scores, n));
+    }
+    const withNaN = Float32Array.from({ length: 5000 }, () => next());
+    withNaN[2500] = NaN;
+    expect(Array.from(topIndexes(withNaN, 64))).toEqual(full(withNaN, 64));
   });
 
   it('reserves exactly: a set built whole holds no growth slack, and its documents read back', () => {
