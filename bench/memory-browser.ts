@@ -20,7 +20,7 @@
  * (`--profile=DIR` to name another, e.g. one shared with another checkout) and reused by the
  * next run of the same size, which then skips the write and the training; `--fresh` rebuilds it.
  *
- *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20] [--fresh] [--profile=DIR]
+ *   npx tsx bench/memory-browser.ts [--tokens=1000000] [--queries=20] [--fresh] [--profile=DIR] [--runs=0,1,2] [--no-exhaustive] [--port=42941]
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -39,15 +39,21 @@ const TOKENS = arg('tokens', 1_000_000);
 const QUERIES = arg('queries', 20);
 const DIR = '.cache/memory-bench';
 const FRESH = process.argv.includes('--fresh');
+const PORT = arg('port', 42941);
+/** `--runs=1,2`: only those rows of the table (0: in memory with fp32 rerank rows, 1: in memory, 2: on demand). */
+/** `--no-exhaustive`: skips the exhaustive scan (on demand at 10M tokens it reads every row from IndexedDB: minutes). */
+const EXHAUSTIVE = !process.argv.includes('--no-exhaustive');
+const RUNS = (process.argv.find((x) => x.startsWith('--runs='))?.slice('--runs='.length) ?? '0,1,2').split(',').map(Number);
 const PROFILE = process.argv.find((x) => x.startsWith('--profile='))?.slice('--profile='.length) ?? `.cache/memory-bench-profile-${TOKENS}`;
 
 
 /** Runs in the page (a string: tsx would wrap a function's closures in helpers the page lacks). */
-const SETUP = `async ({ url, tokens, queries: nq, fresh }) => {
+const SETUP = `async ({ url, tokens, queries: nq, fresh, onDemand }) => {
   const lib = await import(url);
   const data = lib.clusteredCollection(tokens, { seed: 7 });
   const fingerprint = { model: 'bench/clustered', revision: 'main', content: 'bench', layout: 'transformers.js', dim: 128, pooling: 'none', encoding: { queryPrompt: '', documentPrompt: '', queryLength: 32, documentLength: 180, queryMarkerId: 1, documentMarkerId: 2, maskId: 3, doQueryExpansion: false, attendToExpansionTokens: false, expansion: 'zero', skiplist: [] } };
-  let store = fresh ? undefined : await lib.IdbStore.open({ name: 'memory-bench', fingerprint, precision: 'fp16', sharedMemory: false }).catch(() => undefined);
+  // Only rows on demand measured: a stored index opens without reading its rows (the engine's way).
+  let store = fresh ? undefined : await lib.IdbStore.open({ name: 'memory-bench', fingerprint, precision: 'fp16', sharedMemory: false, rowsOnDemand: onDemand }).catch(() => undefined);
   let writeMs = NaN;
   const have = store ? await store.stats() : undefined;
   let t = performance.now();
@@ -69,7 +75,7 @@ const SETUP = `async ({ url, tokens, queries: nq, fresh }) => {
   return { documents: data.documents, tokens: st.tokens, writeMs, trainMs, codeBytes: index.stats().codeBytes, bytesOnDisk: st.bytesOnDisk, centroids: index.stats().centroids };
 }`;
 
-const MEASURE = `async ({ residency, via }) => {
+const MEASURE = `async ({ residency, via, exhaustive }) => {
   const { lib, store, index, scorer, queries } = globalThis.__bench;
   let t = performance.now();
   await store.setRowResidency(residency);
@@ -119,13 +125,14 @@ const MEASURE = `async ({ residency, via }) => {
     rows.push({ depth: depth ?? 'default', ms: median(times), readMs: median(reads), rankMs: median(ranks), stages: stageMedians, hitRate: reranked ? hits / reranked : undefined });
   }
   t = performance.now();
-  await scorer.rank(queries[0], () => store.shards(), 10);
-  const exhaustiveMs = performance.now() - t;
+  if (exhaustive) await scorer.rank(queries[0], () => store.shards(), 10);
+  const exhaustiveMs = exhaustive ? performance.now() - t : NaN;
   return { switchMs, rows, exhaustiveMs, vectorBytes: (await store.stats()).vectorBytes, tops };
 }`;
 
 const url = await buildPageBundle('bench/memory-entry.ts', DIR, true);
-const server = await startServer({ root: REPO_ROOT });
+// A fixed port: IndexedDB belongs to the page's origin, port included, so the kept index is found again.
+const server = await startServer({ root: REPO_ROOT, port: PORT });
 // A profile on disk: a context without one gets a quota too small for 10M tokens.
 const profile = resolve(REPO_ROOT, PROFILE);
 if (FRESH) rmSync(profile, { recursive: true, force: true });
@@ -141,7 +148,7 @@ try {
     const heap = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
     return { heap: heap.usedSize, buffers: heap.backingStorageSize ?? NaN };
   };
-  const setup = (await page.evaluate(`(${SETUP})(${JSON.stringify({ url, tokens: TOKENS, queries: QUERIES, fresh: FRESH })})`)) as { documents: number; tokens: number; writeMs: number; trainMs: number; codeBytes: number; bytesOnDisk: number; centroids: number };
+  const setup = (await page.evaluate(`(${SETUP})(${JSON.stringify({ url, tokens: TOKENS, queries: QUERIES, fresh: FRESH, onDemand: !RUNS.includes(0) && !RUNS.includes(1) })})`)) as { documents: number; tokens: number; writeMs: number; trainMs: number; codeBytes: number; bytesOnDisk: number; centroids: number };
   const mib = (n: number) => (n / 2 ** 20).toFixed(0);
   console.log(`Chromium ${context.browser()?.version() ?? (await page.evaluate('navigator.userAgent'))}, one page thread: ${setup.documents} documents, ${setup.tokens} tokens (fp16 in IndexedDB, ${Number.isNaN(setup.writeMs) ? 'reused from ' + PROFILE : 'written in ' + (setup.writeMs / 1000).toFixed(1) + ' s'}), nbits 2 pool 1, ${setup.centroids} centroids (${Number.isNaN(setup.writeMs) ? 'opened' : 'trained'} in ${(setup.trainMs / 1000).toFixed(1)} s), codes ${mib(setup.codeBytes)} MiB, bytesOnDisk ${mib(setup.bytesOnDisk)} MiB, ${QUERIES} queries`);
   console.log('| rows | resident vectorBytes MiB | JS heap MiB | ArrayBuffers MiB | heap + buffers MiB | median ms (rerank default depth; of which reading rows) | median ms (rerank 128) | one exhaustive scan ms |');
@@ -153,8 +160,8 @@ try {
     { residency: 'all', via: 'rowsShard', label: 'in memory, fp16 rerank rows' },
     { residency: 'on-demand', via: 'rowsShard', label: 'on demand, fp16 rerank rows (now)' },
   ];
-  for (const { residency, via, label } of runs) {
-    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency, via })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number; rankMs: number; stages: Record<string, number>; hitRate?: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
+  for (const { residency, via, label } of runs.filter((_, i) => RUNS.includes(i))) {
+    const r = (await page.evaluate(`(${MEASURE})(${JSON.stringify({ residency, via, exhaustive: EXHAUSTIVE })})`)) as { switchMs: number; rows: { depth: string | number; ms: number; readMs: number; rankMs: number; stages: Record<string, number>; hitRate?: number }[]; exhaustiveMs: number; vectorBytes: number; tops: string[] };
     const m = await memory();
     tops.push(r.tops);
     for (const row of r.rows) {
