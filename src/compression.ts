@@ -8,7 +8,9 @@
  * 3. centroid interaction prunes them to `candidates` documents;
  * 4. they are scored from their residuals; with rerank, the best `rerankDepth` of those (64 by
  *    default, see {@link defaultKnobs}) are then scored from the store's full-precision vectors
- *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones.
+ *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones. Before the
+ *    residual stage, the best survivors by centroid interaction (the likely rerank set) are handed
+ *    to the engine's prefetch, so a store whose rows are on demand reads them meanwhile.
  *
  * Where the store persists codes (IndexedDB, `store.codes`), the codec and codes are stored by
  * generation and read back on open instead of training again: writes encode their rows in their
@@ -158,7 +160,7 @@ export interface CompressedTrace {
  * How many of the best survivors by centroid interaction, per document of the rerank depth, a
  * search hands to `prefetch` before the residual stage (their rows are then read while it runs).
  */
-export const PREFETCH_PER_RERANK = 1.5;
+export const PREFETCH_PER_RERANK = 1;
 
 /** Tokens encoded between yields while (re)training in the background. */
 const YIELD_TOKENS = 2048;

@@ -4,7 +4,7 @@
  * store against the exhaustive scorer (top-10 overlap floors, reranked scores equal to exhaustive).
  */
 import { describe, expect, it } from 'vitest';
-import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
+import { CompressedIndex, checkCompression, defaultKnobs, PREFETCH_PER_RERANK } from '../../src/compression.ts';
 import { centroidMajorScores, centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
 import { centroidInteractionSimd } from '../../src/score/interaction-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim, topIndexes } from '../../src/score/compressed.ts';
@@ -462,6 +462,38 @@ describe('compressed search over a memory store', () => {
       expect(reads[0]!.length).toBe(index.lastQuery!.survivors.length);
     }
     expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
+  });
+
+  it('hands the best survivors by centroid interaction to prefetch before the residual stage, which changes no result', async () => {
+    const { data, index, exact } = await buildIndex(2, true);
+    for (const q of data.queries) {
+      const events: string[] = [];
+      const prefetched: string[][] = [];
+      const knobs = { nprobe: 64, candidates: 100, rerankDepth: 20 };
+      const got = await index.search(q, 10, knobs, (ids) => {
+        events.push('exact');
+        return exact(q, ids, 10);
+      }, (ids) => {
+        events.push('prefetch');
+        prefetched.push(ids);
+      });
+      const trace = index.lastQuery!;
+      expect(trace.candidates.length).toBeGreaterThan(100);
+      expect(events).toEqual(['prefetch', 'exact']);
+      expect(prefetched[0]).toHaveLength(Math.ceil(20 * PREFETCH_PER_RERANK));
+      expect(trace.prefetched).toBe(prefetched[0]!.length);
+      const survivors = new Set(trace.survivors);
+      expect(prefetched[0]!.every((id) => survivors.has(id))).toBe(true);
+      expect(new Set(prefetched[0]).size).toBe(prefetched[0]!.length);
+      expect(Object.keys(trace.stageMs).sort()).toEqual(['centroids', 'interaction', 'probes', 'rerank', 'residual', 'union']);
+      // The same hits without it.
+      expect(await index.search(q, 10, knobs, (ids) => exact(q, ids, 10))).toEqual(got);
+      // Nothing to prefetch when every survivor is reranked (no residual stage) or nothing is.
+      const none = () => events.push('none');
+      await index.search(q, 10, { ...knobs, rerankDepth: 1_000_000 }, (ids) => exact(q, ids, 10), none);
+      await index.search(q, 10, { ...knobs, rerank: false }, () => Promise.reject(new Error('no rerank')), none);
+      expect(events).not.toContain('none');
+    }
   });
 
   it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {
