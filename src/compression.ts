@@ -160,7 +160,7 @@ export interface CompressedTrace {
  * How many of the best survivors by centroid interaction, per document of the rerank depth, a
  * search hands to `prefetch` before the residual stage (their rows are then read while it runs).
  */
-export const PREFETCH_PER_RERANK = 1;
+export const PREFETCH_PER_RERANK = 0.5;
 
 /** Tokens encoded between yields while (re)training in the background. */
 const YIELD_TOKENS = 2048;
