@@ -1114,27 +1114,21 @@ export class IdbStore implements VectorStore, CodeStore {
 
   /** The stored rows of `ids` (views), from memory or in one readonly transaction. */
   private async documents(ids: readonly string[]): Promise<(PackedDocument | undefined)[]> {
+    this.check();
+    // The rows where they are known to be now, read while catching up with other contexts (one
+    // round trip less): kept only when catching up changed nothing (the same generation, clean),
+    // so they are what the read after it would have read; else read again below.
+    const generation = this.manifest.generation;
+    const early = generation >= 0 && this.clean ? this.readRows(ids).catch(() => undefined) : undefined;
     await this.fresh();
+    if (early) {
+      const read = await early;
+      if (read && !read.lost && this.clean && this.manifest.generation === generation) return read.out;
+    }
     for (let attempt = 0; ; attempt++) {
       let read: Awaited<ReturnType<IdbStore['readDocuments']>>;
       try {
-        // One transaction for the chunks not read ahead (opened only when some are not).
-        let tx: RowsTx | undefined;
-        const direct = (key: [number, number]) => (tx ??= this.db.transaction('rows', 'readonly')).store.get(key) as Promise<RowChunk | undefined>;
-        let chunks = 0;
-        let prefetched = 0;
-        read = await this.readDocuments(ids, (key, shard) => {
-          chunks++;
-          const name = aheadKey(key[0], shard.version, key[1]);
-          const a = this.ahead.get(name);
-          if (!a) return direct(key);
-          this.ahead.delete(name);
-          prefetched++;
-          // Gone or failed when read ahead: read now, in a transaction of its own (the shared one may have committed by then).
-          return a.chunk.then((chunk) => chunk ?? (this.db.transaction('rows', 'readonly').store.get(key) as Promise<RowChunk | undefined>));
-        });
-        if (tx) await tx.done;
-        this.lastRead = { chunks, prefetched };
+        read = await this.readRows(ids);
       } catch (err) {
         throw storageError(err, `Reading index "${this.name}"`);
       }
@@ -1144,6 +1138,28 @@ export class IdbStore implements VectorStore, CodeStore {
       this.manifest = { ...this.manifest, generation: -1 };
       await this.fresh();
     }
+  }
+
+  /** {@link readDocuments} of `ids` where they are located now: chunks read ahead where they fit, the rest in one readonly transaction. */
+  private async readRows(ids: readonly string[]): Promise<Awaited<ReturnType<IdbStore['readDocuments']>>> {
+    // One transaction for the chunks not read ahead (opened only when some are not).
+    let tx: RowsTx | undefined;
+    const direct = (key: [number, number]) => (tx ??= this.db.transaction('rows', 'readonly')).store.get(key) as Promise<RowChunk | undefined>;
+    let chunks = 0;
+    let prefetched = 0;
+    const read = await this.readDocuments(ids, (key, shard) => {
+      chunks++;
+      const name = aheadKey(key[0], shard.version, key[1]);
+      const a = this.ahead.get(name);
+      if (!a) return direct(key);
+      this.ahead.delete(name);
+      prefetched++;
+      // Gone or failed when read ahead: read now, in a transaction of its own (the shared one may have committed by then).
+      return a.chunk.then((chunk) => chunk ?? (this.db.transaction('rows', 'readonly').store.get(key) as Promise<RowChunk | undefined>));
+    });
+    if (tx) await (tx as RowsTx).done;
+    this.lastRead = { chunks, prefetched };
+    return read;
   }
 
   /** The shards for scoring; with rows on demand, those not held are read one segment at a time (and not kept). */

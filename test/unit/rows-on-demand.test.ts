@@ -316,10 +316,17 @@ describe('prefetchRows: the rerank rows read ahead', () => {
     const after = await rowsOf(store, [...kept, ...gone]);
     expect(store.lastRead!.prefetched).toBe(0);
     expect(after).toEqual(want);
-    // And a read ahead that nothing overtook is taken, on either connection.
-    other.prefetchRows([docs[200]!.id]);
-    expect((await rowsOf(other, [docs[200]!.id])).get(docs[200]!.id)).toEqual((await rowsOf(store, [docs[200]!.id])).get(docs[200]!.id));
-    expect(store.lastRead).toEqual({ chunks: 1, prefetched: 0 });
+    // The other connection replaces a first-segment document whose old rows are still stored (a
+    // tombstone, no compaction): this one's read, begun before it caught up, gives the new rows.
+    store.prefetchRows([docs[200]!.id]);
+    await other.put([{ id: docs[200]!.id, matrix: docs[401]!.embedding }]);
+    const moved = await rowsOf(store, [docs[200]!.id, docs[401]!.id]);
+    expect(moved.get(docs[200]!.id)).toEqual(moved.get(docs[401]!.id));
+    // And a read ahead that nothing overtook is taken, with the rows the other connection reads.
+    store.prefetchRows([docs[330]!.id]);
+    const mine = await rowsOf(store, [docs[330]!.id]);
+    expect(store.lastRead).toEqual({ chunks: 1, prefetched: 1 });
+    expect(mine.get(docs[330]!.id)).toEqual((await rowsOf(other, [docs[330]!.id])).get(docs[330]!.id));
     await other.close();
     await store.close();
   });
