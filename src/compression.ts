@@ -8,7 +8,9 @@
  * 3. centroid interaction prunes them to `candidates` documents;
  * 4. they are scored from their residuals; with rerank, the best `rerankDepth` of those (64 by
  *    default, see {@link defaultKnobs}) are then scored from the store's full-precision vectors
- *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones.
+ *    by the engine's MaxSim scorer, so their scores are exactly the exhaustive ones. Before the
+ *    residual stage, the best survivors by centroid interaction (the likely rerank set) are handed
+ *    to the engine's prefetch, so a store whose rows are on demand reads them meanwhile.
  *
  * Where the store persists codes (IndexedDB, `store.codes`), the codec and codes are stored by
  * generation and read back on open instead of training again: writes encode their rows in their
@@ -144,7 +146,21 @@ export interface CompressedTrace {
   residual: boolean;
   /** How many documents were rescored exactly from the stored vectors (0 without rerank). */
   rescored: number;
+  /** How many of the best survivors by centroid interaction were given to `prefetch` before the residual stage (0 when none were). */
+  prefetched: number;
+  /**
+   * Milliseconds of each stage that ran (wall clock on the calling thread): `centroids` (query x
+   * centroids), `probes`, `union` (the candidates from the inverted lists), `interaction`,
+   * `residual`, `rerank` (the `exact` call: reading the rows and scoring them).
+   */
+  stageMs: Partial<Record<'centroids' | 'probes' | 'union' | 'interaction' | 'residual' | 'rerank', number>>;
 }
+
+/**
+ * How many of the best survivors by centroid interaction, per document of the rerank depth, a
+ * search hands to `prefetch` before the residual stage (their rows are then read while it runs).
+ */
+export const PREFETCH_PER_RERANK = 0.5;
 
 /** Tokens encoded between yields while (re)training in the background. */
 const YIELD_TOKENS = 2048;
@@ -782,18 +798,21 @@ export class CompressedIndex {
 
   /**
    * The best `k` documents for a query from the codes (see the module comment). `exact` scores
-   * the given documents from full vectors (the engine's scorer over the store's rows). The
-   * stages run on the GPU when {@link setGpu} gave them one, else on the CPU kernels; a GPU
-   * failure answers this query and every later one on the CPU (see {@link stats}).
+   * the given documents from full vectors (the engine's scorer over the store's rows). With
+   * rerank, `prefetch` is told, before the residual stage runs, the ids most likely to be given
+   * to `exact` (the best survivors by centroid interaction), so that their rows can be read
+   * meanwhile; it is a hint only: `exact` alone decides the scores. The stages run on the GPU
+   * when {@link setGpu} gave them one, else on the CPU kernels; a GPU failure answers this query
+   * and every later one on the CPU (see {@link stats}).
    */
-  async search(query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>): Promise<Scored[]> {
+  async search(query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>, prefetch?: (ids: string[]) => void): Promise<Scored[]> {
     const g = this.current;
     if (!g) throw new ColbertError('INTERNAL', 'The compressed index is not trained yet.');
     const gpu = this.gpu;
     if (gpu && this.gpuFailure === undefined) {
       try {
         // Undefined when the codes were renumbered under the query: the CPU answers it.
-        const found = await this.searchOn(gpu, g, query, k, options, exact);
+        const found = await this.searchOn(gpu, g, query, k, options, exact, prefetch);
         if (found) return found;
       } catch (err) {
         if ((err as Error | null)?.name !== 'GpuScoringError') throw err;
@@ -801,11 +820,11 @@ export class CompressedIndex {
         gpu.dispose();
       }
     }
-    return (await this.searchOn(this.cpu, g, query, k, options, exact))!;
+    return (await this.searchOn(this.cpu, g, query, k, options, exact, prefetch))!;
   }
 
   /** {@link search} on one device's stages; undefined when they no longer match the codes. */
-  private async searchOn(stages: CompressedStages, g: Generation, query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>): Promise<Scored[] | undefined> {
+  private async searchOn(stages: CompressedStages, g: Generation, query: TokenMatrix, k: number, options: CompressedSearchOptions, exact: (ids: string[]) => Promise<Scored[]>, prefetch: ((ids: string[]) => void) | undefined): Promise<Scored[] | undefined> {
     const { codec } = g.trained;
     const codes = g.codes;
     const defaults = defaultKnobs(codes.tokens, k);
@@ -816,17 +835,28 @@ export class CompressedIndex {
     const allowed = options.allowed;
     const accept = allowed ? (slot: number) => allowed(codes.id(slot)!) : undefined;
     const rerank = options.rerank ?? this.options.rerank;
+    const stageMs: CompressedTrace['stageMs'] = {};
+    let t = performance.now();
+    const lap = (stage: keyof CompressedTrace['stageMs']) => {
+      const now = performance.now();
+      stageMs[stage] = (stageMs[stage] ?? 0) + now - t;
+      t = now;
+    };
     const run = await stages.begin(query, codec, codes);
+    lap('centroids');
     let rescore: string[];
     try {
       // Candidates, their ids and the codes' view are taken in one synchronous step after the
       // probes: a change to the codes between awaits (an add, a compaction) never mixes numberings.
       const gather = async (probe: number) => {
         const probes = await run.probes(probe);
+        lap('probes');
         if (!run.current()) return undefined;
         const bound = run.slots;
         const docs = candidateSlots(codes.invertedLists(), probes, codes.slots, (s) => s < bound && codes.live(s), accept);
-        return { docs, ids: Array.from(docs, (slot) => codes.id(slot)!), view: codes.view() };
+        const found = { docs, ids: Array.from(docs, (slot) => codes.id(slot)!), view: codes.view() };
+        lap('union');
+        return found;
       };
       let probe = nprobe;
       let found = await gather(probe);
@@ -838,15 +868,23 @@ export class CompressedIndex {
       if (!found) return undefined;
       const { view } = found;
       let { docs, ids } = found;
-      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false, rescored: 0 };
+      const trace: CompressedTrace = { device: stages.device, nprobe: probe, candidates: ids, survivors: ids, residual: false, rescored: 0, prefetched: 0, stageMs };
       this.trace = trace;
       if (docs.length > keep) {
-        const kept = Uint32Array.from(await run.interactionTop(docs, view, keep)).sort();
-        const all = docs;
+        const best = await run.interactionTop(docs, view, keep);
         const allIds = ids;
+        // The rows most likely reranked, asked for now so that they are read while the residual stage runs.
+        if (prefetch && rerank && best.length > depth) {
+          const likely = Array.from(best.subarray(0, Math.min(best.length, Math.ceil(depth * PREFETCH_PER_RERANK))), (i) => allIds[i]!);
+          prefetch(likely);
+          trace.prefetched = likely.length;
+        }
+        const kept = Uint32Array.from(best).sort();
+        const all = docs;
         docs = Uint32Array.from(kept, (i) => all[i]!);
         ids = Array.from(kept, (i) => allIds[i]!);
         trace.survivors = ids;
+        lap('interaction');
       }
       // When every survivor fits in the rerank there is nothing for the residual stage to prune.
       if (rerank && docs.length <= depth) {
@@ -854,6 +892,7 @@ export class CompressedIndex {
       } else {
         trace.residual = true;
         const rs = await run.residual(docs, view);
+        lap('residual');
         const order = topIndexes(rs, rerank ? depth : docs.length);
         if (!rerank) {
           const ranked: Scored[] = Array.from(order, (i) => ({ id: ids[i]!, score: rs[i]! }));
@@ -866,7 +905,9 @@ export class CompressedIndex {
     } finally {
       run.release();
     }
-    return exact(rescore);
+    const out = await exact(rescore);
+    lap('rerank');
+    return out;
   }
 
   /**

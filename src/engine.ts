@@ -677,6 +677,8 @@ export class Engine {
         k,
         { ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}), ...(options.candidates !== undefined ? { candidates: options.candidates } : {}), ...(options.rerankDepth !== undefined ? { rerankDepth: options.rerankDepth } : {}), ...(allowed ? { allowed: (id: string) => allowed.has(id) } : {}) },
         (ids) => this.exact(query, ids, k),
+        // The likely rerank set's rows, read (where they are on demand) while the residual stage runs.
+        this.store.prefetchRows ? (ids) => this.store.prefetchRows!(ids) : undefined,
       );
     }
     return this.scorer.rank(query, () => this.store.shards(), k, allowed);

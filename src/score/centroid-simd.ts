@@ -187,6 +187,25 @@ export function centroidSimdAvailable(codec: ResidualCodec): boolean {
   return residentCentroids(codec) !== null;
 }
 
+/**
+ * Query rows per group of the centroid-major layout {@link centroidMajorScores} gives (the
+ * centroid interaction kernel's, ./interaction-simd.ts): each centroid's rows padded to a multiple of this.
+ */
+export const MAJOR_ROWS = 16;
+
+/** The centroid-major copy of scores that {@link centroidScoresSimd} returned, by those scores. */
+const majors = new WeakMap<Float32Array, { t: Float32Array; qp: number }>();
+
+/**
+ * The same scores as `scores` (returned by {@link centroidScoresSimd}) laid out centroid-major,
+ * `T[c * qp + i]` with `qp` the query rows rounded up to {@link MAJOR_ROWS} and the padding rows
+ * 0: the kernel's own output, copied as it came, so that centroid interaction need not transpose
+ * `S` back. Undefined for scores made otherwise (plain JS, a query longer than one kernel block).
+ */
+export function centroidMajorScores(scores: Float32Array): { t: Float32Array; qp: number } | undefined {
+  return majors.get(scores);
+}
+
 /** `S[i * C + c] = <q_i, centroid_c>` through the SIMD kernel (plain JS where it cannot run). */
 export function centroidScoresSimd(query: TokenMatrix, codec: ResidualCodec): Float32Array {
   const bd = query.tokens === 0 ? null : residentCentroids(codec);
@@ -195,6 +214,33 @@ export function centroidScoresSimd(query: TokenMatrix, codec: ResidualCodec): Fl
   const count = centroidCount(codec);
   const nq = query.tokens;
   const s = new Float32Array(nq * count);
+  const qp = Math.ceil(nq / MAJOR_ROWS) * MAJOR_ROWS;
+  const stride = Math.ceil(nq / QB) * QB;
+  if (nq <= ASSIGN_BLOCK && 2 * stride <= bd.outFloats) {
+    // One block of rows: the kernel's centroid-major output is T's layout but for the padding
+    // (rows to a multiple of 4 there, of 16 in T), copied as it lies; S is its transpose.
+    const t = new Float32Array(count * qp);
+    const width = Math.max(2, Math.floor(bd.outFloats / stride) & ~1);
+    for (let c0 = 0; c0 < count; c0 += width) {
+      const c1 = Math.min(count, c0 + width);
+      const block = bd.scores(query.data, (r) => r * dim, nq, 0, c0, c1).t;
+      if (stride === qp) {
+        t.set(block.subarray(0, (c1 - c0) * qp), c0 * qp);
+        continue;
+      }
+      for (let c = c0; c < c1; c++) {
+        const from = (c - c0) * stride;
+        const to = c * qp;
+        for (let i = 0; i < nq; i++) t[to + i] = block[from + i]!;
+      }
+    }
+    for (let i = 0; i < nq; i++) {
+      const o = i * count;
+      for (let c = 0, at = i; c < count; c++, at += qp) s[o + c] = t[at]!;
+    }
+    majors.set(s, { t, qp });
+    return s;
+  }
   // Blocks of query rows x centroid ranges that fit the binding's output scratch.
   for (let r0 = 0; r0 < nq; r0 += ASSIGN_BLOCK) {
     const m = Math.min(ASSIGN_BLOCK, nq - r0);

@@ -252,17 +252,40 @@ export function forEachListed(lists: InvertedLists, c: number, visit: (slot: num
 export function candidateSlots(lists: InvertedLists, probes: Uint32Array, slots: number, live: (slot: number) => boolean, allowed?: (slot: number) => boolean): Uint32Array {
   const seen = new Uint8Array(slots);
   const probed = new Uint8Array(lists.offsets.length - 1);
-  let n = 0;
+  const { bytes, offsets } = lists;
+  // Every listed slot marked first (the lists' varints decoded inline: this runs over every
+  // posting of the probed lists), then each distinct slot checked once, in slot order.
+  let marked = 0;
   for (const c of probes) {
     if (probed[c]) continue;
     probed[c] = 1;
-    forEachListed(lists, c, (slot) => {
-      if (seen[slot]) return;
-      seen[slot] = 1;
-      if (!live(slot) || (allowed && !allowed(slot))) return;
-      seen[slot] = 2;
+    let at = offsets[c]!;
+    const end = offsets[c + 1]!;
+    let slot = 0;
+    while (at < end) {
+      let b = bytes[at++]!;
+      let delta = b & 0x7f;
+      let scale = 128;
+      while (b & 0x80) {
+        b = bytes[at++]!;
+        delta += (b & 0x7f) * scale;
+        scale *= 128;
+      }
+      slot += delta;
+      if (slot < slots && seen[slot] === 0) {
+        seen[slot] = 1;
+        marked++;
+      }
+    }
+  }
+  let n = 0;
+  for (let s = 0, left = marked; s < slots && left > 0; s++) {
+    if (seen[s] === 0) continue;
+    left--;
+    if (live(s) && (!allowed || allowed(s))) {
+      seen[s] = 2;
       n++;
-    });
+    }
   }
   const out = new Uint32Array(n);
   let k = 0;
@@ -272,7 +295,50 @@ export function candidateSlots(lists: InvertedLists, probes: Uint32Array, slots:
 
 /** Indexes into `scores` of its `n` largest values, best first (ties to the lower index). */
 export function topIndexes(scores: Float32Array, n: number): Uint32Array {
-  const order = Array.from({ length: scores.length }, (_, i) => i);
+  const len = scores.length;
+  const m = Math.max(0, Math.min(n, len));
+  if (m === 0) return new Uint32Array(0);
+  // Few of many (the stages' case): the m best kept in a heap whose root is the worst of them,
+  // so most values cost one comparison; then those m sorted as below. Both orders are the same
+  // total order (higher score, then lower index), so the result is the full sort's, bit for bit.
+  if (m * 4 <= len) {
+    const heap = new Uint32Array(m);
+    // a ranks worse than b: lower score, or the same score and a higher index.
+    const worse = (a: number, b: number) => scores[a]! < scores[b]! || (scores[a] === scores[b] && a > b);
+    const down = (from: number) => {
+      let i = from;
+      const x = heap[i]!;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= m) break;
+        const r = l + 1;
+        const c = r < m && worse(heap[r]!, heap[l]!) ? r : l;
+        if (!worse(heap[c]!, x)) break;
+        heap[i] = heap[c]!;
+        i = c;
+      }
+      heap[i] = x;
+    };
+    let nan = false;
+    for (let i = 0; i < m; i++) {
+      heap[i] = i;
+      if (Number.isNaN(scores[i]!)) nan = true;
+    }
+    for (let i = (m >> 1) - 1; i >= 0; i--) down(i);
+    for (let i = m; i < len && !nan; i++) {
+      const v = scores[i]!;
+      // Not better than the worst kept: a later index never wins a tie.
+      if (v > scores[heap[0]!]!) {
+        heap[0] = i;
+        down(0);
+      } else if (Number.isNaN(v)) {
+        nan = true;
+      }
+    }
+    // NaN has no place in that order: the full sort below decides, as it always did.
+    if (!nan) return heap.sort((a, b) => scores[b]! - scores[a]! || a - b);
+  }
+  const order = Array.from({ length: len }, (_, i) => i);
   order.sort((a, b) => scores[b]! - scores[a]! || a - b);
-  return Uint32Array.from(order.slice(0, Math.min(n, order.length)));
+  return Uint32Array.from(order.slice(0, m));
 }

@@ -17,12 +17,13 @@
  * scores differ from the reference (float64 sums) by float32 rounding only.
  */
 import type { CodeView } from '../store/codes.ts';
+import { centroidMajorScores, MAJOR_ROWS } from './centroid-simd.ts';
 import { centroidInteraction } from './compressed.ts';
 import { encodeModule, FunctionBody, I32, V128 } from './wasm-emit.ts';
 
 const PAGE = 65536;
-/** Query rows per padded group: the smaller pass width. */
-const ROWS = 16;
+/** Query rows per padded group: the smaller pass width (stage 1's centroid-major layout pads the same way). */
+const ROWS = MAJOR_ROWS;
 
 /**
  * `interact{G}(t, qp, codes, offs, docCount, out, scratch, q)`: for each document d, tokens
@@ -164,12 +165,18 @@ export function centroidInteractionSimd(scores: Float32Array, queryTokens: numbe
   if (need > m.memory.buffer.byteLength) m.memory.grow(Math.ceil((need - m.memory.buffer.byteLength) / PAGE));
   const buffer = m.memory.buffer;
   const t = new Float32Array(buffer, tAt, centroids * qp);
-  // Transpose S into T; padding rows stay 0 (they are never summed).
-  for (let i = 0; i < queryTokens; i++) {
-    const o = i * centroids;
-    for (let c = 0; c < centroids; c++) t[c * qp + i] = scores[o + c]!;
+  const major = centroidMajorScores(scores);
+  if (major && major.qp === qp && major.t.length === t.length) {
+    // Stage 1 kept its kernel's centroid-major output: the same values, copied as they lie.
+    t.set(major.t);
+  } else {
+    // Transpose S into T; padding rows stay 0 (they are never summed).
+    for (let i = 0; i < queryTokens; i++) {
+      const o = i * centroids;
+      for (let c = 0; c < centroids; c++) t[c * qp + i] = scores[o + c]!;
+    }
+    for (let i = queryTokens; i < qp; i++) for (let c = 0; c < centroids; c++) t[c * qp + i] = 0;
   }
-  for (let i = queryTokens; i < qp; i++) for (let c = 0; c < centroids; c++) t[c * qp + i] = 0;
   const u32 = new Uint32Array(buffer);
   const f32 = new Float32Array(buffer);
   const u16 = new Uint16Array(buffer);

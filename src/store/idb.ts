@@ -193,6 +193,8 @@ interface IndexSchema extends DBSchema {
 
 type StagingKey = [id: string, hash: string];
 type Db = IDBPDatabase<IndexSchema>;
+/** A readonly transaction over the row chunks alone. */
+type RowsTx = IDBPTransaction<IndexSchema, ['rows'], 'readonly'>;
 const ALL_STORES: StoreNames<IndexSchema>[] = ['manifest', 'segments', 'vectors', 'rows', 'docs', 'texts', 'staging', 'postings', 'codecs', 'codes'];
 /**
  * The IndexedDB schema version (the object stores), apart from the index FORMAT_VERSION:
@@ -336,6 +338,13 @@ function abortWith(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], '
 }
 
 /** Key range of one segment's row chunks. */
+/** Most row chunks held read ahead ({@link IdbStore.prefetchRows}) and not taken yet: about 8 MiB of 32 KiB chunks. */
+const AHEAD_CHUNKS = 256;
+
+function aheadKey(segment: number, version: number, chunk: number): string {
+  return `${segment}:${version}:${chunk}`;
+}
+
 function segmentRange(segment: number): IDBKeyRange {
   return IDBKeyRange.bound([segment], [segment + 1], false, true);
 }
@@ -382,6 +391,14 @@ export class IdbStore implements VectorStore, CodeStore {
   private codeShape: { generation: number; perToken: number; fixed: number } | undefined;
   /** The shape of the generation a training is storing (current once it switches). */
   private pendingShape: { generation: number; perToken: number; fixed: number } | undefined;
+  /**
+   * Row chunks read ahead by {@link prefetchRows}, by segment, segment version and chunk (a
+   * stored chunk never changes while its segment keeps its version); each taken by the next
+   * read that wants it, the oldest dropped past {@link AHEAD_CHUNKS}.
+   */
+  private readonly ahead = new Map<string, { segment: number; version: number; chunk: Promise<RowChunk | undefined> }>();
+  /** @internal The last rows' read ({@link rowsShard}, {@link matrices}): stored chunks it needed, and how many of them were read ahead. */
+  lastRead: { chunks: number; prefetched: number } | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -547,6 +564,7 @@ export class IdbStore implements VectorStore, CodeStore {
     this.set.nextSegment = manifest.nextSegment;
     this.docs = new Map(docs.map((d) => [d.id, d]));
     this.manifest = manifest;
+    for (const [key, a] of this.ahead) if (this.set.shards.get(a.segment)?.version !== a.version) this.ahead.delete(key);
   }
 
   /** With rows on demand: drops from memory the rows of every segment but the tail (appends go there). */
@@ -609,7 +627,7 @@ export class IdbStore implements VectorStore, CodeStore {
    * segment's rows are held, else into their stored chunks, read with `get` (each chunk once);
    * `lost` when a chunk is gone (another context compacted its segment since our last read).
    */
-  private async readDocuments(ids: readonly string[], get: (key: [number, number]) => Promise<RowChunk | undefined>): Promise<{ out: (PackedDocument | undefined)[]; lost: boolean }> {
+  private async readDocuments(ids: readonly string[], get: (key: [number, number], shard: Shard) => Promise<RowChunk | undefined>): Promise<{ out: (PackedDocument | undefined)[]; lost: boolean }> {
     const out: (PackedDocument | undefined)[] = new Array(ids.length).fill(undefined);
     const wanted = new Map<string, { key: [number, number]; docs: { i: number; shard: Shard; slot: number }[] }>();
     ids.forEach((id, i) => {
@@ -627,7 +645,7 @@ export class IdbStore implements VectorStore, CodeStore {
     });
     let lost = false;
     const groups = [...wanted.values()];
-    const chunks = await Promise.all(groups.map((w) => get(w.key)));
+    const chunks = await Promise.all(groups.map((w) => get(w.key, w.docs[0]!.shard)));
     groups.forEach((w, g) => {
       const chunk = chunks[g];
       if (!chunk) {
@@ -637,6 +655,46 @@ export class IdbStore implements VectorStore, CodeStore {
       for (const d of w.docs) out[d.i] = chunkDocument(d.shard, d.slot, chunk);
     });
     return { out, lost };
+  }
+
+  /**
+   * Starts reading the stored chunks of `ids` not held in memory (rows on demand), in a readonly
+   * transaction of its own, and returns at once: the next {@link documents} read takes those
+   * chunks instead of reading them again, where their segment still has the version it had here
+   * (else it reads them as before). Locations are the ones known now; a read checks them again
+   * after catching up with other contexts, so a prefetch never changes what a read returns.
+   */
+  prefetchRows(ids: readonly string[]): void {
+    if (this.closed || this.lost || !this.onDemand) return;
+    const wanted: { name: string; key: [number, number]; segment: number; version: number }[] = [];
+    const names = new Set<string>();
+    for (const id of ids) {
+      const loc = this.set.locate(id);
+      if (!loc || loc.shard.resident) continue;
+      const chunk = loc.shard.chunkOf(loc.slot);
+      const name = aheadKey(loc.shard.segment, loc.shard.version, chunk);
+      if (this.ahead.has(name) || names.has(name)) continue;
+      names.add(name);
+      wanted.push({ name, key: [loc.shard.segment, chunk], segment: loc.shard.segment, version: loc.shard.version });
+    }
+    if (!wanted.length) return;
+    let tx: RowsTx;
+    try {
+      tx = this.db.transaction('rows', 'readonly');
+      tx.done.catch(() => undefined);
+    } catch {
+      // The connection is closing: reads report it; a hint has nobody to tell.
+      return;
+    }
+    for (const w of wanted) {
+      // A failed read ahead is a miss: the read that wants the chunk reads it itself.
+      const chunk = (tx.store.get(w.key) as Promise<RowChunk | undefined>).catch(() => undefined);
+      this.ahead.set(w.name, { segment: w.segment, version: w.version, chunk });
+    }
+    for (const key of this.ahead.keys()) {
+      if (this.ahead.size <= AHEAD_CHUNKS) break;
+      this.ahead.delete(key);
+    }
   }
 
   /** Reloads when another context wrote since (one small read when nothing changed). */
@@ -1056,13 +1114,21 @@ export class IdbStore implements VectorStore, CodeStore {
 
   /** The stored rows of `ids` (views), from memory or in one readonly transaction. */
   private async documents(ids: readonly string[]): Promise<(PackedDocument | undefined)[]> {
+    this.check();
+    // The rows where they are known to be now, read while catching up with other contexts (one
+    // round trip less): kept only when catching up changed nothing (the same generation, clean),
+    // so they are what the read after it would have read; else read again below.
+    const generation = this.manifest.generation;
+    const early = generation >= 0 && this.clean ? this.readRows(ids).catch(() => undefined) : undefined;
     await this.fresh();
+    if (early) {
+      const read = await early;
+      if (read && !read.lost && this.clean && this.manifest.generation === generation) return read.out;
+    }
     for (let attempt = 0; ; attempt++) {
       let read: Awaited<ReturnType<IdbStore['readDocuments']>>;
       try {
-        const tx = this.db.transaction('rows', 'readonly');
-        read = await this.readDocuments(ids, (key) => tx.store.get(key));
-        await tx.done;
+        read = await this.readRows(ids);
       } catch (err) {
         throw storageError(err, `Reading index "${this.name}"`);
       }
@@ -1072,6 +1138,28 @@ export class IdbStore implements VectorStore, CodeStore {
       this.manifest = { ...this.manifest, generation: -1 };
       await this.fresh();
     }
+  }
+
+  /** {@link readDocuments} of `ids` where they are located now: chunks read ahead where they fit, the rest in one readonly transaction. */
+  private async readRows(ids: readonly string[]): Promise<Awaited<ReturnType<IdbStore['readDocuments']>>> {
+    // One transaction for the chunks not read ahead (opened only when some are not).
+    let tx: RowsTx | undefined;
+    const direct = (key: [number, number]) => (tx ??= this.db.transaction('rows', 'readonly')).store.get(key) as Promise<RowChunk | undefined>;
+    let chunks = 0;
+    let prefetched = 0;
+    const read = await this.readDocuments(ids, (key, shard) => {
+      chunks++;
+      const name = aheadKey(key[0], shard.version, key[1]);
+      const a = this.ahead.get(name);
+      if (!a) return direct(key);
+      this.ahead.delete(name);
+      prefetched++;
+      // Gone or failed when read ahead: read now, in a transaction of its own (the shared one may have committed by then).
+      return a.chunk.then((chunk) => chunk ?? (this.db.transaction('rows', 'readonly').store.get(key) as Promise<RowChunk | undefined>));
+    });
+    if (tx) await (tx as RowsTx).done;
+    this.lastRead = { chunks, prefetched };
+    return read;
   }
 
   /** The shards for scoring; with rows on demand, those not held are read one segment at a time (and not kept). */
@@ -1463,6 +1551,7 @@ export class IdbStore implements VectorStore, CodeStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.ahead.clear();
     this.channel?.close();
     this.db.close();
     this.set.clear();

@@ -220,6 +220,12 @@ export interface VectorStore {
    */
   setRowResidency?(mode: RowResidency): Promise<void>;
   /**
+   * A hint that the rows of `ids` are about to be asked for ({@link matrices}, a rerank's rows):
+   * a store whose rows are read on demand starts reading them now, without waiting, and the
+   * next read of them takes what came. Never changes what a read returns. Absent: no such hint helps.
+   */
+  prefetchRows?(ids: readonly string[]): void;
+  /**
    * The rows of `ids` (unknown ids left out) as one shard, in the order given, at the store's
    * precision, copied as stored (never decoded): how the compressed index's rerank scores its
    * candidates with the kernel that scores the stored shards. `key` must be new for every call.

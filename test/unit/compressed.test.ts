@@ -4,9 +4,10 @@
  * store against the exhaustive scorer (top-10 overlap floors, reranked scores equal to exhaustive).
  */
 import { describe, expect, it } from 'vitest';
-import { CompressedIndex, checkCompression, defaultKnobs } from '../../src/compression.ts';
-import { centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
-import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim } from '../../src/score/compressed.ts';
+import { CompressedIndex, checkCompression, defaultKnobs, PREFETCH_PER_RERANK } from '../../src/compression.ts';
+import { centroidMajorScores, centroidScoresSimd, centroidSimdAvailable, kernelCopyBytes } from '../../src/score/centroid-simd.ts';
+import { centroidInteractionSimd } from '../../src/score/interaction-simd.ts';
+import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim, topIndexes } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
 import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
@@ -96,6 +97,40 @@ describe('SIMD centroid scores', () => {
         expect(s.length).toBe(ref.length);
         for (let i = 0; i < s.length; i++) expect(Math.abs(s[i]! - ref[i]!)).toBeLessThan(1e-5);
       }
+    }
+  });
+});
+
+describe('query x centroids, centroid-major', () => {
+  it('keeps the kernel\'s layout (S transposed, rows padded to 16 with zeros), and centroid interaction gives the same bits from it as from S alone', () => {
+    const next = seededRandom(5);
+    // More centroids than one kernel output block holds at 32 rows (8,192).
+    const count = 9000;
+    const codec = { dim: DIM, nbits: 2 as const, centroids: halfCentroids(Float32Array.from({ length: count * DIM }, () => next() - 0.5)), cutoffs: new Float32Array([-0.1, 0, 0.1]), weights: new Float32Array([-0.2, -0.05, 0.05, 0.2]) };
+    const view = { codes: Uint16Array.from({ length: 4000 }, () => Math.floor(next() * count)), residuals: new Uint8Array(0), starts: Uint32Array.from({ length: 100 }, (_, d) => d * 40), counts: new Uint32Array(100).fill(40) };
+    const docs = Uint32Array.from({ length: 100 }, (_, d) => 99 - d);
+    for (const tokens of [7, 20, 32]) {
+      const q = { data: Float32Array.from({ length: tokens * DIM }, () => next() - 0.5), tokens, dim: DIM, ids: new Int32Array(tokens) };
+      const s = centroidScoresSimd(q, codec);
+      const major = centroidMajorScores(s)!;
+      expect(major.qp).toBe(Math.ceil(tokens / 16) * 16);
+      expect(major.t.length).toBe(count * major.qp);
+      let mismatches = 0;
+      for (let c = 0; c < count; c++) {
+        for (let i = 0; i < major.qp; i++) if (major.t[c * major.qp + i] !== (i < tokens ? s[i * count + c] : 0)) mismatches++;
+      }
+      expect(mismatches).toBe(0);
+      // The same scores in an array of their own have no centroid-major copy: the kernel transposes them.
+      const alone = Float32Array.from(s);
+      expect(centroidMajorScores(alone)).toBeUndefined();
+      const fromMajor = new Float32Array(docs.length);
+      const fromS = new Float32Array(docs.length);
+      centroidInteractionSimd(s, tokens, count, view, docs, fromMajor);
+      centroidInteractionSimd(alone, tokens, count, view, docs, fromS);
+      expect(Array.from(fromMajor)).toEqual(Array.from(fromS));
+      const js = new Float32Array(docs.length);
+      centroidInteraction(s, tokens, count, view, docs, js);
+      expect(Array.from(fromMajor)).toEqual(Array.from(js));
     }
   });
 });
@@ -276,6 +311,47 @@ describe('inverted lists and candidates', () => {
     expect(Array.from(candidateSlots(set.invertedLists(), Uint32Array.from([0, 1]), set.slots, (s) => set.live(s)))).toEqual([0, 2]);
   });
 
+  it('candidates equal the union of the probed lists (long gaps between slots: varints of 3 bytes), live and allowed, in slot order', () => {
+    const next = seededRandom(17);
+    const set = new CodeSet(2, 64);
+    // 40,000 documents: centroids 0-59 drawn at random, and every 20,000th document also on centroid 63.
+    for (let i = 0; i < 40_000; i++) {
+      const codes = Uint16Array.from({ length: 3 }, () => Math.floor(next() * 60));
+      if (i % 20_000 === 8) codes[0] = 63;
+      set.add(`d${i}`, codes, new Uint8Array(6));
+    }
+    for (let i = 0; i < 40_000; i += 3) set.remove(`d${i}`);
+    const lists = set.invertedLists();
+    const allowed = (s: number) => s % 5 !== 0;
+    for (const probes of [[63], [0, 1, 63, 1], [5, 9, 12, 33, 59, 63, 0]]) {
+      const union = new Set<number>();
+      for (const c of probes) forEachListed(lists, c, (slot) => union.add(slot));
+      const want = [...union].filter((slot) => set.live(slot) && allowed(slot)).sort((a, b) => a - b);
+      expect(Array.from(candidateSlots(lists, Uint32Array.from(probes), set.slots, (slot) => set.live(slot), allowed))).toEqual(want);
+    }
+    const gap: number[] = [];
+    forEachListed(lists, 63, (slot) => gap.push(slot));
+    expect(gap).toEqual([8, 20_008]);
+  });
+
+  it('the best n of many scores by index equal a full sort\'s (higher score, ties to the lower index), NaN scores included', () => {
+    const next = seededRandom(23);
+    const full = (scores: Float32Array, n: number) => {
+      const order = Array.from({ length: scores.length }, (_, i) => i);
+      order.sort((a, b) => scores[b]! - scores[a]! || a - b);
+      return order.slice(0, Math.min(n, order.length));
+    };
+    for (const len of [0, 1, 10, 1000, 20_000]) {
+      // Scores on a coarse grid: many ties, -0 and 0 among them.
+      const scores = Float32Array.from({ length: len }, () => Math.round((next() - 0.5) * 40) / 8);
+      if (len > 10) scores[3] = -0;
+      for (const n of [1, 7, 64, 611, len]) expect(Array.from(topIndexes(scores, n)), `${len} scores, best ${n}`).toEqual(full(scores, n));
+    }
+    const withNaN = Float32Array.from({ length: 5000 }, () => next());
+    withNaN[2500] = NaN;
+    expect(Array.from(topIndexes(withNaN, 64))).toEqual(full(withNaN, 64));
+  });
+
   it('reserves exactly: a set built whole holds no growth slack, and its documents read back', () => {
     const grown = new CodeSet(32, 8);
     const whole = new CodeSet(32, 8);
@@ -366,6 +442,38 @@ describe('compressed search over a memory store', () => {
       expect(reads[0]!.length).toBe(index.lastQuery!.survivors.length);
     }
     expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
+  });
+
+  it('hands the best survivors by centroid interaction to prefetch before the residual stage, which changes no result', async () => {
+    const { data, index, exact } = await buildIndex(2, true);
+    for (const q of data.queries) {
+      const events: string[] = [];
+      const prefetched: string[][] = [];
+      const knobs = { nprobe: 64, candidates: 100, rerankDepth: 20 };
+      const got = await index.search(q, 10, knobs, (ids) => {
+        events.push('exact');
+        return exact(q, ids, 10);
+      }, (ids) => {
+        events.push('prefetch');
+        prefetched.push(ids);
+      });
+      const trace = index.lastQuery!;
+      expect(trace.candidates.length).toBeGreaterThan(100);
+      expect(events).toEqual(['prefetch', 'exact']);
+      expect(prefetched[0]).toHaveLength(Math.ceil(20 * PREFETCH_PER_RERANK));
+      expect(trace.prefetched).toBe(prefetched[0]!.length);
+      const survivors = new Set(trace.survivors);
+      expect(prefetched[0]!.every((id) => survivors.has(id))).toBe(true);
+      expect(new Set(prefetched[0]).size).toBe(prefetched[0]!.length);
+      expect(Object.keys(trace.stageMs).sort()).toEqual(['centroids', 'interaction', 'probes', 'rerank', 'residual', 'union']);
+      // The same hits without it.
+      expect(await index.search(q, 10, knobs, (ids) => exact(q, ids, 10))).toEqual(got);
+      // Nothing to prefetch when every survivor is reranked (no residual stage) or nothing is.
+      const none = () => events.push('none');
+      await index.search(q, 10, { ...knobs, rerankDepth: 1_000_000 }, (ids) => exact(q, ids, 10), none);
+      await index.search(q, 10, { ...knobs, rerank: false }, () => Promise.reject(new Error('no rerank')), none);
+      expect(events).not.toContain('none');
+    }
   });
 
   it('rerank: true gives the exhaustive top 10 with exactly the exhaustive scores', async () => {

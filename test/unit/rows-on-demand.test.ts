@@ -358,3 +358,91 @@ describe('rowsShard: the rerank rows as stored', () => {
     await store.close();
   });
 });
+
+describe('prefetchRows: the rerank rows read ahead', () => {
+  afterEach(async () => {
+    for (const { name } of await listIndexes()) await deleteIndex(name);
+  });
+
+  // About 26k tokens: four fp16 segments, the first three not held with rows on demand.
+  const docs = clusteredData({ docs: 600, queries: 1, seed: 21 }).docs;
+  const fingerprint = { ...FINGERPRINT, dim: 128 };
+
+  async function filled(name: string): Promise<IdbStore> {
+    const store = await IdbStore.open({ name, fingerprint, precision: 'fp16' });
+    for (let i = 0; i < docs.length; i += 150) await store.put(docs.slice(i, i + 150).map((d) => ({ id: d.id, matrix: d.embedding })));
+    return store;
+  }
+
+  /** Each document's rows (fp16 bits) as a rows shard gives them, by id. */
+  async function rowsOf(store: IdbStore, ids: readonly string[]): Promise<Map<string, number[]>> {
+    const s = await store.rowsShard(ids, 'check');
+    const out = new Map<string, number[]>();
+    s.docIds.forEach((id, i) => out.set(id!, [...s.vectors.subarray(s.offsets[i]! * 128, s.offsets[i + 1]! * 128)]));
+    return out;
+  }
+
+  it('takes the chunks read ahead and reads only the rest, with the same rows as without', async () => {
+    const store = await filled('ahead');
+    const ids = [docs[5]!.id, docs[100]!.id, docs[250]!.id, docs[330]!.id, docs[590]!.id, 'unknown'];
+    const held = await rowsOf(store, ids);
+    await store.setRowResidency('on-demand');
+    const plain = await rowsOf(store, ids);
+    expect(store.lastRead).toEqual({ chunks: 4, prefetched: 0 });
+    // Read ahead: two of the four documents not held (docs[590] is in the tail, held; 'unknown' is nobody).
+    store.prefetchRows([docs[5]!.id, docs[250]!.id, docs[590]!.id, 'unknown']);
+    const mixed = await rowsOf(store, ids);
+    expect(store.lastRead).toEqual({ chunks: 4, prefetched: 2 });
+    // Each read ahead is taken once: the next read reads them itself.
+    const again = await rowsOf(store, ids);
+    expect(store.lastRead).toEqual({ chunks: 4, prefetched: 0 });
+    for (const got of [plain, mixed, again]) expect(got).toEqual(held);
+    expect([...held.keys()]).toEqual(ids.slice(0, 5));
+    await store.close();
+  });
+
+  it('a replacement, a compaction or another connection\'s write between the read ahead and the read gives the rows stored now', async () => {
+    const store = await filled('ahead-writes');
+    await store.setRowResidency('on-demand');
+    const other = await IdbStore.open({ name: 'ahead-writes', fingerprint, rowsOnDemand: true });
+    // A first-segment document replaced by another's vectors after its chunk was read ahead.
+    store.prefetchRows([docs[5]!.id, docs[6]!.id]);
+    await store.put([{ id: docs[5]!.id, matrix: docs[400]!.embedding }]);
+    const replaced = await rowsOf(store, [docs[5]!.id, docs[6]!.id, docs[400]!.id]);
+    expect(replaced.get(docs[5]!.id)).toEqual(replaced.get(docs[400]!.id));
+    expect(replaced.get(docs[6]!.id)).not.toEqual(replaced.get(docs[400]!.id));
+    // Three quarters of the first segment's documents deleted by the other connection after this
+    // one read the survivors' chunks ahead: the compaction moves them (the chunks read ahead are
+    // of a segment that is gone), and the read finds them where they are now.
+    const kept = docs.slice(0, 150).filter((_, i) => i % 4 === 0 && i !== 0).map((d) => d.id);
+    const want = await rowsOf(other, kept);
+    store.prefetchRows(kept);
+    const gone = docs.slice(0, 150).filter((_, i) => i % 4 !== 0).map((d) => d.id);
+    expect(await other.delete(gone)).toHaveLength(gone.length);
+    const after = await rowsOf(store, [...kept, ...gone]);
+    expect(store.lastRead!.prefetched).toBe(0);
+    expect(after).toEqual(want);
+    // The other connection replaces a first-segment document whose old rows are still stored (a
+    // tombstone, no compaction): this one's read, begun before it caught up, gives the new rows.
+    store.prefetchRows([docs[200]!.id]);
+    await other.put([{ id: docs[200]!.id, matrix: docs[401]!.embedding }]);
+    const moved = await rowsOf(store, [docs[200]!.id, docs[401]!.id]);
+    expect(moved.get(docs[200]!.id)).toEqual(moved.get(docs[401]!.id));
+    // And a read ahead that nothing overtook is taken, with the rows the other connection reads.
+    store.prefetchRows([docs[330]!.id]);
+    const mine = await rowsOf(store, [docs[330]!.id]);
+    expect(store.lastRead).toEqual({ chunks: 1, prefetched: 1 });
+    expect(mine.get(docs[330]!.id)).toEqual((await rowsOf(other, [docs[330]!.id])).get(docs[330]!.id));
+    await other.close();
+    await store.close();
+  });
+
+  it('does nothing where every row is held, or once closed', async () => {
+    const store = await filled('ahead-held');
+    store.prefetchRows([docs[5]!.id]);
+    await rowsOf(store, [docs[5]!.id]);
+    expect(store.lastRead).toEqual({ chunks: 0, prefetched: 0 });
+    await store.close();
+    expect(() => store.prefetchRows([docs[5]!.id])).not.toThrow();
+  });
+});
