@@ -61,14 +61,18 @@ export interface TrainOptions {
  * 256 at dim 128, so at this bound the centroid table costs at most 1 byte per token there.
  */
 export const TOKENS_PER_CENTROID = 256;
-/** Fewest centroids a codec is trained with (what an index of {@link MIN_TRAIN_TOKENS} gets). */
-export const MIN_CENTROIDS = 16;
+/**
+ * Fewest centroids a codec is trained with: 16 KiB at dim 128, so under 1 B per token from 16k
+ * tokens. Fewer were too coarse for centroid interaction at small sizes (16 centroids over 26k
+ * tokens of 600 documents kept 7 of an exhaustive top 10 among 256 survivors; 64 keep 8-10).
+ */
+export const MIN_CENTROIDS = 64;
 /** Sampled tokens per centroid that k-means trains on (an index samples at most its MAX_TRAIN_SAMPLE). */
 export const SAMPLE_PER_CENTROID = 64;
 
 /**
  * The centroid count for an index of `tokens` tokens: `2^floor(log2(min(16 sqrt(tokens), tokens / 256)))`,
- * at least {@link MIN_CENTROIDS} and at most {@link MAX_CENTROIDS}. `16 sqrt(tokens)` is PLAID's
+ * at least {@link MIN_CENTROIDS} (64) and at most {@link MAX_CENTROIDS}. `16 sqrt(tokens)` is PLAID's
  * count, sized for a server's IVF; in a browser the bound is memory, so a centroid must also stand
  * for at least {@link TOKENS_PER_CENTROID} tokens. The second bound is the tighter one below
  * 2^24 tokens (about 16.7M): 256 centroids at 100k tokens, 2,048 at 1M, 32,768 at 10M (as PLAID's).
