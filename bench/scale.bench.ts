@@ -6,7 +6,7 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only] [--breakdown-only]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only] [--breakdown-only] [--candidates=N]
  *
  * Trained synthetic indexes are cached in .cache/trained (bench/trained-cache.ts), so a second run
  * measures search only; `--no-cache` trains (and times the training) every time.
@@ -25,6 +25,7 @@
  * as ratios against the exhaustive baseline of the same run.
  */
 import { codecBytes, CompressedIndex, type ResolvedCompression } from '../src/compression.ts';
+import { centroidCountFor } from '../src/score/train.ts';
 import { createScorer, type Scorer } from '../src/score/scorer.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { poolTokens } from '../src/store/pooling.ts';
@@ -53,6 +54,9 @@ const SIZES = sizesArg
   : [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : []), ...(process.argv.includes('--10m') ? [10_000_000] : [])];
 const BATCH = 256;
 const BREAKDOWN_ONLY = process.argv.includes('--breakdown-only');
+/** `--candidates=N`: survivors of centroid interaction per query instead of the default knob (both data sets). */
+const CANDIDATES = arg('candidates', 0);
+const knobs = CANDIDATES > 0 ? { candidates: CANDIDATES } : {};
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -89,7 +93,10 @@ async function build(data: ClusteredCollection, options: ResolvedCompression): P
     await index.open(own);
     return { store: own, index, originalTokens, trainMs: performance.now() - t };
   }
-  const key = `synthetic-${data.tokens}-seed7-nbits${options.nbits}${options.poolFactor > 1 ? `-pool${options.poolFactor}` : ''}`;
+  // The centroid count is in the key (besides the training code's hash): a change of the count
+  // rule never hands back a codec of the old count.
+  const live = (await own.stats()).tokens;
+  const key = `synthetic-${data.tokens}-seed7-nbits${options.nbits}${options.poolFactor > 1 ? `-pool${options.poolFactor}` : ''}-c${Math.min(centroidCountFor(live), live)}`;
   const { trainMs } = await openTrained(index, own, key);
   return { store: own, index, originalTokens, trainMs };
 }
@@ -136,7 +143,7 @@ async function main(): Promise<void> {
     console.log(`exhaustive fp32: ${(fp32Bytes / tokens).toFixed(0)} B/token, median ${exhaustiveMs.toFixed(1)} ms/query (baseline)`);
     const stats = base.index.stats();
     console.log(base.trainMs === 0 ? `training + assignment, nbits 2: codes read from .cache/trained (${stats.centroids} centroids; --no-cache to time the training)` : `training + assignment, nbits 2: ${(base.trainMs / 1000).toFixed(1)} s for ${tokens} tokens = ${((base.trainMs / tokens) * 1000).toFixed(0)} s per million tokens (${stats.centroids} centroids)`);
-    const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'];
+    const rows: string[] = ['| nbits | pool | B/token (per original token) | rerank | top-10 overlap | nDCG@10 | median ms | vs exhaustive | median candidates |', '| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
     const configs: [ResolvedCompression['nbits'], 1 | 2][] = size === SIZES[0] && size <= 1_000_000 && !process.argv.includes('--default-only') ? [[2, 1], [1, 1], [4, 1], [2, 2], [1, 2]] : [[2, 1]];
     const breakdowns: [number, number, Built][] = [];
     for (const [nbits, pool] of configs) {
@@ -149,17 +156,19 @@ async function main(): Promise<void> {
         const overlaps: number[] = [];
         const ndcgs: number[] = [];
         const times: number[] = [];
+        const candidates: number[] = [];
         for (let i = 0; i < queries.length; i++) {
           const q = queries[i]!;
           const t = performance.now();
-          const hits = await built.index.search(q, 10, { rerank }, (ids) => exact(q, ids, 10));
+          const hits = await built.index.search(q, 10, { rerank, ...knobs }, (ids) => exact(q, ids, 10));
           times.push(performance.now() - t);
+          candidates.push(built.index.lastQuery!.candidates.length);
           const want = new Set(truth[i]!.ids);
           overlaps.push(hits.filter((h) => want.has(h.id)).length / 10);
           ndcgs.push(ndcgAtK(hits.map((h) => h.id), new Map(truth[i]!.ids.map((id) => [id, 1])), 10));
         }
         const ms = median(times);
-        rows.push(`| ${nbits} | ${pool} | ${bpt.toFixed(1)} | ${rerank} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${ms.toFixed(1)} | ${(exhaustiveMs / ms).toFixed(1)}x faster |`);
+        rows.push(`| ${nbits} | ${pool} | ${bpt.toFixed(1)} | ${rerank} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${ms.toFixed(1)} | ${(exhaustiveMs / ms).toFixed(1)}x faster | ${median(candidates)} |`);
         console.log(`row: ${rows[rows.length - 1]!}`);
       }
     }
@@ -200,7 +209,7 @@ async function cranfield(): Promise<void> {
   const queryMatrices = col.queries.slice(0, CRANFIELD_QUERIES);
   const tokens = matrices.reduce((n, m) => n + m.tokens, 0);
   console.log(`\n== Cranfield, contextual test model: ${indexable.length} documents, ${tokens} tokens, ${queryMatrices.length} queries (encoded or read from .cache/cranfield-contextual.bin in ${((performance.now() - t) / 1000).toFixed(0)} s) ==`);
-  const rows = ['| nbits | rerank | B/token | top-10 overlap | nDCG@10 vs exhaustive fp32 | median ms | exhaustive median ms |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
+  const rows = ['| nbits | rerank | centroids | B/token | top-10 overlap | nDCG@10 vs exhaustive fp32 | median ms | exhaustive median ms |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const [nbits, reranks] of process.argv.includes('--cranfield-nbits4') ? ([[2, [true, false]], [4, [false]]] as const) : ([[2, [true, false]]] as const)) {
     for (const rerank of reranks) {
       const s = await createSearch({ model: models.contextualTjs, worker: false, device: 'wasm', dtype: 'fp32', precision: 'fp32', scoring: 'cpu', scoringThreads: 1, compression: { nbits, rerank } });
@@ -217,13 +226,13 @@ async function cranfield(): Promise<void> {
         const want = await s.searchEmbedding(q, { k: 10, exhaustive: true });
         base.push(performance.now() - t0);
         t0 = performance.now();
-        const got = await s.searchEmbedding(q, { k: 10 });
+        const got = await s.searchEmbedding(q, { k: 10, ...knobs });
         times.push(performance.now() - t0);
         const set = new Set(want.map((h) => h.id));
         overlaps.push(got.filter((h) => set.has(h.id)).length / 10);
         ndcgs.push(ndcgAtK(got.map((h) => h.id), new Map(want.map((h) => [h.id, 1])), 10));
       }
-      rows.push(`| ${nbits} | ${rerank} | ${(stats.compression!.codeBytes / stats.tokens).toFixed(1)} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${median(times).toFixed(1)} | ${median(base).toFixed(1)} |`);
+      rows.push(`| ${nbits} | ${rerank} | ${stats.compression!.centroids} | ${(stats.compression!.codeBytes / stats.tokens).toFixed(1)} | ${mean(overlaps).toFixed(3)} | ${mean(ndcgs).toFixed(3)} | ${median(times).toFixed(1)} | ${median(base).toFixed(1)} |`);
       await s.close();
     }
   }

@@ -27,7 +27,7 @@ import { ColbertError, isColbertError } from './errors.ts';
 import { kernelCopyBytes, residentCentroids } from './score/centroid-simd.ts';
 import { candidateSlots, topIndexes, type CompressedKernels } from './score/compressed.ts';
 import { cpuStages, wasmCompressedKernels, type CompressedStages, type StageDevice } from './score/compressed-stages.ts';
-import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
+import { assignCodes, centroidCountFor, MIN_TRAIN_TOKENS, SAMPLE_PER_CENTROID, sampleRows, seededRandom, trainCodec, type TrainedCodec } from './score/train.ts';
 import type { Scored } from './score/topk.ts';
 import { CodeSet, shardCodes } from './store/codes.ts';
 import { POOL_FACTORS } from './store/pooling.ts';
@@ -164,7 +164,7 @@ export const PREFETCH_PER_RERANK = 0.5;
 
 /** Tokens encoded between yields while (re)training in the background. */
 const YIELD_TOKENS = 2048;
-/** Most tokens k-means trains on (8 per centroid below that); every token is then assigned in one pass. */
+/** Most tokens k-means trains on (SAMPLE_PER_CENTROID, 64, per centroid below that); every token is then assigned in one pass. */
 export const MAX_TRAIN_SAMPLE = 262_144;
 /** Re-train once the index holds this many times the tokens its centroids were trained for. */
 export const RETRAIN_GROWTH = 4;
@@ -754,7 +754,7 @@ export class CompressedIndex {
     const dim = store.dim ?? 0;
     const { tokens: live, documents } = await store.stats();
     const count = Math.min(centroidCountFor(live), live);
-    const sample = sampleRows(live, Math.min(count * 8, MAX_TRAIN_SAMPLE), seededRandom(this.seed));
+    const sample = sampleRows(live, Math.min(count * SAMPLE_PER_CENTROID, MAX_TRAIN_SAMPLE), seededRandom(this.seed));
     // Gather the sampled live rows (decoded) in one pass.
     const data = new Float32Array(sample.length * dim);
     let row = 0;

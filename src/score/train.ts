@@ -4,7 +4,7 @@
  * from sampled tokens held out of k-means), plus assigning tokens to their centroid. These are MaxSim-shaped loops (dot products of unit vectors), so they live in score/.
  *
  * Centroids come in two levels so that training and assignment stay affordable in JavaScript at
- * the centroid counts PLAID uses (2^floor(log2(16 sqrt(tokens))), thousands): a coarse k-means of
+ * centroid counts in the thousands ({@link centroidCountFor}): a coarse k-means of
  * about sqrt(count) centroids, then a k-means inside each coarse cluster, its share of the count
  * in proportion to its members. The fine centroids are ordered by coarse cluster, so coarse
  * cluster `g` owns fine centroids `starts[g] .. starts[g + 1]`. Assignment compares a token with
@@ -61,16 +61,36 @@ export interface TrainOptions {
   iterations?: number;
   /** Seed of the sampling and initialisation. Default 1. */
   seed?: number;
-  /** Most sampled tokens per centroid. Default 8. */
+  /** Most sampled tokens per centroid. Default {@link SAMPLE_PER_CENTROID}. */
   samplePerCentroid?: number;
   /** Called between steps; training awaits it, so a caller can yield to other work. */
   yieldEvery?: () => Promise<void>;
 }
 
-/** PLAID's centroid count, 2^floor(log2(16 sqrt(tokens))), clamped to [16, tokens / 8] and {@link MAX_CENTROIDS}. */
+/**
+ * Fewest tokens per centroid the count allows. A centroid is resident as `2 * dim` bytes (fp16),
+ * 256 at dim 128, so at this bound the centroid table costs at most 1 byte per token there.
+ */
+export const TOKENS_PER_CENTROID = 256;
+/**
+ * Fewest centroids a codec is trained with: 16 KiB at dim 128, so under 1 B per token from 16k
+ * tokens. Fewer were too coarse for centroid interaction at small sizes (16 centroids over 26k
+ * tokens of 600 documents kept 7 of an exhaustive top 10 among 256 survivors; 64 keep 8-10).
+ */
+export const MIN_CENTROIDS = 64;
+/** Sampled tokens per centroid that k-means trains on (an index samples at most its MAX_TRAIN_SAMPLE). */
+export const SAMPLE_PER_CENTROID = 64;
+
+/**
+ * The centroid count for an index of `tokens` tokens: `2^floor(log2(min(16 sqrt(tokens), tokens / 256)))`,
+ * at least {@link MIN_CENTROIDS} (64) and at most {@link MAX_CENTROIDS}. `16 sqrt(tokens)` is PLAID's
+ * count, sized for a server's IVF; in a browser the bound is memory, so a centroid must also stand
+ * for at least {@link TOKENS_PER_CENTROID} tokens. The second bound is the tighter one below
+ * 2^24 tokens (about 16.7M): 256 centroids at 100k tokens, 2,048 at 1M, 32,768 at 10M (as PLAID's).
+ */
 export function centroidCountFor(tokens: number): number {
-  const want = Math.min(16 * Math.sqrt(tokens), tokens / 8, MAX_CENTROIDS);
-  return Math.max(16, 2 ** Math.floor(Math.log2(Math.max(1, want))));
+  const want = Math.min(16 * Math.sqrt(tokens), tokens / TOKENS_PER_CENTROID, MAX_CENTROIDS);
+  return Math.max(MIN_CENTROIDS, 2 ** Math.floor(Math.log2(Math.max(1, want))));
 }
 
 /** Deterministic uniform PRNG in [0, 1) (mulberry32). */
@@ -462,7 +482,7 @@ export async function trainCodec(data: Float32Array, rows: number, dim: number, 
   const iterations = options.iterations ?? 6;
   const pause = options.yieldEvery ?? (async () => undefined);
   const count = Math.max(1, Math.min(options.centroids ?? centroidCountFor(rows), rows, MAX_CENTROIDS));
-  const drawn = sampleRows(rows, count * (options.samplePerCentroid ?? 8), random);
+  const drawn = sampleRows(rows, count * (options.samplePerCentroid ?? SAMPLE_PER_CENTROID), random);
   // Rows held out of k-means for the residual statistics: evenly spaced in the (uniform) sample.
   let held = Math.min(BUCKET_SAMPLE_ROWS, Math.floor(drawn.length * BUCKET_HOLDOUT));
   if (held < MIN_HOLDOUT_ROWS || drawn.length - held < count) held = 0;

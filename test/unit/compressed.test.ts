@@ -10,7 +10,7 @@ import { centroidInteractionSimd } from '../../src/score/interaction-simd.ts';
 import { candidateSlots, centroidInteraction, centroidScores, forEachListed, probeCentroids, residualMaxSim, topIndexes } from '../../src/score/compressed.ts';
 import { centroidInteractionRef, centroidScoresRef, residualMaxSimRef } from '../../src/score/compressed-ref.ts';
 import { createScorer } from '../../src/score/scorer.ts';
-import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MIN_TRAIN_TOKENS, seededRandom, trainBuckets, trainCodec } from '../../src/score/train.ts';
+import { assignCodes, assignCodesJs, centroidCountFor, kmeans, MAX_CENTROIDS, MIN_CENTROIDS, MIN_TRAIN_TOKENS, seededRandom, TOKENS_PER_CENTROID, trainBuckets, trainCodec } from '../../src/score/train.ts';
 import { CodeSet } from '../../src/store/codes.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { poolTokens } from '../../src/store/pooling.ts';
@@ -182,12 +182,40 @@ describe('resident fp16 centroids', () => {
 });
 
 describe('training', () => {
-  it('centroid counts follow PLAID, clamped for small indexes', () => {
-    expect(centroidCountFor(1_000_000)).toBe(8192);
+  it('centroid counts: at least 256 tokens per centroid, PLAID\'s 16 sqrt(tokens) above 2^24 tokens, 64 to 65,536', () => {
+    expect(TOKENS_PER_CENTROID).toBe(256);
+    expect(MIN_CENTROIDS).toBe(64);
+    expect(centroidCountFor(10)).toBe(MIN_CENTROIDS);
+    // 4,096 / 256 = 16 and 16,383 / 256 < 64: the floor; 16,384 tokens is the first size at 256 per centroid.
+    expect(centroidCountFor(MIN_TRAIN_TOKENS)).toBe(64);
+    expect(centroidCountFor(16_383)).toBe(64);
+    expect(centroidCountFor(16_384)).toBe(64);
+    expect(centroidCountFor(20_000)).toBe(64);
+    expect(centroidCountFor(32_768)).toBe(128);
+    expect(centroidCountFor(50_000)).toBe(128);
+    expect(centroidCountFor(100_000)).toBe(256);
+    expect(centroidCountFor(261_426)).toBe(512);
+    expect(centroidCountFor(1_000_000)).toBe(2048);
+    // 10M: tokens / 256 = 39,062 and 16 sqrt = 50,596 both round down to 32,768, PLAID's count.
     expect(centroidCountFor(10_000_000)).toBe(32768);
-    expect(centroidCountFor(100_000)).toBe(4096);
-    expect(centroidCountFor(4096)).toBe(512);
-    expect(centroidCountFor(10)).toBe(16);
+    // 2^22 tokens: tokens / 256 = 2^14 under 16 sqrt = 2^15; at 2^24 the two bounds meet at 2^16, the cap.
+    expect(centroidCountFor(2 ** 22)).toBe(2 ** 14);
+    expect(centroidCountFor(2 ** 24)).toBe(2 ** 16);
+    expect(centroidCountFor(100 * 2 ** 20)).toBe(MAX_CENTROIDS);
+    // Bounds at every size: a power of two, within [MIN_CENTROIDS, MAX_CENTROIDS], at least 256
+    // tokens per centroid once the index is large enough to train more than the minimum, never
+    // above PLAID's count, and the largest power of two that satisfies both (not needlessly small).
+    for (let tokens = MIN_TRAIN_TOKENS; tokens <= 2 ** 28; tokens = Math.ceil(tokens * 1.07)) {
+      const c = centroidCountFor(tokens);
+      expect(Number.isInteger(Math.log2(c)), `${tokens}`).toBe(true);
+      expect(c).toBeGreaterThanOrEqual(MIN_CENTROIDS);
+      expect(c).toBeLessThanOrEqual(MAX_CENTROIDS);
+      if (c > MIN_CENTROIDS) expect(tokens / c, `${tokens}`).toBeGreaterThanOrEqual(TOKENS_PER_CENTROID);
+      if (c > MIN_CENTROIDS) expect(c, `${tokens}`).toBeLessThanOrEqual(16 * Math.sqrt(tokens));
+      if (c < MAX_CENTROIDS) expect(Math.min(16 * Math.sqrt(tokens), tokens / TOKENS_PER_CENTROID), `${tokens}`).toBeLessThan(2 * c);
+      // Monotone in the token count, so a re-training at 4x the tokens never trains fewer centroids.
+      expect(centroidCountFor(4 * tokens)).toBeGreaterThanOrEqual(c);
+    }
   });
 
   it('buckets without Lloyd-Max steps: cutoffs at quantiles, weights the means of their buckets', () => {
@@ -489,12 +517,14 @@ describe('compressed search over a memory store', () => {
     expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.99);
   });
 
-  it('rerank: false keeps top-10 overlap >= 0.95 at 2 bits', async () => {
+  it('rerank: false keeps top-10 overlap >= 0.9 at 2 bits', async () => {
     const { data, index, exhaustive } = await buildIndex(2, false);
     let sum = 0;
     for (const q of data.queries) sum += overlap(await index.search(q, 10, {}, () => Promise.reject(new Error('no rerank'))), await exhaustive(q, 10));
-    // 228 of 240 is 0.95: compared with a margin for the float sum of the per-query fractions.
-    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.95 - 1e-9);
+    // 17k tokens: 64 centroids (256+ tokens each) give 0.913 here; PLAID's count (2,048, 8 tokens
+    // each, 30 B per token of centroids) gave 0.954. The residual's 2-bit error grows with the cell.
+    expect(index.stats().centroids).toBe(64);
+    expect(sum / data.queries.length).toBeGreaterThanOrEqual(0.9);
   });
 
   it('deleted and filtered-out documents are never returned', async () => {
