@@ -79,10 +79,14 @@ export interface CompressedSearchOptions {
 }
 
 /**
- * Knob defaults: wider probes for small indexes, where every list is short; and, as PLAID's
- * `ndocs` (256 for k <= 10), at least 256 survivors of centroid interaction, 16 per hit beyond,
- * and one per 16,384 tokens in large indexes (on the synthetic 10M-token set, with about 10,000
- * candidates, 0.960 of the exhaustive top 10 survive among 256, 1.000 among 512).
+ * Knob defaults: wider probes for small indexes, where every list is short; and at least 512
+ * survivors of centroid interaction, 16 per hit beyond, and one per 16,384 tokens in large
+ * indexes (on the synthetic 10M-token set, with about 10,000 candidates, 0.960 of the exhaustive
+ * top 10 survive among 256, 1.000 among 512). PLAID's `ndocs` is 256 for k <= 10, with its
+ * centroid count; with the memory-bounded count (at least 256 tokens per centroid, see
+ * ../score/train.ts centroidCountFor) centroid interaction is coarser below 2^24 tokens: on
+ * Cranfield its 512 centroids keep 0.972 of the exhaustive top 10 among 256 survivors and 0.990
+ * among 512, hence 512.
  * Measured with `bench/compressed-stages.ts` (recall of the exhaustive top 10 after each stage):
  * on Cranfield (contextual test model, 261k tokens) the inverted lists hold every relevant
  * document already, and it is centroid interaction that drops them: 0.94 of the exhaustive top
@@ -98,7 +102,7 @@ export interface CompressedSearchOptions {
  */
 export function defaultKnobs(tokens: number, k: number): Required<Pick<CompressedSearchOptions, 'nprobe' | 'candidates' | 'rerankDepth'>> {
   const nprobe = tokens < 262_144 ? 4 : tokens < 4_194_304 ? 3 : 2;
-  const candidates = Math.max(256, 16 * k, Math.ceil(tokens / 16_384));
+  const candidates = Math.max(512, 16 * k, Math.ceil(tokens / 16_384));
   return { nprobe, candidates, rerankDepth: Math.min(candidates, Math.max(64, 4 * k)) };
 }
 

@@ -432,14 +432,15 @@ describe('compressed search over a memory store', () => {
     expect(index.stats()).toMatchObject({ state: 'ready', centroids: centroidCountFor((await store.stats()).tokens) });
   });
 
-  it('default knobs keep PLAID-sized survivor sets (256 for k <= 16, 16 per hit beyond, one per 16,384 tokens) and rescore the best 64 (4 per hit beyond)', () => {
-    // bench/compressed-stages.ts: on Cranfield 0.94 of the exhaustive top 10 survive centroid
-    // interaction among 64 documents, 0.999 among 256; rescoring the residual top 64 of those
-    // gives the exhaustive top 10 as often as rescoring all 256 (0.999).
-    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+  it('default knobs keep 512 survivors for k <= 32 (16 per hit beyond, one per 16,384 tokens) and rescore the best 64 (4 per hit beyond)', () => {
+    // bench/scale.bench.ts: on Cranfield the memory-bounded count's 512 centroids keep 0.972 of
+    // the exhaustive top 10 among 256 survivors of centroid interaction and 0.990 among 512;
+    // rescoring the residual top 64 of the survivors gives the exhaustive top 10 as often as
+    // rescoring all of them.
+    expect(defaultKnobs(261_426, 10)).toEqual({ nprobe: 4, candidates: 512, rerankDepth: 64 });
     expect(defaultKnobs(1_000_000, 100)).toEqual({ nprobe: 3, candidates: 1600, rerankDepth: 400 });
     expect(defaultKnobs(10_000_000, 10)).toEqual({ nprobe: 2, candidates: 611, rerankDepth: 64 });
-    expect(defaultKnobs(1000, 1)).toEqual({ nprobe: 4, candidates: 256, rerankDepth: 64 });
+    expect(defaultKnobs(1000, 1)).toEqual({ nprobe: 4, candidates: 512, rerankDepth: 64 });
   });
 
   it('rerank rescores exactly only the residual top rerankDepth of the survivors (64 by default, overridable)', async () => {
