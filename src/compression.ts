@@ -675,6 +675,8 @@ export class CompressedIndex {
         }
       }
     }
+    // What it encoded and then saw change is dead in it: none of that is carried into service.
+    next.codes.pack();
     this.setCurrent(next);
   }
 
@@ -743,6 +745,7 @@ export class CompressedIndex {
       }
       // Inside the store's write lock: no write lands between the flip and this.
       if (epoch !== this.epoch) return;
+      next.codes.pack();
       this.setCurrent(next);
       this.bound = cs;
       this.changed.clear();

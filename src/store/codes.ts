@@ -190,6 +190,16 @@ export class CodeSet {
     this.rewrites++;
   }
 
+  /**
+   * Drops dead slots now, whatever their number (renumbers slots, sizes the arrays exactly). For a
+   * set about to replace another (a re-training's swap): the documents it encoded and then saw
+   * change or go while it trained would otherwise stay resident as dead tokens until the next
+   * compaction (once they outnumber the live ones).
+   */
+  pack(): void {
+    if (this.dead > 0) this.compact();
+  }
+
   /** Rewrites the arrays without dead slots (renumbers slots). */
   private compact(): void {
     const live = this.ids.flatMap((id, slot) => (id === null ? [] : [slot]));

@@ -211,6 +211,8 @@ describe('compressed index in IndexedDB', () => {
     for (const [id, tag] of tags) expect(stored.get(id)!.tag).toBe(tag);
     expect(g.codes.has(late.id) && !g.codes.has('d0')).toBe(true);
     expect(g.codes.documents).toBe(tags.size);
+    // The deleted and re-encoded documents leave no dead tokens in the new generation (2 bytes a code).
+    expect(g.codes.breakdown().codes).toBe(2 * (await store.stats()).tokens);
     await follower.sync(other);
     expect(follower.generation!.id).toBe(g.id);
     expect(follower.stats()).toMatchObject({ trainings: 0, trainedTokens: index.stats().trainedTokens });

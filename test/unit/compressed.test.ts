@@ -576,6 +576,8 @@ describe('compressed search over a memory store', () => {
     expect(after.trained.trainedTokens).toBeGreaterThanOrEqual(4 * trained);
     expect(after.codes.documents).toBe(i + 5);
     expect(index.stats().centroids).toBe(centroidCountFor(after.trained.trainedTokens));
+    // No dead tokens come along from documents it encoded and then saw again (2 bytes a code).
+    expect(after.codes.breakdown().codes).toBe(2 * (await store.stats()).tokens);
   });
 });
 
