@@ -6,7 +6,7 @@
  * latency, compressed vs exhaustive, on one CPU thread; and indexing cost (training and code
  * assignment per million tokens).
  *
- *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only] [--breakdown-only] [--candidates=N]
+ *   npx tsx bench/scale.bench.ts [--tokens=100000] [--1m] [--10m] [--sizes=100000,1000000] [--queries=40] [--no-cranfield] [--cranfield-queries=100] [--cranfield-nbits4] [--no-cache] [--default-only] [--breakdown-only [--breakdown=2:1,1:1,2:2]] [--candidates=N]
  *
  * Trained synthetic indexes are cached in .cache/trained (bench/trained-cache.ts), so a second run
  * measures search only; `--no-cache` trains (and times the training) every time.
@@ -15,7 +15,8 @@
  * The first size runs every (nbits, pool) pair (up to 1M tokens, unless --default-only); larger sizes run nbits 2, pool 1. Each size also
  * prints the resident bytes by part and the process memory (rss, JS heap, ArrayBuffers): the
  * fp32 store's full vectors are resident beside the codes. `--breakdown-only` trains nbits 2, pool 1
- * over an fp16 store (half the memory) and prints only the bytes by part: no baseline, no queries.
+ * over an fp16 store (half the memory) and prints only the bytes by part: no baseline, no queries
+ * (`--breakdown=nbits:pool,...` for other configs).
  *
  * Data: the synthetic clustered collection of test/fixtures/clustered.ts (documents of 64-256
  * tokens, queries of 8-32 tokens), streamed into the store in batches of 256 documents; and
@@ -54,6 +55,10 @@ const SIZES = sizesArg
   : [BASE_TOKENS, ...(process.argv.includes('--1m') ? [1_000_000] : []), ...(process.argv.includes('--10m') ? [10_000_000] : [])];
 const BATCH = 256;
 const BREAKDOWN_ONLY = process.argv.includes('--breakdown-only');
+/** `--breakdown-only` configs, `nbits:pool` pairs (default `2:1`), e.g. `--breakdown=2:1,1:1,2:2`. */
+const BREAKDOWN_CONFIGS = (process.argv.find((x) => x.startsWith('--breakdown='))?.slice('--breakdown='.length) ?? '2:1')
+  .split(',')
+  .map((pair) => pair.split(':').map(Number) as [ResolvedCompression['nbits'], 1 | 2 | 3]);
 /** `--candidates=N`: survivors of centroid interaction per query instead of the default knob (both data sets). */
 const CANDIDATES = arg('candidates', 0);
 const knobs = CANDIDATES > 0 ? { candidates: CANDIDATES } : {};
@@ -125,9 +130,11 @@ async function main(): Promise<void> {
     const tokens = data.tokens;
     console.log(`\n== ${data.documents} documents, ${tokens} tokens, ${queries.length} queries of 8-32 tokens ==`);
     if (BREAKDOWN_ONLY) {
-      const built = await build(data, { nbits: 2, poolFactor: 1, rerank: true });
-      console.log(`training + assignment, nbits 2: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids; fp16 store, no queries)`);
-      printBreakdown(2, 1, built);
+      for (const [nbits, pool] of BREAKDOWN_CONFIGS) {
+        const built = await build(data, { nbits, poolFactor: pool, rerank: true });
+        console.log(`training + assignment, nbits ${nbits} pool ${pool}: ${(built.trainMs / 1000).toFixed(1)} s (${built.index.stats().centroids} centroids; fp16 store, no queries)`);
+        printBreakdown(nbits, pool, built);
+      }
       continue;
     }
     // Exhaustive fp32 baseline on the same data.
