@@ -18,6 +18,7 @@
 import { halfFloats } from '../store/precision.ts';
 import { centroidCount, residualBytes, type ResidualCodec } from '../store/residual.ts';
 import type { CodeView, InvertedLists } from '../store/codes.ts';
+import { decodeList } from '../store/lists.ts';
 import type { TokenMatrix } from '../types.ts';
 
 export type { CodeView, InvertedLists };
@@ -227,22 +228,9 @@ export function probeCentroids(scores: Float32Array, queryTokens: number, centro
 
 /** Calls `visit(slot)` for each slot of centroid `c`'s list. */
 export function forEachListed(lists: InvertedLists, c: number, visit: (slot: number) => void): void {
-  const { bytes } = lists;
-  let at = lists.offsets[c]!;
-  const end = lists.offsets[c + 1]!;
-  let slot = 0;
-  while (at < end) {
-    let delta = 0;
-    let shift = 0;
-    let b: number;
-    do {
-      b = bytes[at++]!;
-      delta += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
-    slot += delta;
-    visit(slot);
-  }
+  const out = new Uint32Array(lists.longest);
+  const n = decodeList(lists.bytes, lists.offsets[c]!, lists.offsets[c + 1]!, out);
+  for (let i = 0; i < n; i++) visit(out[i]!);
 }
 
 /**
@@ -253,25 +241,16 @@ export function candidateSlots(lists: InvertedLists, probes: Uint32Array, slots:
   const seen = new Uint8Array(slots);
   const probed = new Uint8Array(lists.offsets.length - 1);
   const { bytes, offsets } = lists;
-  // Every listed slot marked first (the lists' varints decoded inline: this runs over every
-  // posting of the probed lists), then each distinct slot checked once, in slot order.
+  const entries = new Uint32Array(lists.longest);
+  // Every listed slot marked first (this runs over every posting of the probed lists), then
+  // each distinct slot checked once, in slot order.
   let marked = 0;
   for (const c of probes) {
     if (probed[c]) continue;
     probed[c] = 1;
-    let at = offsets[c]!;
-    const end = offsets[c + 1]!;
-    let slot = 0;
-    while (at < end) {
-      let b = bytes[at++]!;
-      let delta = b & 0x7f;
-      let scale = 128;
-      while (b & 0x80) {
-        b = bytes[at++]!;
-        delta += (b & 0x7f) * scale;
-        scale *= 128;
-      }
-      slot += delta;
+    const count = decodeList(bytes, offsets[c]!, offsets[c + 1]!, entries);
+    for (let i = 0; i < count; i++) {
+      const slot = entries[i]!;
       if (slot < slots && seen[slot] === 0) {
         seen[slot] = 1;
         marked++;

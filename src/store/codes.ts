@@ -1,10 +1,11 @@
 /**
  * Where the compressed index keeps its document tokens: per token a 16-bit centroid code and its
  * residual bytes (./residual.ts), per document a slot (first token, token count), and the
- * inverted lists from centroid to slots, delta + varint coded. Deleted or replaced documents leave
+ * inverted lists from centroid to slots (Elias-Fano or delta + varint coded, ./lists.ts). Deleted or replaced documents leave
  * dead slots until compaction (once dead tokens outnumber live ones) rewrites the arrays; slots
  * are then renumbered, so callers hold slots only within one query.
  */
+import { encodeList, listBytes } from './lists.ts';
 import type { DocCodes, IndexSnapshot, SnapshotCodes } from './types.ts';
 
 /**
@@ -44,11 +45,13 @@ export interface CodeView {
   counts: Uint32Array;
 }
 
-/** Inverted lists: for each centroid, the ascending slots holding a token of it, delta + varint coded. */
+/** Inverted lists: for each centroid, the ascending slots holding a token of it (coded by ./lists.ts). */
 export interface InvertedLists {
   /** `centroids + 1` byte offsets into `bytes`. */
   offsets: Uint32Array;
   bytes: Uint8Array;
+  /** Entries of the longest list (room a decoder needs). */
+  longest: number;
 }
 
 
@@ -270,26 +273,16 @@ export class CodeSet {
         }
       }
     }
-    // Delta + varint, one list after another.
-    let bytes = new Uint8Array(Math.max(16, flat.length * 2));
+    // One list after another, each in the smaller of two codes (./lists.ts), sized exactly.
     const offsets = new Uint32Array(c + 1);
-    let at = 0;
+    let longest = 0;
     for (let k = 0; k < c; k++) {
-      offsets[k] = at;
-      let prev = 0;
-      for (let e = sizes[k]!; e < sizes[k + 1]!; e++) {
-        let delta = flat[e]! - prev;
-        prev = flat[e]!;
-        if (at + 5 > bytes.length) bytes = grow(bytes, at + 5, (n) => new Uint8Array(n));
-        while (delta >= 0x80) {
-          bytes[at++] = (delta & 0x7f) | 0x80;
-          delta = Math.floor(delta / 128);
-        }
-        bytes[at++] = delta;
-      }
+      offsets[k + 1] = offsets[k]! + listBytes(flat, sizes[k]!, sizes[k + 1]!);
+      longest = Math.max(longest, sizes[k + 1]! - sizes[k]!);
     }
-    offsets[c] = at;
-    this.lists = { offsets, bytes: bytes.slice(0, at) };
+    const bytes = new Uint8Array(offsets[c]!);
+    for (let k = 0; k < c; k++) encodeList(flat, sizes[k]!, sizes[k + 1]!, bytes, offsets[k]!);
+    this.lists = { offsets, bytes, longest };
     return this.lists;
   }
 

@@ -339,7 +339,7 @@ describe('inverted lists and candidates', () => {
     expect(Array.from(candidateSlots(set.invertedLists(), Uint32Array.from([0, 1]), set.slots, (s) => set.live(s)))).toEqual([0, 2]);
   });
 
-  it('candidates equal the union of the probed lists (long gaps between slots: varints of 3 bytes), live and allowed, in slot order', () => {
+  it('candidates equal the union of the probed lists (long gaps between slots), live and allowed, in slot order', () => {
     const next = seededRandom(17);
     const set = new CodeSet(2, 64);
     // 40,000 documents: centroids 0-59 drawn at random, and every 20,000th document also on centroid 63.
