@@ -136,6 +136,7 @@ export function decodeList(bytes: Uint8Array, at: number, end: number, out: Uint
   const lowStart = at;
   let p = lowStart + Math.ceil((n * L) / 8);
   const unit = 2 ** L;
+  const mask = L <= 24 ? (1 << L) - 1 : 0;
   let bit = 0;
   for (let base = 0; k < n; p++, base += 8) {
     let byte = bytes[p]!;
@@ -143,15 +144,22 @@ export function decodeList(bytes: Uint8Array, at: number, end: number, out: Uint
       const t = 31 - Math.clz32(byte & -byte);
       byte &= byte - 1;
       const high = base + t - k;
-      // Low part k: L bits from bit k * L on (`bit`, advanced in order).
+      // Low part k: L bits from bit k * L on (`bit`, advanced in order). Up to 24 bits lie in
+      // one 32-bit little-endian window (a byte past the array reads as 0 and is masked off).
       let low = 0;
-      let got = 0;
-      while (got < L) {
-        const off = bit & 7;
-        const take = Math.min(8 - off, L - got);
-        low += ((bytes[lowStart + (bit >>> 3)]! >>> off) & ((1 << take) - 1)) * 2 ** got;
-        got += take;
-        bit += take;
+      if (L <= 24) {
+        const i = lowStart + (bit >>> 3);
+        const window = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
+        low = (window >>> (bit & 7)) & mask;
+        bit += L;
+      } else {
+        for (let got = 0; got < L; ) {
+          const off = bit & 7;
+          const take = Math.min(8 - off, L - got);
+          low += ((bytes[lowStart + (bit >>> 3)]! >>> off) & ((1 << take) - 1)) * 2 ** got;
+          got += take;
+          bit += take;
+        }
       }
       out[k++] = high * unit + low;
     }
