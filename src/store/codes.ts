@@ -5,7 +5,7 @@
  * dead slots until compaction (once dead tokens outnumber live ones) rewrites the arrays; slots
  * are then renumbered, so callers hold slots only within one query.
  */
-import { encodeList, listBytes } from './lists.ts';
+import { encodeList, LIST_PADDING, listBytes } from './lists.ts';
 import type { DocCodes, IndexSnapshot, SnapshotCodes } from './types.ts';
 
 /**
@@ -280,7 +280,8 @@ export class CodeSet {
       offsets[k + 1] = offsets[k]! + listBytes(flat, sizes[k]!, sizes[k + 1]!);
       longest = Math.max(longest, sizes[k + 1]! - sizes[k]!);
     }
-    const bytes = new Uint8Array(offsets[c]!);
+    // LIST_PADDING: a decoder's last three-byte window may reach past the last list.
+    const bytes = new Uint8Array(offsets[c]! + LIST_PADDING);
     for (let k = 0; k < c; k++) encodeList(flat, sizes[k]!, sizes[k + 1]!, bytes, offsets[k]!);
     this.lists = { offsets, bytes, longest };
     return this.lists;

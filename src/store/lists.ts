@@ -2,7 +2,7 @@
  * The byte code of one inverted list (a centroid's ascending, distinct slot numbers), chosen per
  * list as the smaller of two:
  *
- * - Elias-Fano (first byte `L`, 0..31): then the entry count `n` as a varint, `n` low parts of
+ * - Elias-Fano (first byte `L`, 0..16): then the entry count `n` as a varint, `n` low parts of
  *   `L` bits each (bit-packed, least significant bit first), and the high parts `slot >> L` in
  *   unary: bit `(slot_i >> L) + i` set in a bit array of `(last >> L) + n` bits. With
  *   `L = floor(log2(universe / n))` that is about `2 + log2(universe / n)` bits an entry: at 10M
@@ -38,7 +38,24 @@ function writeVarint(out: Uint8Array, at: number, v: number): number {
 
 /** The Elias-Fano low-part width for `n` entries below `universe`. */
 function lowBits(n: number, universe: number): number {
-  return Math.min(31, Math.max(0, Math.floor(Math.log2(universe / n))));
+  return Math.max(0, Math.floor(Math.log2(universe / n)));
+}
+
+/**
+ * Elias-Fano is used only where it decodes in 32-bit integer arithmetic: slots below 2^31 and low
+ * parts of at most {@link MAX_LOW_BITS} bits (so a low part lies in three bytes). Sparser lists
+ * (fewer than one entry per 65,536 slots) are as small as delta varints anyway.
+ */
+const MAX_LOW_BITS = 16;
+
+/** Bytes after the last list that a decoder may read (and mask off): see {@link decodeList}. */
+export const LIST_PADDING = 2;
+
+/** Bytes of the Elias-Fano code of `n` entries ending at `last`, or Infinity where it is not used. */
+function eliasFanoBytes(n: number, last: number): number {
+  const L = lowBits(n, last + 1);
+  if (last >= 2 ** 31 || L > MAX_LOW_BITS) return Infinity;
+  return 1 + varintBytes(n) + Math.ceil((n * L) / 8) + Math.ceil(((last >>> L) + n) / 8);
 }
 
 /** Bytes {@link encodeList} writes for `slots[from..to)` (ascending, distinct). */
@@ -51,21 +68,15 @@ export function listBytes(slots: Uint32Array, from: number, to: number): number 
     varint += varintBytes(slots[i]! - prev);
     prev = slots[i]!;
   }
-  const last = slots[to - 1]!;
-  const L = lowBits(n, last + 1);
-  const ef = 1 + varintBytes(n) + Math.ceil((n * L) / 8) + Math.ceil((Math.floor(last / 2 ** L) + n) / 8);
-  return Math.min(varint, ef);
+  return Math.min(varint, eliasFanoBytes(n, slots[to - 1]!));
 }
 
 /** Writes `slots[from..to)` (ascending, distinct) at `out[at]`, exactly {@link listBytes} bytes; returns the end. */
 export function encodeList(slots: Uint32Array, from: number, to: number, out: Uint8Array, at: number): number {
   const n = to - from;
   if (n === 0) return at;
-  const size = listBytes(slots, from, to);
   const last = slots[to - 1]!;
-  const L = lowBits(n, last + 1);
-  const efSize = 1 + varintBytes(n) + Math.ceil((n * L) / 8) + Math.ceil((Math.floor(last / 2 ** L) + n) / 8);
-  if (size < efSize) {
+  if (listBytes(slots, from, to) < eliasFanoBytes(n, last)) {
     out[at++] = VARINT_LIST;
     let prev = 0;
     for (let i = from; i < to; i++) {
@@ -74,28 +85,26 @@ export function encodeList(slots: Uint32Array, from: number, to: number, out: Ui
     }
     return at;
   }
+  const L = lowBits(n, last + 1);
   out[at++] = L;
   at = writeVarint(out, at, n);
   const lowStart = at;
   const highStart = lowStart + Math.ceil((n * L) / 8);
-  const end = highStart + Math.ceil((Math.floor(last / 2 ** L) + n) / 8);
+  const end = highStart + Math.ceil(((last >>> L) + n) / 8);
   out.fill(0, lowStart, end);
-  const scale = 2 ** L;
+  const mask = (1 << L) - 1;
   for (let i = 0; i < n; i++) {
     const v = slots[from + i]!;
-    const high = Math.floor(v / scale);
-    let low = v - high * scale;
-    // Low part: L bits from bit i * L on.
-    let bit = i * L;
-    for (let left = L; left > 0; ) {
-      const off = bit & 7;
-      const take = Math.min(8 - off, left);
-      out[lowStart + (bit >>> 3)]! |= (low & ((1 << take) - 1)) << off;
-      low = Math.floor(low / 2 ** take);
-      bit += take;
-      left -= take;
+    // Low part: L bits from bit i * L on (at most three bytes).
+    const bit = i * L;
+    const low = (v & mask) << (bit & 7);
+    const j = lowStart + (bit >>> 3);
+    out[j]! |= low & 0xff;
+    if (L > 0) {
+      if (j + 1 < highStart) out[j + 1]! |= (low >>> 8) & 0xff;
+      if (j + 2 < highStart) out[j + 2]! |= (low >>> 16) & 0xff;
     }
-    const h = high + i;
+    const h = (v >>> L) + i;
     out[highStart + (h >>> 3)]! |= 1 << (h & 7);
   }
   return end;
@@ -135,33 +144,21 @@ export function decodeList(bytes: Uint8Array, at: number, end: number, out: Uint
   }
   const lowStart = at;
   let p = lowStart + Math.ceil((n * L) / 8);
-  const unit = 2 ** L;
-  const mask = L <= 24 ? (1 << L) - 1 : 0;
+  const mask = (1 << L) - 1;
   let bit = 0;
-  for (let base = 0; k < n; p++, base += 8) {
-    let byte = bytes[p]!;
-    while (byte !== 0 && k < n) {
+  // Each set bit of the high parts is one entry: its position minus the entry's index is the
+  // slot's high part; the low part is the next L bits of the low area, read from a three-byte
+  // window (it may reach into the high parts, or past the last list into LIST_PADDING, and is masked).
+  for (let base = 0; k < n; base += 8) {
+    let byte = bytes[p++]!;
+    while (byte !== 0) {
       const t = 31 - Math.clz32(byte & -byte);
       byte &= byte - 1;
-      const high = base + t - k;
-      // Low part k: L bits from bit k * L on (`bit`, advanced in order). Up to 24 bits lie in
-      // one 32-bit little-endian window (a byte past the array reads as 0 and is masked off).
-      let low = 0;
-      if (L <= 24) {
-        const i = lowStart + (bit >>> 3);
-        const window = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-        low = (window >>> (bit & 7)) & mask;
-        bit += L;
-      } else {
-        for (let got = 0; got < L; ) {
-          const off = bit & 7;
-          const take = Math.min(8 - off, L - got);
-          low += ((bytes[lowStart + (bit >>> 3)]! >>> off) & ((1 << take) - 1)) * 2 ** got;
-          got += take;
-          bit += take;
-        }
-      }
-      out[k++] = high * unit + low;
+      const i = lowStart + (bit >>> 3);
+      const window = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16);
+      out[k] = ((base + t - k) << L) | ((window >>> (bit & 7)) & mask);
+      bit += L;
+      k++;
     }
   }
   return k;

@@ -37,8 +37,11 @@ describe('inverted list code', () => {
       Uint32Array.from({ length: 1000 }, (_, i) => i),
       Uint32Array.from([0, 1, 2, 130, 131, 70_000, 4_294_967_294]),
     ];
-    for (const [n, universe] of [[3, 100], [50, 60], [250, 62_502], [300, 1_000_000], [5000, 20_000], [40, 2 ** 31]] as const) cases.push(randomList(n, universe, next));
+    for (const [n, universe] of [[3, 100], [50, 60], [250, 62_502], [300, 1_000_000], [5000, 20_000], [40, 2 ** 31], [100, 2 ** 23], [1000, 2 ** 31 - 1]] as const) cases.push(randomList(n, universe, next));
     for (const slots of cases) expect(roundTrip(slots).back).toEqual(Array.from(slots));
+    // The widest low parts Elias-Fano takes (16 bits: 100 entries over 2^23 slots), and past it delta varints.
+    expect(roundTrip(randomList(100, 2 ** 23, seededRandom(3))).bytes[0]).toBe(16);
+    expect(roundTrip(randomList(1000, 2 ** 31 - 1, seededRandom(4))).bytes[0]).toBe(VARINT_LIST);
   });
 
   it('long sparse lists take Elias-Fano (about 2 + log2(universe / n) bits an entry), short ones delta varints', () => {
