@@ -337,7 +337,6 @@ function abortWith(tx: IDBPTransaction<IndexSchema, StoreNames<IndexSchema>[], '
   return tx.error ?? err;
 }
 
-/** Key range of one segment's row chunks. */
 /** Most row chunks held read ahead ({@link IdbStore.prefetchRows}) and not taken yet: about 8 MiB of 32 KiB chunks. */
 const AHEAD_CHUNKS = 256;
 
@@ -345,6 +344,7 @@ function aheadKey(segment: number, version: number, chunk: number): string {
   return `${segment}:${version}:${chunk}`;
 }
 
+/** Key range of one segment's row chunks. */
 function segmentRange(segment: number): IDBKeyRange {
   return IDBKeyRange.bound([segment], [segment + 1], false, true);
 }
