@@ -34,6 +34,7 @@
 import { resolve } from 'node:path';
 import { CompressedIndex, defaultKnobs } from '../src/compression.ts';
 import { wasmCompressedKernels } from '../src/score/compressed-stages.ts';
+import { maxSim } from '../src/score/cpu.ts';
 import { candidateSlots, cpuCompressedKernels, probeCentroids, topIndexes } from '../src/score/compressed.ts';
 import { createScorer, type Scorer } from '../src/score/scorer.ts';
 import { trainBuckets } from '../src/score/train.ts';
@@ -45,7 +46,7 @@ import type { Scored } from '../src/score/topk.ts';
 import type { TokenMatrix } from '../src/types.ts';
 import { clusteredCollection } from '../test/fixtures/clustered.ts';
 import { loadCranfield } from '../test/fixtures/cranfield.ts';
-import { mulberry32 } from '../test/support/rng.ts';
+import { mulberry32, normals } from '../test/support/rng.ts';
 import { CRANFIELD_DIR } from '../test/support/shared.ts';
 import { cranfieldMatrices } from './compressed-stages.ts';
 import { mean, ndcgAtK } from './metrics.ts';
@@ -97,41 +98,6 @@ async function buildIndex(data: Data, store: MemoryStore, nbits: ResidualBits, r
   await openTrained(index, store, `${data.key}-nbits${nbits}`);
   if (!index.generation) throw new Error('the index did not train');
   return index;
-}
-
-/** MaxSim of `q` against `tokens` rows of `rows`. */
-function maxsim(q: TokenMatrix, rows: Float32Array, tokens: number): number {
-  const { dim } = q;
-  let total = 0;
-  for (let i = 0; i < q.tokens; i++) {
-    const qo = i * dim;
-    let best = -Infinity;
-    for (let t = 0; t < tokens; t++) {
-      const o = t * dim;
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += q.data[qo + d]! * rows[o + d]!;
-      if (s > best) best = s;
-    }
-    total += best;
-  }
-  return total;
-}
-
-/** Standard normal draws from a seeded uniform source (Box-Muller). */
-function normals(random: () => number): () => number {
-  let spare: number | null = null;
-  return () => {
-    if (spare !== null) {
-      const s = spare;
-      spare = null;
-      return s;
-    }
-    const u = Math.max(random(), 1e-300);
-    const v = random();
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  };
 }
 
 interface Held {
@@ -313,9 +279,9 @@ async function diagnose(): Promise<void> {
       const m = (await store.matrix(ids[n]!))!;
       const c = g.codes.document(ids[n]!)!;
       const rows = new Float32Array(m.tokens * dim);
-      by[0]![n] = maxsim(q, m.data, m.tokens);
+      by[0]![n] = maxSim(q, m);
       for (let t = 0; t < m.tokens; t++) decodeToken(codec, c.codes[t]!, c.residuals, t * bytes, rows, t * dim);
-      by[2]![n] = maxsim(q, rows, m.tokens);
+      by[2]![n] = maxSim(q, { ...m, data: rows });
       kernelDiff = Math.max(kernelDiff, Math.abs(by[2]![n]! - by[1]![n]!), Math.abs(js[n]! - by[1]![n]!));
       for (let t = 0; t < m.tokens; t++) {
         let norm = 0;
@@ -326,7 +292,7 @@ async function diagnose(): Promise<void> {
         }
         for (let d = 0; d < dim; d++) rows[t * dim + d]! /= Math.sqrt(norm);
       }
-      by[3]![n] = maxsim(q, rows, m.tokens);
+      by[3]![n] = maxSim(q, { ...m, data: rows });
       variants.forEach((v, vi) => {
         const vb = residualBytes(dim, v.codec.nbits);
         const res = vb === buf.length ? buf : new Uint8Array(vb);
@@ -334,7 +300,7 @@ async function diagnose(): Promise<void> {
           encodeResidual(v.codec, m.data, t * dim, c.codes[t]!, res, 0);
           decodeToken(v.codec, c.codes[t]!, res, 0, rows, t * dim);
         }
-        by[4 + vi]![n] = maxsim(q, rows, m.tokens);
+        by[4 + vi]![n] = maxSim(q, { ...m, data: rows });
       });
     }
     for (let k = 0; k < names.length; k++) {

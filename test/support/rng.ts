@@ -11,16 +11,25 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/** `n` standard normal draws (Box-Muller over mulberry32), deterministic by seed. */
-export function gaussians(n: number, seed: number): Float64Array {
-  const next = mulberry32(seed);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i += 2) {
+/** Standard normal draws from a uniform source (Box-Muller: each pair of uniforms gives a cosine, then a sine draw). */
+export function normals(next: () => number): () => number {
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) {
+      const s = spare;
+      spare = null;
+      return s;
+    }
     const u = Math.max(next(), 1e-12);
     const v = next();
     const r = Math.sqrt(-2 * Math.log(u));
-    out[i] = r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
-  }
-  return out;
+    spare = r * Math.sin(2 * Math.PI * v);
+    return r * Math.cos(2 * Math.PI * v);
+  };
+}
+
+/** `n` standard normal draws ({@link normals} over mulberry32), deterministic by seed. */
+export function gaussians(n: number, seed: number): Float64Array {
+  const draw = normals(mulberry32(seed));
+  return Float64Array.from({ length: n }, draw);
 }
