@@ -282,7 +282,7 @@ export class CodeSet {
     }
     // LIST_PADDING: a decoder's last three-byte window may reach past the last list.
     const bytes = new Uint8Array(offsets[c]! + LIST_PADDING);
-    for (let k = 0; k < c; k++) encodeList(flat, sizes[k]!, sizes[k + 1]!, bytes, offsets[k]!);
+    for (let k = 0; k < c; k++) encodeList(flat, sizes[k]!, sizes[k + 1]!, bytes, offsets[k]!, offsets[k + 1]! - offsets[k]!);
     this.lists = { offsets, bytes, longest };
     return this.lists;
   }

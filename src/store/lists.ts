@@ -71,12 +71,16 @@ export function listBytes(slots: Uint32Array, from: number, to: number): number 
   return Math.min(varint, eliasFanoBytes(n, slots[to - 1]!));
 }
 
-/** Writes `slots[from..to)` (ascending, distinct) at `out[at]`, exactly {@link listBytes} bytes; returns the end. */
-export function encodeList(slots: Uint32Array, from: number, to: number, out: Uint8Array, at: number): number {
+/**
+ * Writes `slots[from..to)` (ascending, distinct) at `out[at]`, exactly `size` bytes, the
+ * {@link listBytes} of those slots (a caller that sized the lists passes what it computed);
+ * returns the end.
+ */
+export function encodeList(slots: Uint32Array, from: number, to: number, out: Uint8Array, at: number, size = listBytes(slots, from, to)): number {
   const n = to - from;
   if (n === 0) return at;
   const last = slots[to - 1]!;
-  if (listBytes(slots, from, to) < eliasFanoBytes(n, last)) {
+  if (size < eliasFanoBytes(n, last)) {
     out[at++] = VARINT_LIST;
     let prev = 0;
     for (let i = from; i < to; i++) {
